@@ -1,0 +1,87 @@
+"""fmgate: one Model interface over local open models and commercial APIs, with every call's
+cost, latency and accessibility recorded.
+
+    from fmgate import load
+    m = load("openai:gpt-4o-mini")
+    r = m.generate("Say hi")
+    r.text, r.record.cost.amount, r.record.latency.total_s, r.record.access.open_weights
+"""
+
+from ._config import Config
+from ._errors import (
+    AuthenticationError,
+    BackendError,
+    BadRequestError,
+    ConfigFileError,
+    ConfigurationError,
+    ConnectionError,
+    ContextLengthError,
+    FmgateError,
+    InvalidRequestError,
+    MalformedResponseError,
+    MissingAPIKeyError,
+    MissingExtraError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+    SpecError,
+    TimeoutError,
+    UnknownAliasError,
+    UnknownBackendError,
+)
+from ._load import load
+from ._model import AsyncStream, Model, Stream
+from ._record import Access, CallRecord, Cost, Environment, Latency, Outcome, Usage
+from ._recording import JsonlSink, MemorySink, Sink, add_sink, recent, remove_sink
+from ._registry import backend_names
+from ._secrets import Secret
+from ._types import Chunk, Embeddings, Message, Response
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Access",
+    "AsyncStream",
+    "AuthenticationError",
+    "BackendError",
+    "BadRequestError",
+    "CallRecord",
+    "Chunk",
+    "Config",
+    "ConfigFileError",
+    "ConfigurationError",
+    "ConnectionError",
+    "ContextLengthError",
+    "Cost",
+    "Embeddings",
+    "Environment",
+    "FmgateError",
+    "InvalidRequestError",
+    "JsonlSink",
+    "Latency",
+    "MalformedResponseError",
+    "MemorySink",
+    "Message",
+    "MissingAPIKeyError",
+    "MissingExtraError",
+    "Model",
+    "NotFoundError",
+    "Outcome",
+    "RateLimitError",
+    "Response",
+    "Secret",
+    "ServerError",
+    "Sink",
+    "SpecError",
+    "Stream",
+    "TimeoutError",
+    "UnknownAliasError",
+    "UnknownBackendError",
+    "Usage",
+    "__version__",
+    "add_sink",
+    "backend_names",
+    "load",
+    "recent",
+    "remove_sink",
+]

@@ -1,0 +1,179 @@
+"""``fmgate.toml``: model aliases, found and checked strictly.
+
+    [models.assistant]
+    backend = "openai"            # any backend name (fmgate backends lists them)
+    model = "gpt-4o-mini"
+    temperature = 0               # default generation params: max_tokens, temperature, top_p,
+    max_tokens = 256              #   stop, seed, system, and <wire>_<name> backend params
+    base_url = "https://..."      # optional endpoint override
+    api_key_env = "MY_OPENAI_KEY" # optional: which env var holds the key
+    timeout = 30                  # seconds
+
+The file is found from ``config=``, then ``$FMGATE_CONFIG``, then ``./fmgate.toml``, then the user
+config dir (``platformdirs.user_config_dir("fmgate")``). Every error names the file, the table and
+the key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._errors import ConfigFileError, ConfigurationError, InvalidRequestError, SpecError
+
+CONFIG_ENV = "FMGATE_CONFIG"
+FILE_NAME = "fmgate.toml"
+
+# Keys of a [models.<alias>] table other than generation params, with their types.
+CONNECTION_KEYS: dict[str, tuple[type, ...]] = {
+    "backend": (str,),
+    "model": (str,),
+    "base_url": (str,),
+    "api_key_env": (str,),
+    "timeout": (int, float),
+}
+PARAM_KEYS: dict[str, tuple[type, ...]] = {
+    "max_tokens": (int,),
+    "temperature": (int, float),
+    "top_p": (int, float),
+    "stop": (str, list),
+    "seed": (int,),
+    "system": (str,),
+}
+TOP_LEVEL_KEYS = frozenset({"models"})
+
+
+@dataclass(frozen=True, slots=True)
+class AliasConfig:
+    """One ``[models.<alias>]`` table, checked."""
+
+    alias: str
+    backend: str
+    model: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    source: str = "<dict>"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path | None
+    models: Mapping[str, AliasConfig]
+
+    @classmethod
+    def empty(cls) -> Config:
+        return cls(None, {})
+
+
+def find_config_path(config: str | os.PathLike[str] | None) -> Path | None:
+    """The config file to use, or None when there is none anywhere."""
+    if config is not None:
+        path = Path(config)
+        if not path.is_file():
+            raise ConfigFileError(f"Config file {path} does not exist.")
+        return path
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigFileError(f"{CONFIG_ENV} points to {path}, which does not exist.")
+        return path
+    local = Path.cwd() / FILE_NAME
+    if local.is_file():
+        return local
+    from platformdirs import user_config_dir
+
+    user = Path(user_config_dir("fmgate")) / FILE_NAME
+    return user if user.is_file() else None
+
+
+def load_config(config: str | os.PathLike[str] | Config | None = None) -> Config:
+    if isinstance(config, Config):
+        return config
+    path = find_config_path(config)
+    if path is None:
+        return Config.empty()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigFileError(f"{path}: not valid TOML: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigFileError(f"{path}: cannot be read: {exc}") from exc
+    return parse_config(data, source=str(path))
+
+
+def parse_config(data: Mapping[str, Any], *, source: str = "<dict>") -> Config:
+    unknown = set(data) - TOP_LEVEL_KEYS
+    if unknown:
+        raise ConfigFileError(
+            f"{source}: unknown top-level key {sorted(unknown)[0]!r}; expected [models.<alias>] tables."
+        )
+    models = data.get("models", {})
+    if not isinstance(models, Mapping):
+        raise ConfigFileError(f"{source}: 'models' must be a table of [models.<alias>] tables.")
+    parsed = {alias: _parse_alias(alias, table, source) for alias, table in models.items()}
+    path = None if source == "<dict>" else Path(source)
+    return Config(path, parsed)
+
+
+def _parse_alias(alias: str, table: Any, source: str) -> AliasConfig:
+    where = f"{source}: [models.{alias}]"
+    if not isinstance(table, Mapping):
+        raise ConfigFileError(f"{where} must be a table, not {type(table).__name__}.")
+    if ":" in alias:
+        raise ConfigFileError(f"{where}: an alias cannot contain ':' (that marks a backend:model spec).")
+    for required in ("backend", "model"):
+        if required not in table:
+            raise ConfigFileError(f"{where} is missing the key {required!r}.")
+    for key, value in table.items():
+        _check_key(where, key, value)
+    settings = {k: v for k, v in table.items() if k not in ("backend", "model")}
+    return AliasConfig(alias, table["backend"], table["model"], settings, source)
+
+
+def _check_key(where: str, key: str, value: Any) -> None:
+    types = CONNECTION_KEYS.get(key) or PARAM_KEYS.get(key)
+    if types is None:
+        if "_" in key.strip("_"):
+            return  # a backend-prefixed param; the backend's prefix is checked at load time
+        known = ", ".join([*CONNECTION_KEYS, *PARAM_KEYS])
+        raise ConfigFileError(
+            f"{where}: unknown key {key!r}. Known keys: {known}, or <backend>_<param> for a "
+            "backend-specific parameter."
+        )
+    if isinstance(value, bool) or not isinstance(value, types):
+        names = " or ".join(t.__name__ for t in types)
+        raise ConfigFileError(f"{where}: {key!r} must be {names}, not {type(value).__name__}.")
+    if key == "timeout" and value <= 0:
+        raise ConfigFileError(f"{where}: 'timeout' must be a positive number of seconds.")
+
+
+def split_settings(
+    settings: Mapping[str, Any], *, where: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split alias settings or load() overrides into connection settings and generation params."""
+    connection = {k: v for k, v in settings.items() if k in CONNECTION_KEYS}
+    params = {k: v for k, v in settings.items() if k not in CONNECTION_KEYS}
+    timeout = connection.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
+        raise InvalidRequestError(f"{where}: timeout must be a positive number of seconds.")
+    return connection, params
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """``"backend:model"`` -> (backend, model). The model part may itself contain ':'."""
+    if not isinstance(spec, str):
+        raise ConfigurationError(f"A model spec must be a str like 'openai:gpt-4o-mini', not {type(spec).__name__}.")
+    backend, sep, model = spec.partition(":")
+    backend, model = backend.strip(), model.strip()
+    if not sep or not backend or not model:
+
+
+        raise SpecError(
+            f"Malformed model spec {spec!r}: write 'backend:model' (e.g. 'openai:gpt-4o-mini') "
+            "or an alias defined in fmgate.toml."
+        )
+    return backend, model

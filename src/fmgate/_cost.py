@@ -1,0 +1,79 @@
+"""List prices for API calls, from the genai-prices package (imported on the first priced call)."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from ._record import Cost, Usage
+
+UNKNOWN = Cost(amount=None, basis="unknown")
+_LOCK = threading.Lock()
+_MISSES: set[tuple[str, str]] = set()
+
+
+@dataclass(frozen=True, slots=True)
+class Priced:
+    cost: Cost
+    context_window: int | None = None
+
+
+@functools.cache
+def _snapshot_label() -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return f"genai-prices {version('genai-prices')} bundled data"
+    except Exception:
+        return None
+
+
+def list_price(provider_id: str | None, model_id: str, usage: Usage) -> Priced:
+    """The list price of a call, or basis ``unknown`` when genai-prices does not know the model.
+
+    Never 0 for want of data: unpriced calls have ``amount=None``.
+    """
+    if provider_id is None or usage.input_tokens is None or usage.output_tokens is None:
+        return Priced(UNKNOWN)
+    key = (provider_id, model_id)
+    if key in _MISSES:
+        return Priced(UNKNOWN)
+    try:
+        import genai_prices
+    except ImportError:
+        return Priced(Cost(None, "unknown", source="genai-prices not installed"))
+    try:
+        calc = genai_prices.calc_price(
+            _gp_usage(genai_prices, usage),
+            model_id,
+            provider_id=provider_id,
+            genai_request_timestamp=datetime.now(UTC),
+        )
+    except LookupError:
+        with _LOCK:
+            _MISSES.add(key)
+        return Priced(UNKNOWN)
+    source = _source(calc)
+    amount = Decimal(calc.total_price)
+    return Priced(Cost(amount, "list_price", source=source), calc.model.context_window)
+
+
+def _gp_usage(genai_prices: Any, usage: Usage) -> Any:
+    values: dict[str, int] = {"input_tokens": usage.input_tokens or 0, "output_tokens": usage.output_tokens or 0}
+    if usage.cache_read_tokens:
+        values["cache_read_tokens"] = usage.cache_read_tokens
+    if usage.cache_write_tokens:
+        values["cache_write_tokens"] = usage.cache_write_tokens
+    return genai_prices.Usage(**values)
+
+
+def _source(calc: Any) -> str | None:
+    label = _snapshot_label()
+    stamp = getattr(calc, "auto_update_timestamp", None)
+    if stamp is not None:
+        return f"genai-prices data updated {stamp.isoformat()}"
+    return label

@@ -1,0 +1,162 @@
+"""Every error fmgate raises, in one tree.
+
+    FmgateError
+    ├── ConfigurationError        bad input: fix your code or config, retrying will not help
+    │   ├── SpecError             a model spec that is not "backend:model"
+    │   ├── UnknownBackendError   no backend of that name (closest names suggested)
+    │   ├── UnknownAliasError     no alias of that name in the config (closest names suggested)
+    │   ├── ConfigFileError       fmgate.toml: syntax, unknown key, wrong type (file, table, key)
+    │   ├── MissingAPIKeyError    the env var that should hold the key is unset (named)
+    │   ├── MissingExtraError     an optional dependency is not installed (pip command given)
+    │   └── InvalidRequestError   a prompt, message list or parameter fmgate refuses before sending
+    └── BackendError              the model or service failed the call
+        ├── AuthenticationError   401/403: the key is wrong or lacks access
+        ├── NotFoundError         404: unknown model or endpoint
+        ├── RateLimitError        429: throttled or out of quota (retryable)
+        ├── TimeoutError          no answer in time (retryable)
+        ├── ConnectionError       could not reach the service (retryable)
+        ├── ContextLengthError    the prompt and max_tokens exceed the context window
+        ├── BadRequestError       other 4xx: the service refused the request
+        ├── ServerError           5xx (retryable)
+        └── MalformedResponseError  a body or stream fmgate could not read, or one cut short
+
+Backends map their SDK's exceptions onto this tree by type and chain the original with
+``raise ... from``. Messages are redacted of secrets before they are stored on the exception.
+"""
+
+from __future__ import annotations
+
+import builtins
+
+__all__ = [
+    "AuthenticationError",
+    "BackendError",
+    "BadRequestError",
+    "ConfigFileError",
+    "ConfigurationError",
+    "ConnectionError",
+    "ContextLengthError",
+    "FmgateError",
+    "InvalidRequestError",
+    "MalformedResponseError",
+    "MissingAPIKeyError",
+    "MissingExtraError",
+    "NotFoundError",
+    "RateLimitError",
+    "ServerError",
+    "SpecError",
+    "TimeoutError",
+    "UnknownAliasError",
+    "UnknownBackendError",
+]
+
+
+class FmgateError(Exception):
+    """Base of every error fmgate raises."""
+
+
+class ConfigurationError(FmgateError, ValueError):
+    """The input is wrong: a spec, a config file, a parameter or a missing dependency."""
+
+
+class SpecError(ConfigurationError):
+    """A model spec that does not read as ``backend:model``."""
+
+
+class UnknownBackendError(ConfigurationError):
+    """No backend is registered under that name."""
+
+
+class UnknownAliasError(ConfigurationError):
+    """The name is neither a ``backend:model`` spec nor an alias in the config."""
+
+
+class ConfigFileError(ConfigurationError):
+    """An ``fmgate.toml`` that cannot be read: the message names the file, table and key."""
+
+
+class MissingAPIKeyError(ConfigurationError):
+    """The environment variable that should hold the API key is not set."""
+
+    def __init__(self, message: str, *, env_var: str) -> None:
+        super().__init__(message)
+        self.env_var = env_var
+
+
+class MissingExtraError(ConfigurationError, ImportError):
+    """An optional dependency is missing; the message gives the ``pip install`` line."""
+
+    def __init__(self, message: str, *, extra: str) -> None:
+        super().__init__(message)
+        self.extra = extra
+
+
+class InvalidRequestError(ConfigurationError):
+    """A prompt, message list or generation parameter that fmgate refuses before sending."""
+
+
+class BackendError(FmgateError):
+    """The model or the service behind it failed the call.
+
+    ``status_code`` is the HTTP status where there was one; ``retryable`` says whether the same
+    request may succeed later (429, 5xx, timeouts, connection failures).
+    """
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        provider: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.provider = provider
+        self.retry_after_s = retry_after_s
+
+
+class AuthenticationError(BackendError):
+    """The service refused the credentials (401) or their permissions (403)."""
+
+
+class NotFoundError(BackendError):
+    """The service does not know the model or endpoint (404)."""
+
+
+class RateLimitError(BackendError):
+    """The service throttled the call or the account is out of quota (429)."""
+
+    retryable = True
+
+
+class TimeoutError(BackendError, builtins.TimeoutError):
+    """No complete answer arrived within the timeout."""
+
+    retryable = True
+
+
+class ConnectionError(BackendError, builtins.ConnectionError):
+    """The service could not be reached."""
+
+    retryable = True
+
+
+class BadRequestError(BackendError):
+    """The service refused the request as invalid (a 4xx other than those above)."""
+
+
+class ContextLengthError(BadRequestError):
+    """The prompt plus ``max_tokens`` exceed the model's context window."""
+
+
+class ServerError(BackendError):
+    """The service failed on its side (5xx)."""
+
+    retryable = True
+
+
+class MalformedResponseError(BackendError):
+    """The response could not be read: not JSON, missing fields, or a stream cut short."""

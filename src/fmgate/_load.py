@@ -1,0 +1,80 @@
+"""``load()``: from a spec or an alias to a ready :class:`Model`."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ._config import Config, load_config, parse_spec, split_settings
+from ._errors import ConfigurationError, InvalidRequestError, UnknownAliasError
+from ._model import Model
+from ._recording import Sink
+from ._registry import resolve
+from ._types import make_params
+from .backends._base import BackendConfig
+
+
+def load(
+    spec_or_alias: str,
+    *,
+    config: str | os.PathLike[str] | Config | None = None,
+    sinks: Sequence[Sink] = (),
+    **overrides: Any,
+) -> Model:
+    """Build a :class:`Model` from ``"backend:model"`` or an alias defined in ``fmgate.toml``.
+
+    ``overrides`` replace the alias's settings: ``base_url``, ``api_key_env``, ``timeout``, and
+    default generation params (``max_tokens``, ``temperature``, ``top_p``, ``stop``, ``seed``,
+    ``system``, ``<backend>_<param>``). ``sinks`` receive this model's records in addition to
+    the process-wide ones.
+    """
+    if not isinstance(spec_or_alias, str) or not spec_or_alias.strip():
+        raise ConfigurationError(
+            f"load() takes a 'backend:model' spec or an alias, not {spec_or_alias!r}."
+        )
+    name = spec_or_alias.strip()
+    alias: str | None = None
+    settings: dict[str, Any] = {}
+    if ":" in name:
+        backend_name, model = parse_spec(name)
+    else:
+        entry = _find_alias(name, load_config(config))
+        alias, backend_name, model = entry.alias, entry.backend, entry.model
+        settings.update(entry.settings)
+    settings.update(overrides)
+    where = f"load({name!r})"
+    connection, param_values = split_settings(settings, where=where)
+    system = param_values.pop("system", None)
+    if system is not None and not isinstance(system, str):
+        raise InvalidRequestError(f"{where}: system must be a str.")
+
+    cls, provider = resolve(backend_name)
+    defaults = make_params(param_values, tuple(dict.fromkeys((cls.wire, backend_name))))
+    backend_config = BackendConfig(
+        name=backend_name,
+        model=model,
+        provider=provider,
+        base_url=connection.get("base_url"),
+        api_key_env=connection.get("api_key_env"),
+        timeout=float(connection["timeout"]) if "timeout" in connection else None,
+    )
+    t0 = time.perf_counter()
+    backend = cls(backend_config)
+    load_s = time.perf_counter() - t0
+    return Model(backend, alias=alias, defaults=defaults, system=system, sinks=sinks, load_s=load_s)
+
+
+def _find_alias(name: str, config: Config) -> Any:
+    entry = config.models.get(name)
+    if entry is not None:
+        return entry
+    where = f" in {config.path}" if config.path else " (no fmgate.toml was found)"
+    close = difflib.get_close_matches(name, list(config.models), n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise UnknownAliasError(
+        f"{name!r} is not an alias{where}.{hint} Use 'backend:model' (e.g. 'openai:gpt-4o-mini') "
+        "or define [models." + name + "] in fmgate.toml."
+    )

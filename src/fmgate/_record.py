@@ -1,0 +1,218 @@
+"""The call record: one schema for every backend and channel.
+
+Every field that fmgate cannot know is ``None``, never a guessed zero. Records are frozen and
+round-trip through a flat dict (``to_dict``/``from_dict``) whose keys are ``group_field``
+(``usage_input_tokens``, ``latency_ttft_s``, ...), ready for JSONL, CSV or a SQL table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal, get_args
+
+Distribution = Literal["local", "self_hosted", "api"]
+UsageSource = Literal["provider", "tokenizer", "estimate"]
+CostBasis = Literal["list_price", "hardware_time", "energy_measured", "energy_estimated", "unknown"]
+Operation = Literal["chat", "embeddings"]
+Status = Literal["ok", "error"]
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts for one call, and where they came from."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    source: UsageSource | None = None
+
+    @property
+    def total_tokens(self) -> int | None:
+        if self.input_tokens is None or self.output_tokens is None:
+            return None
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """Seconds on the monotonic clock, named after vLLM's benchmark definitions.
+
+    ``total_s`` runs from sending the request to the last byte; ``ttft_s`` to the first non-empty
+    token (measured on the client, streams and local generation only); ``load_s`` is the cold start
+    (model load or client setup) paid by this call and kept out of the other numbers.
+    ``decode_tokens_per_s`` is (n_out - 1) / (total - ttft); ``e2e_per_token_s`` is total / n_out.
+    """
+
+    total_s: float | None = None
+    ttft_s: float | None = None
+    load_s: float | None = None
+    decode_tokens_per_s: float | None = None
+    e2e_per_token_s: float | None = None
+
+    @classmethod
+    def measure(
+        cls,
+        total_s: float,
+        *,
+        ttft_s: float | None = None,
+        load_s: float | None = None,
+        output_tokens: int | None = None,
+    ) -> Latency:
+        decode = None
+        if ttft_s is not None and output_tokens is not None and output_tokens > 1:
+            decode_time = total_s - ttft_s
+            decode = (output_tokens - 1) / decode_time if decode_time > 0 else None
+        per_token = total_s / output_tokens if output_tokens else None
+        return cls(total_s, ttft_s, load_s, decode, per_token)
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What the call cost in USD, and on what basis.
+
+    ``amount`` is ``None`` with basis ``unknown`` when fmgate cannot price the call: never 0.
+    ``source`` says which data priced it (for list prices, the genai-prices snapshot).
+    """
+
+    amount: Decimal | None = None
+    basis: CostBasis = "unknown"
+    currency: str = "USD"
+    source: str | None = None
+    energy_j: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """How open and how reachable the model is: the other half of the comparison."""
+
+    open_weights: bool | None = None
+    license: str | None = None
+    parameters: int | None = None
+    dtype: str | None = None
+    quantization: str | None = None
+    weights_bytes: int | None = None
+    peak_memory_bytes: int | None = None
+    context_window: int | None = None
+    data_leaves_machine: bool | None = None
+    requires_network: bool | None = None
+    requires_api_key: bool | None = None
+    offline_capable: bool | None = None
+    hardware: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """Whether the call succeeded; a failed call is recorded too."""
+
+    status: Status = "ok"
+    finish_reason: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    http_status: int | None = None
+    attempts: int = 1
+    fallback_from: str | None = None
+    chunks: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    fmgate_version: str | None = None
+    backend_library: str | None = None
+    python_version: str | None = None
+
+
+_GROUPS: dict[str, type[Any]] = {
+    "usage": Usage,
+    "latency": Latency,
+    "cost": Cost,
+    "access": Access,
+    "outcome": Outcome,
+    "environment": Environment,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One call to one model: identity, usage, latency, cost, access, outcome, environment."""
+
+    id: str
+    started_at: datetime
+    backend: str
+    model_id: str
+    alias: str | None = None
+    provider: str | None = None
+    revision: str | None = None
+    operation: Operation = "chat"
+    distribution: Distribution = "api"
+    endpoint: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    stream: bool = False
+    usage: Usage = Usage()
+    latency: Latency = Latency()
+    cost: Cost = Cost()
+    access: Access = Access()
+    outcome: Outcome = Outcome()
+    environment: Environment = Environment()
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A flat dict of JSON-ready values (Decimal as str, datetime as ISO 8601)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in _GROUPS:
+                for sub in dataclasses.fields(value):
+                    out[f"{f.name}_{sub.name}"] = _to_json(getattr(value, sub.name))
+            else:
+                out[f.name] = _to_json(value)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CallRecord:
+        """Rebuild a record from ``to_dict`` output; keys it does not know are ignored."""
+        groups: dict[str, dict[str, Any]] = {name: {} for name in _GROUPS}
+        top: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name in _GROUPS:
+                for sub in dataclasses.fields(_GROUPS[f.name]):
+                    key = f"{f.name}_{sub.name}"
+                    if key in data:
+                        groups[f.name][sub.name] = data[key]
+            elif f.name in data:
+                top[f.name] = data[f.name]
+        top["started_at"] = _parse_datetime(top["started_at"])
+        top.setdefault("params", {})
+        cost = groups["cost"]
+        if cost.get("amount") is not None:
+            cost["amount"] = Decimal(str(cost["amount"]))
+        built = {name: _GROUPS[name](**values) for name, values in groups.items()}
+        return cls(**top, **built)
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _parse_datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
+
+
+COST_BASES: tuple[str, ...] = get_args(CostBasis)
+DISTRIBUTIONS: tuple[str, ...] = get_args(Distribution)

@@ -1,0 +1,269 @@
+"""Where records go: sinks, and the one place a call becomes a record.
+
+Every call goes through :class:`CallTimer`, owned by ``Model``: it reads the monotonic clock,
+prices the usage and builds the :class:`CallRecord`, for every backend alike.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import json
+import logging
+import os
+import platform
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from ._cost import UNKNOWN, list_price
+from ._errors import BackendError, FmgateError
+from ._record import Access, CallRecord, Cost, Environment, Latency, Operation, Outcome, Usage
+from ._secrets import redact
+
+if TYPE_CHECKING:
+    from .backends._base import Backend
+
+logger = logging.getLogger("fmgate")
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Anything that takes records: ``write`` must be quick and thread-safe."""
+
+    def write(self, record: CallRecord) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+class MemorySink:
+    """The newest ``maxlen`` records, in memory."""
+
+    def __init__(self, maxlen: int | None = 10_000) -> None:
+        self._records: collections.deque[CallRecord] = collections.deque(maxlen=maxlen)
+        self._lock = threading.Lock()
+
+    def write(self, record: CallRecord) -> None:
+        with self._lock:
+            self._records.append(record)
+
+    def flush(self) -> None:
+        pass
+
+    @property
+    def records(self) -> list[CallRecord]:
+        with self._lock:
+            return list(self._records)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._records.clear()
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+
+class JsonlSink:
+    """One JSON object per line (``CallRecord.to_dict``), appended and flushed per record."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("a", encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def write(self, record: CallRecord) -> None:
+        line = json.dumps(record.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n"
+        with self._lock:
+            self._file.write(line)
+            self._file.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+    @staticmethod
+    def read(path: str | os.PathLike[str]) -> list[CallRecord]:
+        with Path(path).open(encoding="utf-8") as f:
+            return [CallRecord.from_dict(json.loads(line)) for line in f if line.strip()]
+
+
+_MEMORY = MemorySink()
+_SINKS: list[Sink] = [_MEMORY]
+_SINKS_LOCK = threading.Lock()
+
+
+def add_sink(sink: Sink) -> None:
+    """Send every record of this process to ``sink`` as well."""
+    with _SINKS_LOCK:
+        _SINKS.append(sink)
+
+
+def remove_sink(sink: Sink) -> None:
+    with _SINKS_LOCK:
+        _SINKS.remove(sink)
+
+
+def recent(n: int | None = None) -> list[CallRecord]:
+    """The newest records of this process (the in-memory sink keeps the last 10,000)."""
+    records = _MEMORY.records
+    return records if n is None else records[-n:]
+
+
+def emit(record: CallRecord, extra: Iterable[Sink] = ()) -> None:
+    for sink in (*_SINKS, *extra):
+        try:
+            sink.write(record)
+        except Exception:  # a broken sink must not break the call it records
+            logger.exception("fmgate: sink %r failed to write a record", sink)
+
+
+@functools.cache
+def environment(library: str | None) -> Environment:
+    lib = None
+    if library is not None:
+        try:
+            lib = f"{library} {version(library)}"
+        except PackageNotFoundError:
+            lib = library
+    try:
+        own = version("fmgate")
+    except PackageNotFoundError:
+        own = None
+    return Environment(own, lib, platform.python_version())
+
+
+class CallTimer:
+    """Times one call and turns its outcome into a record. Not shared between calls."""
+
+    __slots__ = ("_model", "_operation", "_stream", "_params", "_started_at", "_t0", "_ttft", "chunks")
+
+    def __init__(self, model: ModelLike, *, operation: Operation, stream: bool, params: dict[str, Any]) -> None:
+        self._model = model
+        self._operation = operation
+        self._stream = stream
+        self._params = params
+        self._started_at = datetime.now(UTC)
+        self._t0 = time.perf_counter()
+        self._ttft: float | None = None
+        self.chunks = 0
+
+    def restart(self) -> None:
+        """Start the clock now (a stream starts when it is first iterated, not when created)."""
+        self._started_at = datetime.now(UTC)
+        self._t0 = time.perf_counter()
+
+    def first_token(self) -> None:
+        if self._ttft is None:
+            self._ttft = time.perf_counter() - self._t0
+
+    def succeed(
+        self, *, usage: Usage, model_id: str | None, finish_reason: str | None
+    ) -> CallRecord:
+        total = time.perf_counter() - self._t0
+        backend = self._model.backend
+        resolved = model_id or backend.model
+        priced = self._price(resolved, usage)
+        access = self._model.access
+        if priced.context_window is not None and access.context_window is None:
+            access = _replace_access(access, priced.context_window)
+        latency = Latency.measure(
+            total, ttft_s=self._ttft, load_s=self._model.take_load_s(), output_tokens=usage.output_tokens
+        )
+        outcome = Outcome("ok", finish_reason, chunks=self.chunks if self._stream else None)
+        return self._record(resolved, usage, latency, priced.cost, access, outcome)
+
+    def fail(self, error: BaseException) -> CallRecord:
+        total = time.perf_counter() - self._t0
+        status = error.status_code if isinstance(error, BackendError) else None
+        outcome = Outcome(
+            "error",
+            error_type=type(error).__name__,
+            error_message=redact(str(error))[:2000],
+            http_status=status,
+            chunks=self.chunks if self._stream else None,
+        )
+        latency = Latency(total_s=total, ttft_s=self._ttft, load_s=self._model.take_load_s())
+        backend = self._model.backend
+        return self._record(backend.model, Usage(), latency, UNKNOWN, self._model.access, outcome)
+
+    def _price(self, model_id: str, usage: Usage) -> Any:
+        from ._cost import Priced
+
+        backend = self._model.backend
+        if backend.distribution != "api":
+            return Priced(UNKNOWN)
+        return list_price(backend.price_provider, model_id, usage)
+
+    def _record(
+        self, model_id: str, usage: Usage, latency: Latency, cost: Cost, access: Access, outcome: Outcome
+    ) -> CallRecord:
+        backend = self._model.backend
+        record = CallRecord(
+            id=uuid.uuid4().hex,
+            started_at=self._started_at,
+            backend=backend.config.name,
+            model_id=model_id,
+            alias=self._model.alias,
+            provider=backend.provider,
+            operation=self._operation,
+            distribution=backend.distribution,
+            endpoint=backend.endpoint,
+            params=self._params,
+            stream=self._stream,
+            usage=usage,
+            latency=latency,
+            cost=cost,
+            access=access,
+            outcome=outcome,
+            environment=environment(backend.library),
+        )
+        emit(record, self._model.sinks)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "fmgate call %s %s:%s %s in %.3fs",
+                record.id, record.backend, model_id, outcome.status, latency.total_s or 0.0,
+            )
+        return record
+
+
+def _replace_access(access: Access, context_window: int) -> Access:
+    import dataclasses
+
+    return dataclasses.replace(access, context_window=context_window)
+
+
+class ModelLike(Protocol):
+    """What ``CallTimer`` needs from a Model."""
+
+    @property
+    def backend(self) -> Backend: ...
+
+    @property
+    def alias(self) -> str | None: ...
+
+    @property
+    def access(self) -> Access: ...
+
+    @property
+    def sinks(self) -> tuple[Sink, ...]: ...
+
+    def take_load_s(self) -> float | None: ...
+
+
+def as_backend_error(error: Exception, provider: str) -> FmgateError:
+    """The safety net for an exception a backend failed to map: never let it escape raw."""
+    if isinstance(error, FmgateError):
+        return error
+    return BackendError(
+        f"{provider}: unexpected {type(error).__name__}: {redact(str(error))}", provider=provider
+    )

@@ -1,0 +1,71 @@
+"""Backend lookup: a name-to-"module:Class" table, provider rows, and third-party entry points."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib
+from importlib.metadata import entry_points
+
+from ._errors import MissingExtraError, UnknownBackendError
+from ._providers import ProviderInfo, providers
+from .backends._base import Backend
+
+# The modules that speak each wire format, imported on first use.
+WIRES: dict[str, str] = {
+    "openai": "fmgate.backends.openai:OpenAIBackend",
+    "anthropic": "fmgate.backends.anthropic:AnthropicBackend",
+}
+# The pip extra that installs what each wire module imports.
+EXTRAS: dict[str, str] = {"openai": "openai", "anthropic": "anthropic"}
+
+ENTRY_POINT_GROUP = "fmgate.backends"
+
+
+@functools.cache
+def _plugins() -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def backend_names() -> list[str]:
+    return sorted({*providers(), *_plugins()})
+
+
+def resolve(name: str) -> tuple[type[Backend], ProviderInfo]:
+    """The backend class and provider row for a backend name, importing its module."""
+    row = providers().get(name)
+    if row is not None:
+        return _import(WIRES[row.wire], extra=EXTRAS.get(row.wire)), row
+    target = _plugins().get(name)
+    if target is None:
+        raise UnknownBackendError(_unknown_message(name))
+    cls = _import(target, extra=None)
+    info = getattr(cls, "provider_info", None) or ProviderInfo(
+        name=name, wire=cls.wire, base_url=None, api_key_env=None, distribution="local",
+        requires_api_key=False,
+    )
+    return cls, info
+
+
+def _unknown_message(name: str) -> str:
+    names = backend_names()
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return f"Unknown backend {name!r}.{hint} Known backends: {', '.join(names)}."
+
+
+def _import(target: str, *, extra: str | None) -> type[Backend]:
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        missing = exc.name or ""
+        if extra is None or missing == "fmgate" or missing.startswith("fmgate."):
+            raise
+        raise MissingExtraError(
+            f"The {extra} backend needs an optional dependency that is not installed "
+            f"({exc.name}): pip install \"fmgate[{extra}]\"",
+            extra=extra,
+        ) from exc
+    cls: type[Backend] = getattr(module, attr)
+    return cls

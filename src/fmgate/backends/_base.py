@@ -1,0 +1,107 @@
+"""The seam between :class:`fmgate.Model` and what varies: one small abstract class.
+
+A backend translates a :class:`ChatRequest` to its wire or runtime and back. It does not time,
+price or record anything: the recording wrapper in ``Model`` does that for every backend alike.
+It maps its library's exceptions onto :mod:`fmgate._errors` (``raise ... from``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from .._errors import InvalidRequestError
+from .._providers import ProviderInfo
+from .._record import Access, Distribution, Usage
+from .._types import ChatRequest, Completion, Delta
+
+
+@dataclass(frozen=True, slots=True)
+class BackendConfig:
+    """Everything a backend is built from: the provider row plus the user's settings."""
+
+    name: str
+    model: str
+    provider: ProviderInfo
+    base_url: str | None = None
+    api_key_env: str | None = None
+    timeout: float | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingResult:
+    vectors: list[list[float]]
+    usage: Usage
+    model_id: str | None = None
+
+
+class Backend(ABC):
+    """Base class of every backend.
+
+    ``wire`` names the request format and is the prefix of backend-specific parameters
+    (``openai_logprobs=True``); ``library`` is the distribution whose version is recorded.
+    """
+
+    wire: ClassVar[str]
+    library: ClassVar[str | None] = None
+    supports_embeddings: ClassVar[bool] = False
+
+    def __init__(self, config: BackendConfig) -> None:
+        self.config = config
+
+    @property
+    def model(self) -> str:
+        return self.config.model
+
+    @property
+    def provider(self) -> str:
+        return self.config.provider.name
+
+    @property
+    def distribution(self) -> Distribution:
+        return self.config.provider.distribution
+
+    @property
+    def price_provider(self) -> str | None:
+        """The genai-prices provider id for list prices, or None when not priced that way."""
+        return self.config.provider.prices_provider
+
+    @property
+    @abstractmethod
+    def endpoint(self) -> str:
+        """``in-process`` or the ``host:port`` the calls go to."""
+
+    @abstractmethod
+    def access(self) -> Access:
+        """The model's accessibility profile, without making a call."""
+
+    @abstractmethod
+    def complete(self, request: ChatRequest) -> Completion: ...
+
+    @abstractmethod
+    async def acomplete(self, request: ChatRequest) -> Completion: ...
+
+    @abstractmethod
+    def stream(self, request: ChatRequest) -> Iterator[Delta]:
+        """Yield deltas; the last ones carry finish reason, usage and model id when known.
+
+        Closing the generator early must release the connection.
+        """
+
+    @abstractmethod
+    def astream(self, request: ChatRequest) -> AsyncIterator[Delta]: ...
+
+    def embed(self, texts: Sequence[str]) -> EmbeddingResult:
+        raise InvalidRequestError(f"The {self.provider} backend does not compute embeddings.")
+
+    async def aembed(self, texts: Sequence[str]) -> EmbeddingResult:
+        raise InvalidRequestError(f"The {self.provider} backend does not compute embeddings.")
+
+    def close(self) -> None:
+        """Release clients and connections."""
+
+    async def aclose(self) -> None:
+        self.close()
