@@ -109,7 +109,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<dict>") -> Config:
     unknown = set(data) - TOP_LEVEL_KEYS
     if unknown:
         raise ConfigFileError(
-            f"{source}: unknown top-level key {sorted(unknown)[0]!r}; expected [models.<alias>] tables."
+            f"{source}: unknown top-level key {sorted(unknown)[0]!r}; "
+            "expected [models.<alias>] tables."
         )
     models = data.get("models", {})
     if not isinstance(models, Mapping):
@@ -124,7 +125,9 @@ def _parse_alias(alias: str, table: Any, source: str) -> AliasConfig:
     if not isinstance(table, Mapping):
         raise ConfigFileError(f"{where} must be a table, not {type(table).__name__}.")
     if ":" in alias:
-        raise ConfigFileError(f"{where}: an alias cannot contain ':' (that marks a backend:model spec).")
+        raise ConfigFileError(
+            f"{where}: an alias cannot contain ':' (that marks a backend:model spec)."
+        )
     for required in ("backend", "model"):
         if required not in table:
             raise ConfigFileError(f"{where} is missing the key {required!r}.")
@@ -147,7 +150,7 @@ def _check_key(where: str, key: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, types):
         names = " or ".join(t.__name__ for t in types)
         raise ConfigFileError(f"{where}: {key!r} must be {names}, not {type(value).__name__}.")
-    if key == "timeout" and value <= 0:
+    if key == "timeout" and isinstance(value, int | float) and value <= 0:
         raise ConfigFileError(f"{where}: 'timeout' must be a positive number of seconds.")
 
 
@@ -158,7 +161,9 @@ def split_settings(
     connection = {k: v for k, v in settings.items() if k in CONNECTION_KEYS}
     params = {k: v for k, v in settings.items() if k not in CONNECTION_KEYS}
     timeout = connection.get("timeout")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+    ):
         raise InvalidRequestError(f"{where}: timeout must be a positive number of seconds.")
     return connection, params
 
@@ -166,12 +171,12 @@ def split_settings(
 def parse_spec(spec: str) -> tuple[str, str]:
     """``"backend:model"`` -> (backend, model). The model part may itself contain ':'."""
     if not isinstance(spec, str):
-        raise ConfigurationError(f"A model spec must be a str like 'openai:gpt-4o-mini', not {type(spec).__name__}.")
+        raise ConfigurationError(
+            f"A model spec must be a str like 'openai:gpt-4o-mini', not {type(spec).__name__}."
+        )
     backend, sep, model = spec.partition(":")
     backend, model = backend.strip(), model.strip()
     if not sep or not backend or not model:
-
-
         raise SpecError(
             f"Malformed model spec {spec!r}: write 'backend:model' (e.g. 'openai:gpt-4o-mini') "
             "or an alias defined in fmgate.toml."

@@ -63,7 +63,10 @@ def list_price(provider_id: str | None, model_id: str, usage: Usage) -> Priced:
 
 
 def _gp_usage(genai_prices: Any, usage: Usage) -> Any:
-    values: dict[str, int] = {"input_tokens": usage.input_tokens or 0, "output_tokens": usage.output_tokens or 0}
+    values: dict[str, int] = {
+        "input_tokens": usage.input_tokens or 0,
+        "output_tokens": usage.output_tokens or 0,
+    }
     if usage.cache_read_tokens:
         values["cache_read_tokens"] = usage.cache_read_tokens
     if usage.cache_write_tokens:

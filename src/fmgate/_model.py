@@ -103,9 +103,17 @@ class Model:
         Backend-specific parameters pass through with their prefix (``openai_logprobs=True``).
         """
         timer, request = self._begin(
-            prompt, system, stream=False,
-            params=dict(max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop, seed=seed,
-                        **backend_params),
+            prompt,
+            system,
+            stream=False,
+            params=dict(
+                max_tokens=max_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                stop=stop,
+                seed=seed,
+                **backend_params,
+            ),
         )
         try:
             completion = self._backend.complete(request)
@@ -130,9 +138,17 @@ class Model:
         Backend-specific parameters pass through with their prefix (``openai_logprobs=True``).
         """
         timer, request = self._begin(
-            prompt, system, stream=False,
-            params=dict(max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop, seed=seed,
-                        **backend_params),
+            prompt,
+            system,
+            stream=False,
+            params=dict(
+                max_tokens=max_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                stop=stop,
+                seed=seed,
+                **backend_params,
+            ),
         )
         try:
             completion = await self._backend.acomplete(request)
@@ -157,9 +173,17 @@ class Model:
         The request is sent when iteration starts; TTFT runs from then to the first text.
         """
         timer, request = self._begin(
-            prompt, system, stream=True,
-            params=dict(max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop, seed=seed,
-                        **backend_params),
+            prompt,
+            system,
+            stream=True,
+            params=dict(
+                max_tokens=max_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                stop=stop,
+                seed=seed,
+                **backend_params,
+            ),
         )
         return Stream(self, timer, request)
 
@@ -180,26 +204,46 @@ class Model:
         The request is sent when iteration starts; TTFT runs from then to the first text.
         """
         timer, request = self._begin(
-            prompt, system, stream=True,
-            params=dict(max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop, seed=seed,
-                        **backend_params),
+            prompt,
+            system,
+            stream=True,
+            params=dict(
+                max_tokens=max_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                stop=stop,
+                seed=seed,
+                **backend_params,
+            ),
         )
         return AsyncStream(self, timer, request)
 
     @overload
     def generate_many(
-        self, prompts: Sequence[Prompt], *, concurrency: int = 8,
-        return_exceptions: Literal[False] = False, **params: Any,
+        self,
+        prompts: Sequence[Prompt],
+        *,
+        concurrency: int = 8,
+        return_exceptions: Literal[False] = False,
+        **params: Any,
     ) -> list[Response]: ...
 
     @overload
     def generate_many(
-        self, prompts: Sequence[Prompt], *, concurrency: int = 8,
-        return_exceptions: Literal[True], **params: Any,
+        self,
+        prompts: Sequence[Prompt],
+        *,
+        concurrency: int = 8,
+        return_exceptions: Literal[True],
+        **params: Any,
     ) -> list[Response | FmgateError]: ...
 
     def generate_many(
-        self, prompts: Sequence[Prompt], *, concurrency: int = 8, return_exceptions: bool = False,
+        self,
+        prompts: Sequence[Prompt],
+        *,
+        concurrency: int = 8,
+        return_exceptions: bool = False,
         **params: Any,
     ) -> list[Response] | list[Response | FmgateError]:
         """Generate for each prompt, ``concurrency`` at a time; results keep the prompts' order.
@@ -219,24 +263,36 @@ class Model:
                 raise
 
         if concurrency == 1 or len(prompts) <= 1:
-            return [one(p) for p in prompts]  # type: ignore[return-value]
+            return [one(p) for p in prompts]
         with ThreadPoolExecutor(max_workers=min(concurrency, len(prompts))) as pool:
-            return list(pool.map(one, prompts))  # type: ignore[return-value]
+            return list(pool.map(one, prompts))
 
     @overload
     async def agenerate_many(
-        self, prompts: Sequence[Prompt], *, concurrency: int = 8,
-        return_exceptions: Literal[False] = False, **params: Any,
+        self,
+        prompts: Sequence[Prompt],
+        *,
+        concurrency: int = 8,
+        return_exceptions: Literal[False] = False,
+        **params: Any,
     ) -> list[Response]: ...
 
     @overload
     async def agenerate_many(
-        self, prompts: Sequence[Prompt], *, concurrency: int = 8,
-        return_exceptions: Literal[True], **params: Any,
+        self,
+        prompts: Sequence[Prompt],
+        *,
+        concurrency: int = 8,
+        return_exceptions: Literal[True],
+        **params: Any,
     ) -> list[Response | FmgateError]: ...
 
     async def agenerate_many(
-        self, prompts: Sequence[Prompt], *, concurrency: int = 8, return_exceptions: bool = False,
+        self,
+        prompts: Sequence[Prompt],
+        *,
+        concurrency: int = 8,
+        return_exceptions: bool = False,
         **params: Any,
     ) -> list[Response] | list[Response | FmgateError]:
         """Generate for each prompt, ``concurrency`` at a time; results keep the prompts' order.
@@ -256,7 +312,7 @@ class Model:
                         return exc
                     raise
 
-        return await asyncio.gather(*(one(p) for p in prompts))  # type: ignore[return-value]
+        return await asyncio.gather(*(one(p) for p in prompts))
 
     def embed(self, texts: str | Sequence[str]) -> Embeddings:
         """One embedding vector per text (embedding models only)."""
@@ -298,7 +354,7 @@ class Model:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    # -- the recording wrapper ----------------------------------------------------------------------
+    # -- the recording wrapper ------------------------------------------------------------------
 
     def _begin(
         self, prompt: Prompt, system: str | None, *, stream: bool, params: dict[str, Any]
@@ -319,7 +375,9 @@ class Model:
 
     def _finish(self, timer: CallTimer, completion: Completion) -> Response:
         record = timer.succeed(
-            usage=completion.usage, model_id=completion.model_id, finish_reason=completion.finish_reason
+            usage=completion.usage,
+            model_id=completion.model_id,
+            finish_reason=completion.finish_reason,
         )
         return Response(completion.text, completion.finish_reason, completion.usage, record)
 
@@ -363,7 +421,9 @@ class _StreamState:
     def response(self) -> Response:
         """The final Response, once the stream is consumed or closed."""
         if self._response is None:
-            raise RuntimeError("The stream is not finished: iterate it to the end or close it first.")
+            raise RuntimeError(
+                "The stream is not finished: iterate it to the end or close it first."
+            )
         return self._response
 
     @property

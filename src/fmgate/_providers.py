@@ -68,9 +68,7 @@ def is_loopback(url: str) -> bool:
     return host in LOOPBACK_HOSTS or host.startswith("127.")
 
 
-def remote_access(
-    provider: ProviderInfo, model: str, base_url: str, *, has_key: bool
-) -> Access:
+def remote_access(provider: ProviderInfo, model: str, base_url: str, *, has_key: bool) -> Access:
     """Access facts for a model reached over HTTP: from the row, the model table and the URL."""
     facts = model_facts(model)
     local = is_loopback(base_url)

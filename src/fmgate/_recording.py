@@ -145,9 +145,20 @@ def environment(library: str | None) -> Environment:
 class CallTimer:
     """Times one call and turns its outcome into a record. Not shared between calls."""
 
-    __slots__ = ("_model", "_operation", "_stream", "_params", "_started_at", "_t0", "_ttft", "chunks")
+    __slots__ = (
+        "_model",
+        "_operation",
+        "_stream",
+        "_params",
+        "_started_at",
+        "_t0",
+        "_ttft",
+        "chunks",
+    )
 
-    def __init__(self, model: ModelLike, *, operation: Operation, stream: bool, params: dict[str, Any]) -> None:
+    def __init__(
+        self, model: ModelLike, *, operation: Operation, stream: bool, params: dict[str, Any]
+    ) -> None:
         self._model = model
         self._operation = operation
         self._stream = stream
@@ -177,7 +188,10 @@ class CallTimer:
         if priced.context_window is not None and access.context_window is None:
             access = _replace_access(access, priced.context_window)
         latency = Latency.measure(
-            total, ttft_s=self._ttft, load_s=self._model.take_load_s(), output_tokens=usage.output_tokens
+            total,
+            ttft_s=self._ttft,
+            load_s=self._model.take_load_s(),
+            output_tokens=usage.output_tokens,
         )
         outcome = Outcome("ok", finish_reason, chunks=self.chunks if self._stream else None)
         return self._record(resolved, usage, latency, priced.cost, access, outcome)
@@ -205,7 +219,13 @@ class CallTimer:
         return list_price(backend.price_provider, model_id, usage)
 
     def _record(
-        self, model_id: str, usage: Usage, latency: Latency, cost: Cost, access: Access, outcome: Outcome
+        self,
+        model_id: str,
+        usage: Usage,
+        latency: Latency,
+        cost: Cost,
+        access: Access,
+        outcome: Outcome,
     ) -> CallRecord:
         backend = self._model.backend
         record = CallRecord(
@@ -231,7 +251,11 @@ class CallTimer:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "fmgate call %s %s:%s %s in %.3fs",
-                record.id, record.backend, model_id, outcome.status, latency.total_s or 0.0,
+                record.id,
+                record.backend,
+                model_id,
+                outcome.status,
+                latency.total_s or 0.0,
             )
         return record
 

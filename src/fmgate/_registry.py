@@ -41,7 +41,11 @@ def resolve(name: str) -> tuple[type[Backend], ProviderInfo]:
         raise UnknownBackendError(_unknown_message(name))
     cls = _import(target, extra=None)
     info = getattr(cls, "provider_info", None) or ProviderInfo(
-        name=name, wire=cls.wire, base_url=None, api_key_env=None, distribution="local",
+        name=name,
+        wire=cls.wire,
+        base_url=None,
+        api_key_env=None,
+        distribution="local",
         requires_api_key=False,
     )
     return cls, info
@@ -64,7 +68,7 @@ def _import(target: str, *, extra: str | None) -> type[Backend]:
             raise
         raise MissingExtraError(
             f"The {extra} backend needs an optional dependency that is not installed "
-            f"({exc.name}): pip install \"fmgate[{extra}]\"",
+            f'({exc.name}): pip install "fmgate[{extra}]"',
             extra=extra,
         ) from exc
     cls: type[Backend] = getattr(module, attr)

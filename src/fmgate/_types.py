@@ -55,7 +55,8 @@ def _message(index: int, raw: object) -> Message:
     extra = set(raw) - {"role", "content"}
     if extra or "role" not in raw or "content" not in raw:
         raise InvalidRequestError(
-            f"Message {index} must have exactly the keys 'role' and 'content' (got {sorted(map(str, raw))})."
+            f"Message {index} must have exactly the keys 'role' and 'content' "
+            f"(got {sorted(map(str, raw))})."
         )
     role, content = raw["role"], raw["content"]
     if role not in ROLES:
@@ -116,11 +117,18 @@ def make_params(values: Mapping[str, Any], prefixes: Sequence[str]) -> Generatio
         if key in COMMON_PARAMS:
             common[key] = _check_param(key, value)
             continue
-        prefix = next((p for p in prefixes if key.startswith(p + "_") and len(key) > len(p) + 1), None)
+        prefix = next(
+            (p for p in prefixes if key.startswith(p + "_") and len(key) > len(p) + 1), None
+        )
         if prefix is None:
-            hint = f" Pass backend-specific parameters with its prefix, e.g. {prefixes[0]}_{key}=..." if prefixes else ""
+            hint = (
+                f" Pass backend-specific parameters with its prefix, e.g. {prefixes[0]}_{key}=..."
+                if prefixes
+                else ""
+            )
             raise InvalidRequestError(
-                f"Unknown parameter {key!r}: the common ones are {', '.join(COMMON_PARAMS)}, system.{hint}"
+                f"Unknown parameter {key!r}: the common ones are "
+                f"{', '.join(COMMON_PARAMS)}, system.{hint}"
             )
         extra[key[len(prefix) + 1 :]] = value
     return GenerationParams(**common, extra=extra)

@@ -100,7 +100,7 @@ class Backend(ABC):
     async def aembed(self, texts: Sequence[str]) -> EmbeddingResult:
         raise InvalidRequestError(f"The {self.provider} backend does not compute embeddings.")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op for backends holding nothing
         """Release clients and connections."""
 
     async def aclose(self) -> None:
