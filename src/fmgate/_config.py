@@ -17,7 +17,6 @@ the key.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +95,8 @@ def load_config(config: str | os.PathLike[str] | Config | None = None) -> Config
     path = find_config_path(config)
     if path is None:
         return Config.empty()
+    import tomllib
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:

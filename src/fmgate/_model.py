@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, overload
 
 from ._errors import FmgateError, InvalidRequestError
@@ -262,6 +260,8 @@ class Model:
                     return exc
                 raise
 
+        from concurrent.futures import ThreadPoolExecutor
+
         if concurrency == 1 or len(prompts) <= 1:
             return [one(p) for p in prompts]
         with ThreadPoolExecutor(max_workers=min(concurrency, len(prompts))) as pool:
@@ -300,6 +300,8 @@ class Model:
         With ``return_exceptions=True`` a failed prompt gives its error in place of a Response
         (every call is recorded either way); otherwise the first failure is raised.
         """
+        import asyncio
+
         _check_concurrency(concurrency)
         gate = asyncio.Semaphore(concurrency)
 

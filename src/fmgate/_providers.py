@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-import tomllib
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -32,6 +30,9 @@ class ProviderInfo:
 
 @functools.cache
 def _load(name: str) -> dict[str, Any]:
+    import tomllib
+    from importlib import resources
+
     text = resources.files("fmgate._data").joinpath(name).read_text(encoding="utf-8")
     return tomllib.loads(text)
 

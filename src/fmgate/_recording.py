@@ -17,7 +17,6 @@ import time
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -129,6 +128,8 @@ def emit(record: CallRecord, extra: Iterable[Sink] = ()) -> None:
 
 @functools.cache
 def environment(library: str | None) -> Environment:
+    from importlib.metadata import PackageNotFoundError, version
+
     lib = None
     if library is not None:
         try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
-from importlib.metadata import entry_points
 
 from ._errors import MissingExtraError, UnknownBackendError
 from ._providers import ProviderInfo, providers
@@ -24,6 +23,8 @@ ENTRY_POINT_GROUP = "fmgate.backends"
 
 @functools.cache
 def _plugins() -> dict[str, str]:
+    from importlib.metadata import entry_points
+
     return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
