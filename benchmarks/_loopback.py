@@ -8,9 +8,10 @@ server can. It runs in a separate process so that its work does not share the cl
         openai.OpenAI(base_url=f"{base_url}/v1", api_key="x")
         anthropic.Anthropic(base_url=base_url, api_key="x")
 
-As a script: ``python benchmarks/_loopback.py [--port N]`` serves until interrupted, and
-``python benchmarks/_loopback.py --check`` calls it with both SDKs and raw httpx2, sync and async,
-plain and streamed, and checks every answer.
+``GET /_loopback/stats`` (or :func:`stats`) counts connections and requests, to see whether a
+client reuses its connections. As a script: ``python benchmarks/_loopback.py [--port N]`` serves
+until interrupted, and ``python benchmarks/_loopback.py --check`` calls it with both SDKs and raw
+httpx2, sync and async, plain and streamed, checks every answer, and reports connection reuse.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 REPLY = "Hello! How can I help you today?"
@@ -32,6 +33,8 @@ MAX_HEAD = 64 * 1024
 MAX_BODY = 16 * 1024 * 1024
 _CREATED = int(time.time())
 _READY = "loopback listening on "
+# GET it for {"connections": opened so far, "open": open now, "requests": answered so far}.
+STATS_PATH = "/_loopback/stats"
 
 # -- the two wire formats ----------------------------------------------------------------------
 
@@ -226,14 +229,25 @@ def respond(method: bytes, target: bytes, body: bytes) -> bytes:
     return sse_response(anthropic_stream(model, tokens))
 
 
-class _Cache:
-    """Answers by (method, target, body): a benchmark sends the same few requests many times."""
+class _Server:
+    """Answers by (method, target, body), cached: a benchmark sends the same few requests many
+    times. Counts connections and requests for ``GET /_loopback/stats``."""
 
     def __init__(self, size: int = 256) -> None:
         self._size = size
         self._answers: dict[tuple[bytes, bytes, bytes], bytes] = {}
+        self.connections = 0
+        self.open = 0
+        self.requests = 0
 
-    def get(self, method: bytes, target: bytes, body: bytes) -> bytes:
+    def answer(self, method: bytes, target: bytes, body: bytes) -> bytes:
+        self.requests += 1
+        if target == STATS_PATH.encode():
+            stats = {"connections": self.connections, "open": self.open, "requests": self.requests}
+            return json_response(200, stats)
+        return self._get(method, target, body)
+
+    def _get(self, method: bytes, target: bytes, body: bytes) -> bytes:
         key = (method, target, body)
         answer = self._answers.get(key)
         if answer is None:
@@ -247,14 +261,16 @@ class _Cache:
 class HTTPProtocol(asyncio.Protocol):
     """HTTP/1.1 with keep-alive and pipelining; request bodies by ``Content-Length`` only."""
 
-    def __init__(self, cache: _Cache) -> None:
-        self._cache = cache
+    def __init__(self, server: _Server) -> None:
+        self._server = server
         self._buffer = bytearray()
         self._transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        self._server.connections += 1
+        self._server.open += 1
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -282,16 +298,19 @@ class HTTPProtocol(asyncio.Protocol):
         if b"transfer-encoding" in headers:
             self._close(json_response(501, {"error": "chunked request bodies are not supported"}))
             return False
-        length = int(headers.get(b"content-length", b"0") or 0)
-        if length > MAX_BODY:
-            self._close(json_response(413, {"error": "body too large"}))
+        try:
+            length = int(headers.get(b"content-length", b"0") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY:
+            self._close(json_response(400, {"error": "bad or too large content-length"}))
             return False
         start = end + 4
         if len(self._buffer) < start + length:
             return False
         body = bytes(self._buffer[start:start + length])
         del self._buffer[:start + length]
-        answer = self._cache.get(method, target, body)
+        answer = self._server.answer(method, target, body)
         connection = headers.get(b"connection", b"").lower()
         if connection == b"close" or (version == b"HTTP/1.0" and connection != b"keep-alive"):
             self._close(answer)
@@ -307,13 +326,14 @@ class HTTPProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        self._server.open -= 1
 
 
 async def run_server(host: str = "127.0.0.1", port: int = 0) -> None:
     """Serve until cancelled; prints the base URL on one line once listening."""
-    cache = _Cache()
+    state = _Server()
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: HTTPProtocol(cache), host, port, backlog=1024)
+    server = await loop.create_server(lambda: HTTPProtocol(state), host, port, backlog=1024)
     bound = server.sockets[0].getsockname()
     print(f"{_READY}http://{bound[0]}:{bound[1]}", flush=True)
     async with server:
@@ -354,6 +374,15 @@ def _wait_ready(proc: subprocess.Popen[str], timeout: float) -> str:
             break
     proc.kill()
     raise RuntimeError(f"the loopback server did not start (exit code {proc.poll()})")
+
+
+def stats(base_url: str) -> dict[str, int]:
+    """The server's counters: connections opened, open now, requests answered (this one too)."""
+    import httpx2
+
+    with httpx2.Client() as client:
+        data: dict[str, int] = client.get(f"{base_url}{STATS_PATH}").json()
+    return data
 
 
 # -- self-check -----------------------------------------------------------------------------------
@@ -455,15 +484,45 @@ def _check_raw(url: str) -> None:
         assert r.status_code == 200
 
 
+def _reuse(url: str) -> None:
+    """Print how many connections each sync client opens for 10 calls (keep-alive: 1 or 0)."""
+    import anthropic
+    import httpx2
+    import openai
+
+    oai = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+    ant = anthropic.Anthropic(base_url=url, api_key="x", max_retries=0)
+    raw = httpx2.Client(base_url=url)
+    body = {"model": "m", "messages": _MESSAGES, "max_tokens": 16}
+    clients: dict[str, Callable[[], object]] = {
+        "raw httpx2 POST": lambda: raw.post("/v1/chat/completions", json=body).json(),
+        "openai create": lambda: oai.chat.completions.create(**body),
+        "openai create(stream=True)": lambda: list(
+            oai.chat.completions.create(**body, stream=True)),
+        "anthropic create": lambda: ant.messages.create(**body),
+        "anthropic create(stream=True)": lambda: list(ant.messages.create(**body, stream=True)),
+    }
+    for name, call in clients.items():
+        before = stats(url)["connections"]
+        for _ in range(10):
+            call()
+        opened = stats(url)["connections"] - before - 1  # the stats request's own connection
+        print(f"    {name:<30} opened {opened} connection(s) for 10 calls")
+    raw.close()
+    oai.close()
+    ant.close()
+
+
 def check() -> None:
     """Call the server with both SDKs and raw httpx2: sync and async, plain and streamed."""
     with serve() as url:
-        steps = [
+        steps: list[tuple[str, Callable[[], None]]] = [
             ("raw httpx2", lambda: _check_raw(url)),
             ("openai sync", lambda: _check_openai(url)),
             ("openai async", lambda: asyncio.run(_acheck_openai(url))),
             ("anthropic sync", lambda: _check_anthropic(url)),
             ("anthropic async", lambda: asyncio.run(_acheck_anthropic(url))),
+            ("connection reuse", lambda: _reuse(url)),
         ]
         for name, step in steps:
             step()
@@ -483,7 +542,7 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(run_server(port=args.port))
 
 
-__all__ = ["REPLY", "check", "respond", "run_server", "serve"]
+__all__ = ["REPLY", "STATS_PATH", "check", "respond", "run_server", "serve", "stats"]
 
 if __name__ == "__main__":
     main()

@@ -28,7 +28,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=21)
     args = parser.parse_args()
     base = statistics.median(wall("pass") for _ in range(args.runs))
-    print(f"python {sys.version.split()[0]}: bare interpreter start {base * 1000:.0f} ms (subtracted)")
+    print(
+        f"python {sys.version.split()[0]}: bare interpreter start {base * 1000:.0f} ms (subtracted)"
+    )
     print(f"{'module':<14}{'median import ms':>18}")
     for module in MODULES:
         try:
