@@ -43,7 +43,7 @@ class Model:
     ) -> None:
         self._backend = backend
         self._alias = alias
-        self._defaults = defaults or GenerationParams()
+        self._defaults = backend.default_params().merged(defaults or GenerationParams())
         self._system = system
         self._sinks = tuple(sinks)
         self._load_s = load_s
@@ -480,8 +480,8 @@ class Stream(_StreamState):
         if self._started:
             raise RuntimeError("A Stream can be iterated once.")
         self._start()
-        self._source = self._model.backend.stream(self._request)
         try:
+            self._source = self._model.backend.stream(self._request)
             for delta in self._source:
                 chunk = self._take(delta)
                 if chunk is not None:
@@ -529,8 +529,8 @@ class AsyncStream(_StreamState):
         if self._started:
             raise RuntimeError("An AsyncStream can be iterated once.")
         self._start()
-        self._source = self._model.backend.astream(self._request)
         try:
+            self._source = self._model.backend.astream(self._request)
             async for delta in self._source:
                 chunk = self._take(delta)
                 if chunk is not None:

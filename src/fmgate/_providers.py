@@ -25,6 +25,7 @@ class ProviderInfo:
     requires_api_key: bool = True
     prices_provider: str | None = None
     open_weights: bool | None = None
+    max_tokens_param: str = "max_tokens"
     docs: str | None = None
 
 

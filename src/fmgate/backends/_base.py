@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from .._errors import InvalidRequestError
 from .._providers import ProviderInfo
 from .._record import Access, Distribution, Usage
-from .._types import ChatRequest, Completion, Delta
+from .._types import ChatRequest, Completion, Delta, GenerationParams
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +51,13 @@ class Backend(ABC):
 
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
+
+    def default_params(self) -> GenerationParams:
+        """Settings the backend sends when the user gives none (e.g. a required ``max_tokens``).
+
+        ``Model`` merges them under the user's, so the record shows what was really sent.
+        """
+        return GenerationParams()
 
     @property
     def model(self) -> str:
