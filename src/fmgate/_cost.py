@@ -39,27 +39,39 @@ def list_price(provider_id: str | None, model_id: str, usage: Usage) -> Priced:
     """
     if provider_id is None or usage.input_tokens is None or usage.output_tokens is None:
         return Priced(UNKNOWN)
-    key = (provider_id, model_id)
-    if key in _MISSES:
+    if (provider_id, model_id) in _MISSES:
         return Priced(UNKNOWN)
     try:
-        import genai_prices
+        from genai_prices import data_snapshot
     except ImportError:
         return Priced(Cost(None, "unknown", source="genai-prices not installed"))
+    # genai-prices' prices change at day or half-hour boundaries (start dates, off-peak hours),
+    # never within a minute, and pricing one usage costs ~0.1 ms: a usage seen again in the same
+    # minute under the same data snapshot has the same price.
+    minute = datetime.now(UTC).replace(second=0, microsecond=0)
+    snapshot = id(data_snapshot.get_snapshot())
+    return _priced(provider_id, model_id, usage, minute, snapshot)
+
+
+@functools.lru_cache(maxsize=4096)
+def _priced(provider_id: str, model_id: str, usage: Usage, at: datetime, snapshot: int) -> Priced:
+    import genai_prices
+
     try:
         calc = genai_prices.calc_price(
             _gp_usage(genai_prices, usage),
             model_id,
             provider_id=provider_id,
-            genai_request_timestamp=datetime.now(UTC),
+            genai_request_timestamp=at,
         )
     except LookupError:
         with _LOCK:
-            _MISSES.add(key)
+            _MISSES.add((provider_id, model_id))
         return Priced(UNKNOWN)
-    source = _source(calc)
+    except Exception as exc:  # genai-prices refusing a usage must not fail the call it prices
+        return Priced(Cost(None, "unknown", source=f"genai-prices error: {exc}"[:200]))
     amount = Decimal(calc.total_price)
-    return Priced(Cost(amount, "list_price", source=source), calc.model.context_window)
+    return Priced(Cost(amount, "list_price", source=_source(calc)), calc.model.context_window)
 
 
 def _gp_usage(genai_prices: Any, usage: Usage) -> Any:

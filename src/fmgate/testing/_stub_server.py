@@ -1,0 +1,446 @@
+"""A zero-delay loopback server speaking OpenAI's and Anthropic's chat wire formats.
+
+For tests, benchmarks and offline demos: it answers ``POST /v1/chat/completions`` (OpenAI) and
+``POST /v1/messages`` (Anthropic), plain or streamed (SSE), with a canned reply and usage counted
+from the request size, as fast as a stdlib HTTP/1.1 keep-alive server can. It runs in a child
+process so that its work does not share the caller's GIL:
+
+    from fmgate.testing import stub_server
+    with stub_server() as base_url:            # "http://127.0.0.1:<random port>"
+        load("openai:gpt-4o-mini", base_url=f"{base_url}/v1")
+        load("anthropic:claude-3-5-haiku-latest", base_url=base_url)
+
+``GET /_loopback/stats`` (or :func:`stats`) counts connections and requests. The replies are not
+a model's: use it to exercise fmgate, never to compare models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+REPLY = "Hello! How can I help you today?"
+MAX_HEAD = 64 * 1024
+MAX_BODY = 16 * 1024 * 1024
+_CREATED = int(time.time())
+_READY = "loopback listening on "
+# GET it for {"connections": opened so far, "open": open now, "requests": answered so far}.
+STATS_PATH = "/_loopback/stats"
+
+# -- the two wire formats ----------------------------------------------------------------------
+
+
+def _words(text: str) -> list[str]:
+    """The reply cut into stream pieces that join back to ``text``."""
+    parts = text.split(" ")
+    return [p if i == 0 else " " + p for i, p in enumerate(parts)]
+
+
+def _input_tokens(body: bytes) -> int:
+    return max(1, len(body) // 16)
+
+
+def _sse(data: Any, event: str | None = None) -> bytes:
+    payload = json.dumps(data, separators=(",", ":"))
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {payload}\n\n".encode()
+
+
+def openai_completion(model: str, input_tokens: int, text: str = REPLY) -> dict[str, Any]:
+    output_tokens = len(_words(text))
+    return {
+        "id": "chatcmpl-loopback",
+        "object": "chat.completion",
+        "created": _CREATED,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": text,
+                    "refusal": None,
+                    "annotations": [],
+                },
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": _openai_usage(input_tokens, output_tokens),
+        "service_tier": "default",
+        "system_fingerprint": "fp_loopback",
+    }
+
+
+def _openai_usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": input_tokens,
+        "completion_tokens": output_tokens,
+        "total_tokens": input_tokens + output_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def openai_stream(
+    model: str, input_tokens: int, include_usage: bool, text: str = REPLY
+) -> list[bytes]:
+    """SSE events: a role chunk, one chunk per word, a finish chunk, the usage chunk, [DONE]."""
+    words = _words(text)
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": "chatcmpl-loopback",
+            "object": "chat.completion.chunk",
+            "created": _CREATED,
+            "model": model,
+            "service_tier": "default",
+            "system_fingerprint": "fp_loopback",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+        if include_usage:
+            data["usage"] = None
+        return data
+
+    events = [_sse(chunk({"role": "assistant", "content": "", "refusal": None}))]
+    events += [_sse(chunk({"content": w})) for w in words]
+    events.append(_sse(chunk({}, "stop")))
+    if include_usage:
+        last = chunk({})
+        last["choices"] = []
+        last["usage"] = _openai_usage(input_tokens, len(words))
+        events.append(_sse(last))
+    events.append(b"data: [DONE]\n\n")
+    return events
+
+
+def anthropic_message(model: str, input_tokens: int, text: str = REPLY) -> dict[str, Any]:
+    return {
+        "id": "msg_loopback",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": _anthropic_usage(input_tokens, len(_words(text))),
+    }
+
+
+def _anthropic_usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
+    return {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "service_tier": "standard",
+    }
+
+
+def anthropic_stream(model: str, input_tokens: int, text: str = REPLY) -> list[bytes]:
+    """SSE events as the Messages API sends them, one ``text_delta`` per word."""
+    words = _words(text)
+    start = anthropic_message(model, input_tokens, text)
+    start.update(content=[], stop_reason=None)
+    start["usage"] = _anthropic_usage(input_tokens, 1)
+    events = [
+        _sse({"type": "message_start", "message": start}, "message_start"),
+        _sse(
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+            "content_block_start",
+        ),
+        _sse({"type": "ping"}, "ping"),
+    ]
+    events += [
+        _sse(
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}},
+            "content_block_delta",
+        )
+        for w in words
+    ]
+    events += [
+        _sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+        _sse(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": len(words)},
+            },
+            "message_delta",
+        ),
+        _sse({"type": "message_stop"}, "message_stop"),
+    ]
+    return events
+
+
+# -- HTTP/1.1 -------------------------------------------------------------------------------------
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Content Too Large",
+    501: "Not Implemented",
+}
+
+
+def _head(status: int, content_type: str, extra: str) -> bytes:
+    return (
+        f"HTTP/1.1 {status} {_REASONS[status]}\r\ncontent-type: {content_type}\r\n"
+        f"x-request-id: req_loopback\r\nrequest-id: req_loopback\r\n{extra}\r\n"
+    ).encode()
+
+
+def json_response(status: int, data: Any) -> bytes:
+    body = json.dumps(data, separators=(",", ":")).encode()
+    return _head(status, "application/json", f"content-length: {len(body)}\r\n") + body
+
+
+def sse_response(events: list[bytes]) -> bytes:
+    """A chunked ``text/event-stream`` body, one HTTP chunk per event, as the real APIs send."""
+    chunks = [b"%x\r\n%b\r\n" % (len(e), e) for e in events]
+    head = _head(
+        200,
+        "text/event-stream; charset=utf-8",
+        "transfer-encoding: chunked\r\ncache-control: no-cache\r\n",
+    )
+    return head + b"".join(chunks) + b"0\r\n\r\n"
+
+
+def _error(status: int, wire: str, message: str) -> bytes:
+    if wire == "anthropic":
+        data: dict[str, Any] = {
+            "type": "error",
+            "error": {"type": "invalid_request_error", "message": message},
+        }
+    else:
+        data = {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": None,
+                "code": None,
+            }
+        }
+    return json_response(status, data)
+
+
+_ROUTES = {b"/v1/chat/completions": "openai", b"/v1/messages": "anthropic"}
+
+
+def respond(method: bytes, target: bytes, body: bytes) -> bytes:
+    """The full HTTP response (head and body) to one request."""
+    path = target.split(b"?", 1)[0]
+    wire = _ROUTES.get(path)
+    if wire is None:
+        return _error(404, "openai", f"no route for {path.decode(errors='replace')}")
+    if method != b"POST":
+        return _error(405, wire, "use POST")
+    try:
+        request = json.loads(body)
+        model = str(request["model"])
+    except (ValueError, KeyError, TypeError):
+        return _error(400, wire, "the body must be JSON with a 'model'")
+    stream = request.get("stream") is True
+    tokens = _input_tokens(body)
+    if wire == "openai":
+        if not stream:
+            return json_response(200, openai_completion(model, tokens))
+        options = request.get("stream_options") or {}
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        return sse_response(openai_stream(model, tokens, include_usage))
+    if not stream:
+        return json_response(200, anthropic_message(model, tokens))
+    return sse_response(anthropic_stream(model, tokens))
+
+
+class _Server:
+    """Answers by (method, target, body), cached: a benchmark sends the same few requests many
+    times. Counts connections and requests for ``GET /_loopback/stats``."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._answers: dict[tuple[bytes, bytes, bytes], bytes] = {}
+        self.connections = 0
+        self.open = 0
+        self.requests = 0
+
+    def answer(self, method: bytes, target: bytes, body: bytes) -> bytes:
+        self.requests += 1
+        if target == STATS_PATH.encode():
+            stats = {"connections": self.connections, "open": self.open, "requests": self.requests}
+            return json_response(200, stats)
+        return self._get(method, target, body)
+
+    def _get(self, method: bytes, target: bytes, body: bytes) -> bytes:
+        key = (method, target, body)
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = respond(method, target, body)
+            if len(self._answers) >= self._size:
+                self._answers.clear()
+            self._answers[key] = answer
+        return answer
+
+
+class HTTPProtocol(asyncio.Protocol):
+    """HTTP/1.1 with keep-alive and pipelining; request bodies by ``Content-Length`` only."""
+
+    def __init__(self, server: _Server) -> None:
+        self._server = server
+        self._buffer = bytearray()
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._server.connections += 1
+        self._server.open += 1
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        while self._transport is not None and self._handle_one():
+            pass
+
+    def _handle_one(self) -> bool:
+        """Answer the first complete request in the buffer; False when it is not all here yet."""
+        assert self._transport is not None
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._buffer) > MAX_HEAD:
+                self._close(json_response(413, {"error": "headers too large"}))
+            return False
+        lines = bytes(self._buffer[:end]).split(b"\r\n")
+        try:
+            method, target, version = lines[0].split(b" ", 2)
+        except ValueError:
+            self._close(json_response(400, {"error": "bad request line"}))
+            return False
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower()] = value.strip()
+        if b"transfer-encoding" in headers:
+            self._close(json_response(501, {"error": "chunked request bodies are not supported"}))
+            return False
+        try:
+            length = int(headers.get(b"content-length", b"0") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY:
+            self._close(json_response(400, {"error": "bad or too large content-length"}))
+            return False
+        start = end + 4
+        if len(self._buffer) < start + length:
+            return False
+        body = bytes(self._buffer[start : start + length])
+        del self._buffer[: start + length]
+        answer = self._server.answer(method, target, body)
+        connection = headers.get(b"connection", b"").lower()
+        if connection == b"close" or (version == b"HTTP/1.0" and connection != b"keep-alive"):
+            self._close(answer)
+            return False
+        self._transport.write(answer)
+        return True
+
+    def _close(self, answer: bytes) -> None:
+        assert self._transport is not None
+        self._transport.write(answer)
+        self._transport.close()
+        self._transport = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._server.open -= 1
+
+
+async def run_server(host: str = "127.0.0.1", port: int = 0) -> None:
+    """Serve until cancelled; prints the base URL on one line once listening."""
+    state = _Server()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: HTTPProtocol(state), host, port, backlog=1024)
+    bound = server.sockets[0].getsockname()
+    print(f"{_READY}http://{bound[0]}:{bound[1]}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+# -- the separate process -------------------------------------------------------------------------
+
+
+_CHILD = "import sys; from fmgate.testing._stub_server import main; main(sys.argv[1:])"
+
+
+@contextlib.contextmanager
+def serve(port: int = 0, *, timeout: float = 10.0) -> Iterator[str]:
+    """Run the server in a child process on 127.0.0.1; yield its base URL (no ``/v1``)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        yield _wait_ready(proc, timeout)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _wait_ready(proc: subprocess.Popen[str], timeout: float) -> str:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith(_READY):
+            return line[len(_READY) :].strip()
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise RuntimeError(f"the loopback server did not start (exit code {proc.poll()})")
+
+
+def stats(base_url: str) -> dict[str, int]:
+    """The server's counters: connections opened, open now, requests answered (this one too)."""
+    import httpx2
+
+    with httpx2.Client() as client:
+        data: dict[str, int] = client.get(f"{base_url}{STATS_PATH}").json()
+    return data
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="fmgate's loopback stub server")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
+    args = parser.parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_server(port=args.port))
+
+
+if __name__ == "__main__":
+    main()
