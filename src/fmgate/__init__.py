@@ -30,11 +30,12 @@ from ._errors import (
     UnknownBackendError,
 )
 from ._load import load
-from ._model import AsyncStream, Model, Stream
+from ._model import Model
 from ._record import Access, CallRecord, Cost, Environment, Latency, Outcome, Usage
 from ._recording import JsonlSink, MemorySink, Sink, add_sink, recent, remove_sink
 from ._registry import backend_names
 from ._secrets import Secret
+from ._stream import AsyncStream, Stream
 from ._types import Chunk, Embeddings, Message, Response
 
 __version__ = "0.1.0"

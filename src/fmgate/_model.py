@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal, overload
 
 from ._errors import FmgateError, InvalidRequestError
-from ._record import Access, CallRecord, Usage
+from ._record import Access
 from ._recording import CallTimer, Sink, as_backend_error
+from ._stream import AsyncStream, Stream
 from ._types import (
     ChatRequest,
-    Chunk,
     Completion,
-    Delta,
     Embeddings,
     GenerationParams,
     Prompt,
@@ -394,179 +392,3 @@ def _texts(texts: str | Sequence[str]) -> list[str]:
     if not batch or not all(isinstance(t, str) for t in batch):
         raise InvalidRequestError("embed() takes a str or a non-empty list of str.")
     return batch
-
-
-class _StreamState:
-    """What the sync and async streams share: text so far, and the record at the end."""
-
-    def __init__(self, model: Model, timer: CallTimer, request: ChatRequest) -> None:
-        self._model = model
-        self._timer = timer
-        self._request = request
-        self._parts: list[str] = []
-        self._finish_reason: str | None = None
-        self._usage: Usage | None = None
-        self._model_id: str | None = None
-        self._response: Response | None = None
-        self._started = False
-
-    @property
-    def text(self) -> str:
-        """The text received so far."""
-        return "".join(self._parts)
-
-    @property
-    def done(self) -> bool:
-        return self._response is not None
-
-    @property
-    def response(self) -> Response:
-        """The final Response, once the stream is consumed or closed."""
-        if self._response is None:
-            raise RuntimeError(
-                "The stream is not finished: iterate it to the end or close it first."
-            )
-        return self._response
-
-    @property
-    def record(self) -> CallRecord:
-        return self.response.record
-
-    def _start(self) -> None:
-        self._started = True
-        self._timer.restart()
-
-    def _take(self, delta: Delta) -> Chunk | None:
-        if delta.usage is not None:
-            self._usage = delta.usage
-        if delta.finish_reason is not None:
-            self._finish_reason = delta.finish_reason
-        if delta.model_id is not None:
-            self._model_id = delta.model_id
-        if not delta.text:
-            return None
-        self._timer.first_token()
-        self._timer.chunks += 1
-        self._parts.append(delta.text)
-        return Chunk(delta.text)
-
-    def _complete(self, finish_reason: str | None = None) -> None:
-        if self._response is not None:
-            return
-        usage = self._usage or Usage()
-        reason = finish_reason or self._finish_reason
-        record = self._timer.succeed(usage=usage, model_id=self._model_id, finish_reason=reason)
-        self._response = Response(self.text, reason, usage, record)
-
-    def _error(self, exc: Exception) -> FmgateError:
-        error = as_backend_error(exc, self._model.backend.provider)
-        record = self._timer.fail(error)
-        self._response = Response(self.text, None, self._usage or Usage(), record)
-        return error
-
-
-CLIENT_CLOSED = "client_closed"
-
-
-class Stream(_StreamState):
-    """A streamed reply: iterate for :class:`Chunk` objects. Use as a context manager to close
-    it early; ``.response``/``.record`` are there once it is consumed or closed."""
-
-    def __init__(self, model: Model, timer: CallTimer, request: ChatRequest) -> None:
-        super().__init__(model, timer, request)
-        self._source: Iterator[Delta] | None = None
-
-    def __iter__(self) -> Iterator[Chunk]:
-        if self._started:
-            raise RuntimeError("A Stream can be iterated once.")
-        self._start()
-        try:
-            self._source = self._model.backend.stream(self._request)
-            for delta in self._source:
-                chunk = self._take(delta)
-                if chunk is not None:
-                    yield chunk
-        except GeneratorExit:
-            self.close()
-            raise
-        except Exception as exc:
-            raise self._error(exc) from exc
-        self._complete()
-
-    def close(self) -> None:
-        """Stop reading; the record says ``finish_reason="client_closed"``."""
-        if self._response is not None:
-            return
-        if self._source is not None:
-            close = getattr(self._source, "close", None)
-            if close is not None:
-                close()
-        self._complete(CLIENT_CLOSED)
-
-    def collect(self) -> Response:
-        """Read the rest of the stream and return the final Response."""
-        if not self._started:
-            for _ in self:
-                pass
-        return self.response
-
-    def __enter__(self) -> Stream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class AsyncStream(_StreamState):
-    """A streamed reply: ``async for`` gives :class:`Chunk` objects. Use ``async with`` to close
-    it early; ``.response``/``.record`` are there once it is consumed or closed."""
-
-    def __init__(self, model: Model, timer: CallTimer, request: ChatRequest) -> None:
-        super().__init__(model, timer, request)
-        self._source: AsyncIterator[Delta] | None = None
-
-    async def __aiter__(self) -> AsyncIterator[Chunk]:
-        if self._started:
-            raise RuntimeError("An AsyncStream can be iterated once.")
-        self._start()
-        try:
-            self._source = self._model.backend.astream(self._request)
-            async for delta in self._source:
-                chunk = self._take(delta)
-                if chunk is not None:
-                    yield chunk
-        except GeneratorExit:
-            await self.aclose()
-            raise
-        except Exception as exc:
-            raise self._error(exc) from exc
-        self._complete()
-
-    async def aclose(self) -> None:
-        """Stop reading; the record says ``finish_reason="client_closed"``."""
-        if self._response is not None:
-            return
-        if self._source is not None:
-            aclose = getattr(self._source, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        self._complete(CLIENT_CLOSED)
-
-    async def collect(self) -> Response:
-        """Read the rest of the stream and return the final Response."""
-        if not self._started:
-            async for _ in self:
-                pass
-        return self.response
-
-    async def __aenter__(self) -> AsyncStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-
-def timed_build(build: Any) -> tuple[Any, float]:
-    t0 = time.perf_counter()
-    value = build()
-    return value, time.perf_counter() - t0
