@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -10,7 +11,7 @@ from typing import ClassVar
 
 from fmgate._errors import ServerError
 from fmgate._providers import ProviderInfo
-from fmgate._record import Access, Usage
+from fmgate._record import Access, Cost, Usage
 from fmgate._types import ChatRequest, Completion, Delta
 from fmgate.backends._base import Backend, BackendConfig, EmbeddingResult
 
@@ -117,3 +118,30 @@ class FakeBackend(Backend):
 
 def fake_config(model: str = "echo") -> BackendConfig:
     return BackendConfig(name="fake", model=model, provider=FakeBackend.provider_info)
+
+
+class FakeMeter:
+    """Costs one dollar per busy second, split by share: easy to check by hand."""
+
+    def stop(self, busy_s: float, share: float = 1.0) -> Cost:
+        return Cost(Decimal(str(round(busy_s * share, 9))), "energy_estimated", source="fake meter")
+
+
+class FakeBatchingBackend(FakeBackend):
+    """A local-style backend: batches prompts and meters its own cost."""
+
+    default_batch_size = 4
+
+    def __init__(self, config: BackendConfig) -> None:
+        super().__init__(config)
+        self.batches: list[int] = []
+
+    def complete_batch(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        self.batches.append(len(requests))
+        return [self._reply(r) for r in requests]
+
+    async def acomplete_batch(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        return self.complete_batch(requests)
+
+    def start_meter(self) -> FakeMeter:
+        return FakeMeter()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, overload
 
-from ._errors import FmgateError, InvalidRequestError
+from ._errors import FmgateError, InvalidRequestError, MalformedResponseError
 from ._record import Access
 from ._recording import CallTimer, Sink, as_backend_error
 from ._stream import AsyncStream, Stream
@@ -220,6 +220,7 @@ class Model:
         prompts: Sequence[Prompt],
         *,
         concurrency: int = 8,
+        batch_size: int | None = None,
         return_exceptions: Literal[False] = False,
         **params: Any,
     ) -> list[Response]: ...
@@ -230,6 +231,7 @@ class Model:
         prompts: Sequence[Prompt],
         *,
         concurrency: int = 8,
+        batch_size: int | None = None,
         return_exceptions: Literal[True],
         **params: Any,
     ) -> list[Response | FmgateError]: ...
@@ -239,16 +241,27 @@ class Model:
         prompts: Sequence[Prompt],
         *,
         concurrency: int = 8,
+        batch_size: int | None = None,
         return_exceptions: bool = False,
         **params: Any,
     ) -> list[Response] | list[Response | FmgateError]:
-        """Generate for each prompt, ``concurrency`` at a time; results keep the prompts' order.
+        """Generate for each prompt; results keep the prompts' order, one record per prompt.
 
-        With ``return_exceptions=True`` a failed prompt gives its error in place of a Response
-        (every call is recorded either way); otherwise the first failure is raised.
+        Backends that batch (local models) run ``batch_size`` prompts per forward pass (default:
+        the backend's maximum); the others make ``concurrency`` calls at a time. With
+        ``return_exceptions=True`` a failed prompt gives its error in place of a Response (every
+        call is recorded either way); otherwise the first failure is raised.
         """
-        _check_concurrency(concurrency)
         prompts = list(prompts)
+        size = self._batch_size(concurrency, batch_size)
+        if size > 1:
+            results: list[Response | FmgateError] = []
+            for start in range(0, len(prompts), size):
+                batch = self._prepare(prompts[start : start + size], params)
+                if batch.requests:
+                    batch.settle(self._batch_call(self._backend.complete_batch, batch))
+                results.extend(batch.results(return_exceptions))
+            return results
 
         def one(prompt: Prompt) -> Response | FmgateError:
             try:
@@ -271,6 +284,7 @@ class Model:
         prompts: Sequence[Prompt],
         *,
         concurrency: int = 8,
+        batch_size: int | None = None,
         return_exceptions: Literal[False] = False,
         **params: Any,
     ) -> list[Response]: ...
@@ -281,6 +295,7 @@ class Model:
         prompts: Sequence[Prompt],
         *,
         concurrency: int = 8,
+        batch_size: int | None = None,
         return_exceptions: Literal[True],
         **params: Any,
     ) -> list[Response | FmgateError]: ...
@@ -290,17 +305,34 @@ class Model:
         prompts: Sequence[Prompt],
         *,
         concurrency: int = 8,
+        batch_size: int | None = None,
         return_exceptions: bool = False,
         **params: Any,
     ) -> list[Response] | list[Response | FmgateError]:
-        """Generate for each prompt, ``concurrency`` at a time; results keep the prompts' order.
+        """Generate for each prompt; results keep the prompts' order, one record per prompt.
 
-        With ``return_exceptions=True`` a failed prompt gives its error in place of a Response
-        (every call is recorded either way); otherwise the first failure is raised.
+        Backends that batch (local models) run ``batch_size`` prompts per forward pass (default:
+        the backend's maximum); the others make ``concurrency`` calls at a time. With
+        ``return_exceptions=True`` a failed prompt gives its error in place of a Response (every
+        call is recorded either way); otherwise the first failure is raised.
         """
         import asyncio
 
-        _check_concurrency(concurrency)
+        prompts = list(prompts)
+        size = self._batch_size(concurrency, batch_size)
+        if size > 1:
+            results: list[Response | FmgateError] = []
+            for start in range(0, len(prompts), size):
+                batch = self._prepare(prompts[start : start + size], params)
+                if batch.requests:
+                    try:
+                        completions = await self._backend.acomplete_batch(batch.requests)
+                    except Exception as exc:
+                        batch.settle(as_backend_error(exc, self._backend.provider))
+                    else:
+                        batch.settle(completions)
+                results.extend(batch.results(return_exceptions))
+            return results
         gate = asyncio.Semaphore(concurrency)
 
         async def one(prompt: Prompt) -> Response | FmgateError:
@@ -368,6 +400,38 @@ class Model:
         timer = CallTimer(self, operation="chat", stream=stream, params=merged.to_record())
         return timer, ChatRequest(messages, merged)
 
+    def _batch_size(self, concurrency: int, batch_size: int | None) -> int:
+        _check_positive("concurrency", concurrency)
+        if batch_size is not None:
+            _check_positive("batch_size", batch_size)
+        if self._backend.default_batch_size <= 1:
+            return 1
+        return batch_size or self._backend.default_batch_size
+
+    def _prepare(self, prompts: Sequence[Prompt], params: dict[str, Any]) -> _Batch:
+        """Check and time each prompt of a batch; refused prompts get their error in place."""
+        params = dict(params)
+        system = params.pop("system", None)
+        batch = _Batch(self, len(prompts))
+        for i, prompt in enumerate(prompts):
+            try:
+                timer, request = self._begin(prompt, system, stream=False, params=params)
+            except InvalidRequestError as exc:
+                batch.slots[i] = exc
+                continue
+            batch.add(i, timer, request)
+        for timer in batch.timers:
+            timer.in_batch(len(batch.timers))
+        return batch
+
+    def _batch_call(
+        self, run: Callable[[list[ChatRequest]], list[Completion]], batch: _Batch
+    ) -> list[Completion] | FmgateError:
+        try:
+            return run(batch.requests)
+        except Exception as exc:
+            return as_backend_error(exc, self._backend.provider)
+
     def _failed(self, timer: CallTimer, exc: Exception) -> FmgateError:
         error = as_backend_error(exc, self._backend.provider)
         timer.fail(error)
@@ -382,9 +446,45 @@ class Model:
         return Response(completion.text, completion.finish_reason, completion.usage, record)
 
 
-def _check_concurrency(concurrency: int) -> None:
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise InvalidRequestError(f"concurrency must be a positive int, not {concurrency!r}.")
+def _check_positive(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidRequestError(f"{name} must be a positive int, not {value!r}.")
+
+
+class _Batch:
+    """The prompts of one batch: their timers and requests, then their results in order."""
+
+    def __init__(self, model: Model, size: int) -> None:
+        self._model = model
+        self.slots: list[Response | FmgateError | None] = [None] * size
+        self._index: list[int] = []
+        self.timers: list[CallTimer] = []
+        self.requests: list[ChatRequest] = []
+
+    def add(self, index: int, timer: CallTimer, request: ChatRequest) -> None:
+        self._index.append(index)
+        self.timers.append(timer)
+        self.requests.append(request)
+
+    def settle(self, outcome: list[Completion] | FmgateError) -> None:
+        if not isinstance(outcome, FmgateError) and len(outcome) != len(self.requests):
+            outcome = MalformedResponseError(
+                f"the backend returned {len(outcome)} completions for {len(self.requests)} prompts"
+            )
+        for n, (index, timer) in enumerate(zip(self._index, self.timers, strict=True)):
+            if isinstance(outcome, FmgateError):
+                timer.fail(outcome)
+                self.slots[index] = outcome
+            else:
+                self.slots[index] = self._model._finish(timer, outcome[n])
+
+    def results(self, return_exceptions: bool) -> list[Response | FmgateError]:
+        done = [slot for slot in self.slots if slot is not None]
+        if not return_exceptions:
+            for slot in done:
+                if isinstance(slot, FmgateError):
+                    raise slot
+        return done
 
 
 def _texts(texts: str | Sequence[str]) -> list[str]:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from ._cost import UNKNOWN, list_price
+from ._cost import UNKNOWN, Priced, list_price
 from ._errors import BackendError, FmgateError
 from ._record import Access, CallRecord, Cost, Environment, Latency, Operation, Outcome, Usage
 from ._secrets import redact
@@ -154,25 +154,39 @@ class CallTimer:
         "_started_at",
         "_t0",
         "_ttft",
+        "_share",
+        "_meter",
         "chunks",
     )
 
     def __init__(
-        self, model: ModelLike, *, operation: Operation, stream: bool, params: dict[str, Any]
+        self,
+        model: ModelLike,
+        *,
+        operation: Operation,
+        stream: bool,
+        params: dict[str, Any],
+        share: float = 1.0,
     ) -> None:
         self._model = model
         self._operation = operation
         self._stream = stream
         self._params = params
-        self._started_at = datetime.now(UTC)
-        self._t0 = time.perf_counter()
+        self._share = share
         self._ttft: float | None = None
         self.chunks = 0
+        self.restart()
 
     def restart(self) -> None:
         """Start the clock now (a stream starts when it is first iterated, not when created)."""
+        self._meter = self._model.backend.start_meter()
         self._started_at = datetime.now(UTC)
         self._t0 = time.perf_counter()
+
+    def in_batch(self, size: int) -> None:
+        """This call ran as one of ``size`` in one pass: its cost is its share of the batch's."""
+        self._share = 1.0 / size
+        self._params = {**self._params, "batch_size": size}
 
     def first_token(self) -> None:
         if self._ttft is None:
@@ -184,7 +198,7 @@ class CallTimer:
         total = time.perf_counter() - self._t0
         backend = self._model.backend
         resolved = model_id or backend.model
-        priced = self._price(resolved, usage)
+        priced = self._price(resolved, usage, total)
         access = self._model.access
         if priced.context_window is not None and access.context_window is None:
             access = _replace_access(access, priced.context_window)
@@ -209,11 +223,13 @@ class CallTimer:
         )
         latency = Latency(total_s=total, ttft_s=self._ttft, load_s=self._model.take_load_s())
         backend = self._model.backend
-        return self._record(backend.model, Usage(), latency, UNKNOWN, self._model.access, outcome)
+        # A failed local call still used the machine; a failed API call is not billed.
+        cost = self._meter.stop(total, self._share) if self._meter is not None else UNKNOWN
+        return self._record(backend.model, Usage(), latency, cost, self._model.access, outcome)
 
-    def _price(self, model_id: str, usage: Usage) -> Any:
-        from ._cost import Priced
-
+    def _price(self, model_id: str, usage: Usage, total_s: float) -> Priced:
+        if self._meter is not None:
+            return Priced(self._meter.stop(total_s, self._share))
         backend = self._model.backend
         if backend.distribution != "api":
             return Priced(UNKNOWN)

@@ -10,11 +10,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from .._errors import InvalidRequestError
 from .._providers import ProviderInfo
-from .._record import Access, Distribution, Usage
+from .._record import Access, Cost, Distribution, Usage
 from .._types import ChatRequest, Completion, Delta, GenerationParams
 
 
@@ -38,6 +38,14 @@ class EmbeddingResult:
     model_id: str | None = None
 
 
+class Meter(Protocol):
+    """Measures what one call consumed, for local cost: started when the call starts."""
+
+    def stop(self, busy_s: float, share: float = 1.0) -> Cost:
+        """The call's cost; ``share`` is its part of a batch that ran as one."""
+        ...
+
+
 class Backend(ABC):
     """Base class of every backend.
 
@@ -48,6 +56,9 @@ class Backend(ABC):
     wire: ClassVar[str]
     library: ClassVar[str | None] = None
     supports_embeddings: ClassVar[bool] = False
+    # Backends that run several prompts in one forward pass (local models) set this above 1 and
+    # implement complete_batch; Model.generate_many then batches instead of using threads.
+    default_batch_size: ClassVar[int] = 1
 
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
@@ -100,6 +111,17 @@ class Backend(ABC):
 
     @abstractmethod
     def astream(self, request: ChatRequest) -> AsyncIterator[Delta]: ...
+
+    def complete_batch(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        """Several requests in one pass (used where ``default_batch_size > 1``)."""
+        return [self.complete(r) for r in requests]
+
+    async def acomplete_batch(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        return [await self.acomplete(r) for r in requests]
+
+    def start_meter(self) -> Meter | None:
+        """A meter for local cost, started now; API backends are priced from usage instead."""
+        return None
 
     def embed(self, texts: Sequence[str]) -> EmbeddingResult:
         raise InvalidRequestError(f"The {self.provider} backend does not compute embeddings.")

@@ -1,0 +1,77 @@
+"""generate_many on a backend that batches: one pass per batch, one record per prompt."""
+
+from __future__ import annotations
+
+import pytest
+
+import fmgate
+from fmgate import _registry
+from tests.fakes import FakeBatchingBackend
+
+
+@pytest.fixture
+def model(monkeypatch: pytest.MonkeyPatch) -> fmgate.Model:
+    monkeypatch.setattr(_registry, "_plugins", lambda: {"fake": "tests.fakes:FakeBatchingBackend"})
+    return fmgate.load("fake:echo")
+
+
+def backend(model: fmgate.Model) -> FakeBatchingBackend:
+    assert isinstance(model.backend, FakeBatchingBackend)
+    return model.backend
+
+
+def test_prompts_run_in_batches_with_one_record_each(
+    model: fmgate.Model, memory: fmgate.MemorySink
+) -> None:
+    prompts = [f"p{i}" for i in range(10)]
+    rs = model.generate_many(prompts, max_tokens=3)
+    assert [r.text for r in rs] == [p.upper() for p in prompts]
+    assert backend(model).batches == [4, 4, 2]
+    assert len(memory.records) == 10
+    assert [r.record.params["batch_size"] for r in rs] == [4] * 8 + [2] * 2
+    assert all(r.record.params["max_tokens"] == 3 for r in rs)
+
+
+def test_batch_size_overrides_the_default(model: fmgate.Model) -> None:
+    model.generate_many(["a", "b", "c"], batch_size=2)
+    assert backend(model).batches == [2, 1]
+    with pytest.raises(fmgate.InvalidRequestError, match="batch_size"):
+        model.generate_many(["a"], batch_size=0)
+
+
+def test_each_prompt_pays_its_share_of_the_batch(model: fmgate.Model) -> None:
+    rs = model.generate_many(["a", "b", "c", "d"])
+    for r in rs:
+        assert r.record.cost.basis == "energy_estimated" and r.record.cost.amount is not None
+        total = r.record.latency.total_s
+        assert total is not None
+        assert float(r.record.cost.amount) == pytest.approx(total / 4, abs=1e-6)
+
+
+def test_a_refused_prompt_keeps_its_place_and_the_rest_still_run(
+    model: fmgate.Model, memory: fmgate.MemorySink
+) -> None:
+    rs = model.generate_many(["a", "", "c"], return_exceptions=True)
+    assert isinstance(rs[1], fmgate.InvalidRequestError)
+    assert [r.text for r in (rs[0], rs[2]) if isinstance(r, fmgate.Response)] == ["A", "C"]
+    assert backend(model).batches == [2]
+    assert len(memory.records) == 3
+    with pytest.raises(fmgate.InvalidRequestError):
+        model.generate_many(["a", ""])
+
+
+def test_a_failed_batch_records_every_prompt_as_failed(
+    model: fmgate.Model, memory: fmgate.MemorySink
+) -> None:
+    backend(model).fail = RuntimeError("CUDA out of memory")
+    rs = model.generate_many(["a", "b"], return_exceptions=True)
+    assert all(isinstance(r, fmgate.BackendError) for r in rs)
+    assert [r.outcome.status for r in memory.records] == ["error", "error"]
+    # the machine was busy even though the call failed: a local failure still costs
+    assert all(r.cost.basis == "energy_estimated" for r in memory.records)
+
+
+async def test_async_batches(model: fmgate.Model) -> None:
+    rs = await model.agenerate_many([f"q{i}" for i in range(5)])
+    assert [r.text for r in rs] == [f"Q{i}" for i in range(5)]
+    assert backend(model).batches == [4, 1]
