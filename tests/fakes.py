@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from decimal import Decimal
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
+from decimal import Decimal
 from typing import ClassVar
 
 from fmgate._errors import ServerError
