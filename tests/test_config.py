@@ -126,8 +126,28 @@ def test_missing_config_file_is_an_error(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_backend_param_with_a_foreign_prefix_is_refused(tmp_path: Path) -> None:
     cfg = write(tmp_path / "c.toml", '[models.a]\nbackend = "fake"\nmodel = "m"\nother_thing = 1\n')
-    with pytest.raises(fmgate.InvalidRequestError, match="other_thing"):
+    with pytest.raises(
+        fmgate.ConfigFileError, match=r"c\.toml: \[models\.a\]: unknown key 'other_thing'"
+    ):
         fmgate.load("a", config=cfg)
+    with pytest.raises(fmgate.InvalidRequestError, match="unknown key 'other_thing'.*fake_<name>"):
+        fmgate.load("fake:m", other_thing=1)
+
+
+def test_backend_settings_are_typed_and_reach_the_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fakes import FakeBackend
+
+    monkeypatch.setattr(FakeBackend, "settings", {"device": (str,), "offload": (bool,)})
+    cfg = write(tmp_path / "c.toml", '[models.a]\nbackend = "fake"\nmodel = "m"\ndevice = "cpu"\n')
+    m = fmgate.load("a", config=cfg, offload=True)
+    assert dict(m.backend.config.options) == {"device": "cpu", "offload": True}
+    bad = write(tmp_path / "d.toml", '[models.a]\nbackend = "fake"\nmodel = "m"\ndevice = 0\n')
+    with pytest.raises(fmgate.ConfigFileError, match=r"\[models\.a\]: 'device' must be str"):
+        fmgate.load("a", config=bad)
+    with pytest.raises(fmgate.InvalidRequestError, match="'offload' must be bool"):
+        fmgate.load("fake:m", offload="yes")
 
 
 @pytest.mark.parametrize(

@@ -281,3 +281,19 @@ async def test_async_calls_overlap(model: fmgate.Model) -> None:
     fake(model).delay_s = 0.05
     await asyncio.gather(*(model.agenerate(f"x{i}") for i in range(5)))
     assert fake(model).max_in_flight == 5
+
+
+def test_a_backend_that_sees_its_first_token_gives_ttft_without_streaming(
+    model: fmgate.Model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+    import time
+
+    real = fake(model)._reply
+
+    def reply(request):  # type: ignore[no-untyped-def]
+        return dataclasses.replace(real(request), first_token_at=time.perf_counter())
+
+    monkeypatch.setattr(fake(model), "_reply", reply)
+    lat = model.generate("a b").record.latency
+    assert lat.ttft_s is not None and lat.total_s is not None and 0 <= lat.ttft_s <= lat.total_s

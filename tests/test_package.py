@@ -55,5 +55,7 @@ def test_every_backend_row_resolves_to_a_wire_module() -> None:
 
     for row in providers().values():
         assert row.wire in WIRES, row.name
-        assert row.distribution in ("api", "self_hosted"), row.name
-        assert row.api_key_env and row.base_url, row.name
+        if row.distribution == "local":
+            assert row.base_url is None and not row.requires_api_key, row.name
+        else:
+            assert row.api_key_env and row.base_url, row.name

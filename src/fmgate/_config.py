@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._errors import ConfigFileError, ConfigurationError, InvalidRequestError, SpecError
+from ._errors import ConfigFileError, ConfigurationError, SpecError
 
 CONFIG_ENV = "FMGATE_CONFIG"
 FILE_NAME = "fmgate.toml"
@@ -139,34 +139,59 @@ def _parse_alias(alias: str, table: Any, source: str) -> AliasConfig:
 
 
 def _check_key(where: str, key: str, value: Any) -> None:
+    """Type-check the keys every backend shares; others are checked by load(), which knows the
+    backend's own settings and parameter prefix."""
     types = CONNECTION_KEYS.get(key) or PARAM_KEYS.get(key)
-    if types is None:
-        if "_" in key.strip("_"):
-            return  # a backend-prefixed param; the backend's prefix is checked at load time
-        known = ", ".join([*CONNECTION_KEYS, *PARAM_KEYS])
-        raise ConfigFileError(
-            f"{where}: unknown key {key!r}. Known keys: {known}, or <backend>_<param> for a "
-            "backend-specific parameter."
-        )
-    if isinstance(value, bool) or not isinstance(value, types):
+    if types is not None:
+        check_type(where, key, value, types, ConfigFileError)
+
+
+def check_type(
+    where: str, key: str, value: Any, types: tuple[type, ...], error: type[ConfigurationError]
+) -> None:
+    if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
         names = " or ".join(t.__name__ for t in types)
-        raise ConfigFileError(f"{where}: {key!r} must be {names}, not {type(value).__name__}.")
+        raise error(f"{where}: {key!r} must be {names}, not {type(value).__name__}.")
     if key == "timeout" and isinstance(value, int | float) and value <= 0:
-        raise ConfigFileError(f"{where}: 'timeout' must be a positive number of seconds.")
+        raise error(f"{where}: 'timeout' must be a positive number of seconds.")
 
 
-def split_settings(
-    settings: Mapping[str, Any], *, where: str
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split alias settings or load() overrides into connection settings and generation params."""
-    connection = {k: v for k, v in settings.items() if k in CONNECTION_KEYS}
-    params = {k: v for k, v in settings.items() if k not in CONNECTION_KEYS}
-    timeout = connection.get("timeout")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
-    ):
-        raise InvalidRequestError(f"{where}: timeout must be a positive number of seconds.")
-    return connection, params
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Alias settings or load() overrides, sorted by who takes them."""
+
+    connection: dict[str, Any]
+    options: dict[str, Any]
+    params: dict[str, Any]
+
+
+def classify(
+    settings: Mapping[str, Any],
+    *,
+    backend_settings: Mapping[str, tuple[type, ...]],
+    prefixes: tuple[str, ...],
+    where: str,
+    error: type[ConfigurationError],
+) -> Settings:
+    """Sort settings into connection keys, the backend's own settings and generation params;
+    an unknown key is an ``error`` naming ``where`` and the keys that are known."""
+    out = Settings({}, {}, {})
+    for key, value in settings.items():
+        if key in CONNECTION_KEYS:
+            check_type(where, key, value, CONNECTION_KEYS[key], error)
+            out.connection[key] = value
+        elif key in backend_settings:
+            check_type(where, key, value, backend_settings[key], error)
+            out.options[key] = value
+        elif key in PARAM_KEYS or any(key.startswith(p + "_") for p in prefixes):
+            out.params[key] = value
+        else:
+            known = ", ".join([*CONNECTION_KEYS, *PARAM_KEYS, *backend_settings])
+            raise error(
+                f"{where}: unknown key {key!r}. Known keys: {known}, or "
+                f"{prefixes[0]}_<name> for a backend-specific parameter."
+            )
+    return out
 
 
 def parse_spec(spec: str) -> tuple[str, str]:

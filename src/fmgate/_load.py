@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from ._config import Config, load_config, parse_spec, split_settings
-from ._errors import ConfigurationError, InvalidRequestError, UnknownAliasError
+from ._config import AliasConfig, Config, Settings, classify, load_config, parse_spec
+from ._errors import ConfigFileError, ConfigurationError, InvalidRequestError, UnknownAliasError
 from ._model import Model
 from ._recording import Sink
 from ._registry import resolve
@@ -36,23 +37,25 @@ def load(
             f"load() takes a 'backend:model' spec or an alias, not {spec_or_alias!r}."
         )
     name = spec_or_alias.strip()
-    alias: str | None = None
-    settings: dict[str, Any] = {}
+    entry: AliasConfig | None = None
     if ":" in name:
         backend_name, model = parse_spec(name)
     else:
         entry = _find_alias(name, load_config(config))
-        alias, backend_name, model = entry.alias, entry.backend, entry.model
-        settings.update(entry.settings)
-    settings.update(overrides)
-    where = f"load({name!r})"
-    connection, param_values = split_settings(settings, where=where)
+        backend_name, model = entry.backend, entry.model
+    cls, provider = resolve(backend_name)
+    prefixes = tuple(dict.fromkeys((cls.wire, backend_name)))
+    sort = functools.partial(classify, backend_settings=cls.settings, prefixes=prefixes)
+    settings = Settings({}, {}, {})
+    if entry is not None:
+        where = f"{entry.source}: [models.{entry.alias}]"
+        settings = sort(entry.settings, where=where, error=ConfigFileError)
+    given = sort(overrides, where=f"load({name!r})", error=InvalidRequestError)
+    connection = {**settings.connection, **given.connection}
+    param_values = {**settings.params, **given.params}
     system = param_values.pop("system", None)
     if system is not None and not isinstance(system, str):
-        raise InvalidRequestError(f"{where}: system must be a str.")
-
-    cls, provider = resolve(backend_name)
-    defaults = make_params(param_values, tuple(dict.fromkeys((cls.wire, backend_name))))
+        raise InvalidRequestError(f"load({name!r}): system must be a str.")
     backend_config = BackendConfig(
         name=backend_name,
         model=model,
@@ -60,14 +63,17 @@ def load(
         base_url=connection.get("base_url"),
         api_key_env=connection.get("api_key_env"),
         timeout=float(connection["timeout"]) if "timeout" in connection else None,
+        options={**settings.options, **given.options},
     )
+    defaults = make_params(param_values, prefixes)
     t0 = time.perf_counter()
     backend = cls(backend_config)
     load_s = time.perf_counter() - t0
+    alias = entry.alias if entry is not None else None
     return Model(backend, alias=alias, defaults=defaults, system=system, sinks=sinks, load_s=load_s)
 
 
-def _find_alias(name: str, config: Config) -> Any:
+def _find_alias(name: str, config: Config) -> AliasConfig:
     entry = config.models.get(name)
     if entry is not None:
         return entry

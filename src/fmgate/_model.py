@@ -442,6 +442,7 @@ class Model:
             usage=completion.usage,
             model_id=completion.model_id,
             finish_reason=completion.finish_reason,
+            first_token_at=completion.first_token_at,
         )
         return Response(completion.text, completion.finish_reason, completion.usage, record)
 

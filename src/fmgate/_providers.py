@@ -19,9 +19,9 @@ class ProviderInfo:
 
     name: str
     wire: str
-    base_url: str | None
-    api_key_env: str | None
     distribution: Distribution
+    base_url: str | None = None
+    api_key_env: str | None = None
     requires_api_key: bool = True
     prices_provider: str | None = None
     open_weights: bool | None = None

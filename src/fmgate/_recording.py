@@ -193,9 +193,16 @@ class CallTimer:
             self._ttft = time.perf_counter() - self._t0
 
     def succeed(
-        self, *, usage: Usage, model_id: str | None, finish_reason: str | None
+        self,
+        *,
+        usage: Usage,
+        model_id: str | None,
+        finish_reason: str | None,
+        first_token_at: float | None = None,
     ) -> CallRecord:
         total = time.perf_counter() - self._t0
+        if first_token_at is not None and self._ttft is None:
+            self._ttft = max(0.0, first_token_at - self._t0)
         backend = self._model.backend
         resolved = model_id or backend.model
         priced = self._price(resolved, usage, total)

@@ -14,9 +14,10 @@ from .backends._base import Backend
 WIRES: dict[str, str] = {
     "openai": "fmgate.backends.openai:OpenAIBackend",
     "anthropic": "fmgate.backends.anthropic:AnthropicBackend",
+    "transformers": "fmgate.backends.transformers:TransformersBackend",
 }
 # The pip extra that installs what each wire module imports.
-EXTRAS: dict[str, str] = {"openai": "openai", "anthropic": "anthropic"}
+EXTRAS: dict[str, str] = {"openai": "openai", "anthropic": "anthropic", "transformers": "local"}
 
 ENTRY_POINT_GROUP = "fmgate.backends"
 
@@ -68,7 +69,7 @@ def _import(target: str, *, extra: str | None) -> type[Backend]:
         if extra is None or missing == "fmgate" or missing.startswith("fmgate."):
             raise
         raise MissingExtraError(
-            f"The {extra} backend needs an optional dependency that is not installed "
+            f"This backend needs an optional dependency that is not installed "
             f'({exc.name}): pip install "fmgate[{extra}]"',
             extra=extra,
         ) from exc

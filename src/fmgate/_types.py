@@ -172,6 +172,9 @@ class Completion:
     finish_reason: str | None = None
     usage: Usage = Usage()
     model_id: str | None = None
+    # time.perf_counter() when the first token was decoded, where the backend can see it (local
+    # generation): the recording wrapper turns it into latency.ttft_s for non-streamed calls.
+    first_token_at: float | None = None
 
 
 @dataclass(slots=True)

@@ -59,6 +59,9 @@ class Backend(ABC):
     # Backends that run several prompts in one forward pass (local models) set this above 1 and
     # implement complete_batch; Model.generate_many then batches instead of using threads.
     default_batch_size: ClassVar[int] = 1
+    # Load-time settings this backend accepts besides the common ones (in fmgate.toml or
+    # load(...)), with their types; they reach the backend in ``config.options``.
+    settings: ClassVar[Mapping[str, tuple[type, ...]]] = {}
 
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
