@@ -7,6 +7,7 @@ prices the usage and builds the :class:`CallRecord`, for every backend alike.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import json
 import logging
@@ -206,9 +207,7 @@ class CallTimer:
         backend = self._model.backend
         resolved = model_id or backend.model
         priced = self._price(resolved, usage, total)
-        access = self._model.access
-        if priced.context_window is not None and access.context_window is None:
-            access = _replace_access(access, priced.context_window)
+        access = self._access(context_window=priced.context_window)
         latency = Latency.measure(
             total,
             ttft_s=self._ttft,
@@ -232,7 +231,18 @@ class CallTimer:
         backend = self._model.backend
         # A failed local call still used the machine; a failed API call is not billed.
         cost = self._meter.stop(total, self._share) if self._meter is not None else UNKNOWN
-        return self._record(backend.model, Usage(), latency, cost, self._model.access, outcome)
+        return self._record(backend.model, Usage(), latency, cost, self._access(), outcome)
+
+    def _access(self, *, context_window: int | None = None) -> Access:
+        """The model's profile, with what only a call can tell: peak memory, a priced window."""
+        access = self._model.access
+        changes: dict[str, Any] = {}
+        if context_window is not None and access.context_window is None:
+            changes["context_window"] = context_window
+        peak = self._model.backend.peak_memory_bytes()
+        if peak is not None:
+            changes["peak_memory_bytes"] = peak
+        return dataclasses.replace(access, **changes) if changes else access
 
     def _price(self, model_id: str, usage: Usage, total_s: float) -> Priced:
         if self._meter is not None:
@@ -259,6 +269,7 @@ class CallTimer:
             model_id=model_id,
             alias=self._model.alias,
             provider=backend.provider,
+            revision=backend.revision,
             operation=self._operation,
             distribution=backend.distribution,
             endpoint=backend.endpoint,
@@ -282,12 +293,6 @@ class CallTimer:
                 latency.total_s or 0.0,
             )
         return record
-
-
-def _replace_access(access: Access, context_window: int) -> Access:
-    import dataclasses
-
-    return dataclasses.replace(access, context_window=context_window)
 
 
 class ModelLike(Protocol):

@@ -86,6 +86,15 @@ class Backend(ABC):
         return self.config.provider.distribution
 
     @property
+    def revision(self) -> str | None:
+        """The exact weights served: a Hugging Face commit, or an API snapshot, where known."""
+        return None
+
+    def peak_memory_bytes(self) -> int | None:
+        """Peak memory the model has used so far (local models: CUDA peak or process RSS)."""
+        return None
+
+    @property
     def price_provider(self) -> str | None:
         """The genai-prices provider id for list prices, or None when not priced that way."""
         return self.config.provider.prices_provider
