@@ -67,14 +67,22 @@ def sse(event: str, data: dict[str, Any]) -> bytes:
 
 def message_start(usage_: dict[str, Any] | None = None, model: str = MODEL_ID) -> bytes:
     start_usage = usage_ if usage_ is not None else usage(output_tokens=1)
-    return sse("message_start", {
-        "type": "message_start",
-        "message": {
-            "id": "msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY", "type": "message", "role": "assistant",
-            "content": [], "model": model, "stop_reason": None, "stop_sequence": None,
-            "usage": start_usage,
+    return sse(
+        "message_start",
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY",
+                "type": "message",
+                "role": "assistant",
+                "content": [],
+                "model": model,
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": start_usage,
+            },
         },
-    })
+    )
 
 
 def text_delta(text: str, index: int = 0) -> bytes:
@@ -94,18 +102,25 @@ def stream_events(
     """The full event stream of one streamed message, one bytes object per event."""
     return [
         message_start(start_usage, model),
-        sse("content_block_start", {
-            "type": "content_block_start", "index": 0,
-            "content_block": {"type": "text", "text": ""},
-        }),
+        sse(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        ),
         sse("ping", {"type": "ping"}),
         *(text_delta(t) for t in texts),
         sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        sse("message_delta", {
-            "type": "message_delta",
-            "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-            "usage": {"output_tokens": output_tokens},
-        }),
+        sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                "usage": {"output_tokens": output_tokens},
+            },
+        ),
         sse("message_stop", {"type": "message_stop"}),
     ]
 
@@ -143,10 +158,7 @@ data: {"type": "message_stop"}
 
 def chunked_head(content_type: str = "text/event-stream") -> bytes:
     return (
-        "HTTP/1.1 200 OK\r\n"
-        f"content-type: {content_type}\r\n"
-        "transfer-encoding: chunked\r\n"
-        "\r\n"
+        f"HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\n\r\n"
     ).encode()
 
 

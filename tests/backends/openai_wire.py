@@ -107,7 +107,10 @@ def sse(events: Sequence[dict[str, Any]], *, done: bool = True) -> bytes:
 
 
 def error_body(
-    message: str, *, type_: str = "invalid_request_error", code: str | None = None,
+    message: str,
+    *,
+    type_: str = "invalid_request_error",
+    code: str | None = None,
     param: str | None = None,
 ) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
-import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import anthropic
 import genai_prices
 import httpx
 import pytest
@@ -48,6 +48,10 @@ def reply(router: respx.Router, *args: Any, **kwargs: Any) -> respx.Route:
 def stream_reply(router: respx.Router, events: list[bytes]) -> respx.Route:
     headers = {"content-type": "text/event-stream"}
     return reply(router, 200, headers=headers, content=b"".join(events))
+
+
+def timeouts(timeout: float | None) -> dict[str, Any]:
+    return {} if timeout is None else {"timeout": timeout}
 
 
 def sent(route: respx.Route) -> dict[str, Any]:
@@ -91,8 +95,13 @@ def test_request_body_follows_the_messages_api(
     ]
 
     model.generate(
-        prompt, system="Be brief.", temperature=0.3, top_p=0.9, stop=["END", "STOP"],
-        anthropic_top_k=5, anthropic_metadata={"user_id": "u-1"},
+        prompt,
+        system="Be brief.",
+        temperature=0.3,
+        top_p=0.9,
+        stop=["END", "STOP"],
+        anthropic_top_k=5,
+        anthropic_metadata={"user_id": "u-1"},
     )
 
     body = sent(route)
@@ -114,6 +123,54 @@ def test_request_body_follows_the_messages_api(
     headers = route.calls.last.request.headers
     assert headers["anthropic-version"]
     assert headers["x-stainless-retry-count"] == "0"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("timeout", [None, 30.0])
+def test_the_request_is_the_one_messages_create_sends(
+    httpx2_mock: respx.Router, stream: bool, timeout: float | None
+) -> None:
+    """client.post skips messages.create's argument processing, not its headers or body."""
+    events = wire.stream_events()
+    route = (
+        stream_reply(httpx2_mock, events)
+        if stream
+        else reply(httpx2_mock, 200, json=wire.message())
+    )
+    with fmgate.load(wire.SPEC, **timeouts(timeout)) as m:
+        if stream:
+            m.stream("Hi", max_tokens=64, temperature=0.5).collect()
+        else:
+            m.generate("Hi", max_tokens=64, temperature=0.5)
+    ours = route.calls.last.request
+    sdk = anthropic.Anthropic(
+        api_key=wire.KEY, max_retries=0, timeout=timeout or anthropic.NOT_GIVEN
+    )
+    created = sdk.messages.create(
+        model="claude-3-5-haiku-latest",
+        max_tokens=64,
+        extra_body={"temperature": 0.5},  # this SDK has no temperature argument
+        **({"stream": True} if stream else {}),  # as the backend did: no "stream": false
+        messages=[{"role": "user", "content": "Hi"}],
+    )
+    if stream:
+        list(created)
+    sdk.close()
+    theirs = route.calls.last.request
+    assert json.loads(ours.content) == json.loads(theirs.content)
+    assert dict(ours.headers) == dict(theirs.headers)
+    assert ours.headers["anthropic-version"]
+    assert wire.KEY in ours.headers.get("x-api-key", "") + ours.headers.get("authorization", "")
+
+
+def test_the_record_shows_the_default_max_tokens(
+    model: fmgate.Model, httpx2_mock: respx.Router
+) -> None:
+    route = reply(httpx2_mock, 200, json=wire.message())
+    record = model.generate("Hi").record
+    assert record.params == {"max_tokens": DEFAULT_MAX_TOKENS} == {"max_tokens": 4096}
+    assert sent(route)["max_tokens"] == 4096
+    assert model.generate("Hi", max_tokens=7).record.params == {"max_tokens": 7}
 
 
 def test_minimal_body_and_explicit_max_tokens(
@@ -182,7 +239,10 @@ def test_cached_tokens_count_as_input(model: fmgate.Model, httpx2_mock: respx.Ro
     r = model.generate("Hi")
 
     assert r.usage == fmgate.Usage(
-        input_tokens=2600, output_tokens=50, cache_read_tokens=2000, cache_write_tokens=500,
+        input_tokens=2600,
+        output_tokens=50,
+        cache_read_tokens=2000,
+        cache_write_tokens=500,
         source="provider",
     )
     # genai-prices reads Anthropic's usage the same way.
@@ -203,9 +263,11 @@ def test_absent_cache_fields_stay_unknown(model: fmgate.Model, httpx2_mock: resp
 def test_cost_is_the_genai_prices_list_price(
     model: fmgate.Model, httpx2_mock: respx.Router
 ) -> None:
-    reply(httpx2_mock, 200, json=wire.message(
-        usage_=wire.usage(1000, 100, cache_read=2000, cache_creation=500)
-    ))
+    reply(
+        httpx2_mock,
+        200,
+        json=wire.message(usage_=wire.usage(1000, 100, cache_read=2000, cache_creation=500)),
+    )
 
     r = model.generate("Hi")
 
@@ -221,7 +283,9 @@ def test_cost_is_the_genai_prices_list_price(
     # Anthropic's published Claude 3.5 Haiku prices per million tokens: $0.80 fresh input,
     # $0.08 cache read, $1.00 cache write (5 minutes), $4.00 output.
     published = (
-        1000 * Decimal("0.80") + 2000 * Decimal("0.08") + 500 * Decimal("1.00")
+        1000 * Decimal("0.80")
+        + 2000 * Decimal("0.08")
+        + 500 * Decimal("1.00")
         + 100 * Decimal("4.00")
     ) / 1_000_000
     assert r.record.cost.amount == published
@@ -265,11 +329,14 @@ def test_documented_stream_example(model: fmgate.Model, httpx2_mock: respx.Route
 def test_message_delta_usage_is_cumulative(model: fmgate.Model, httpx2_mock: respx.Router) -> None:
     events = wire.stream_events(("a",))
     # Newer API versions repeat the input counts in message_delta: the last value wins.
-    events[-2] = wire.sse("message_delta", {
-        "type": "message_delta",
-        "delta": {"stop_reason": "max_tokens", "stop_sequence": None},
-        "usage": {"input_tokens": 30, "cache_read_input_tokens": 4, "output_tokens": 9},
-    })
+    events[-2] = wire.sse(
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "max_tokens", "stop_sequence": None},
+            "usage": {"input_tokens": 30, "cache_read_input_tokens": 4, "output_tokens": 9},
+        },
+    )
     stream_reply(httpx2_mock, events)
     stream = model.stream("Hi")
     stream.collect()
@@ -278,14 +345,22 @@ def test_message_delta_usage_is_cumulative(model: fmgate.Model, httpx2_mock: res
 
 
 def test_stream_skips_non_text_deltas(model: fmgate.Model, httpx2_mock: respx.Router) -> None:
-    thinking = wire.sse("content_block_delta", {
-        "type": "content_block_delta", "index": 0,
-        "delta": {"type": "thinking_delta", "thinking": "Let me think"},
-    })
-    tool = wire.sse("content_block_delta", {
-        "type": "content_block_delta", "index": 2,
-        "delta": {"type": "input_json_delta", "partial_json": "{\"city\":"},
-    })
+    thinking = wire.sse(
+        "content_block_delta",
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "thinking_delta", "thinking": "Let me think"},
+        },
+    )
+    tool = wire.sse(
+        "content_block_delta",
+        {
+            "type": "content_block_delta",
+            "index": 2,
+            "delta": {"type": "input_json_delta", "partial_json": '{"city":'},
+        },
+    )
     future = wire.sse("some_future_event", {"type": "some_future_event"})
     events = wire.stream_events(("Hi",))
     stream_reply(httpx2_mock, [events[0], thinking, future, *events[1:-2], tool, *events[-2:]])
@@ -341,18 +416,18 @@ def test_sse_comments_and_multiline_data() -> None:
 def capture_responses(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Keep the HTTP responses the backend opens, to check that they get closed."""
     opened: list[Any] = []
-    send, asend = AnthropicBackend._send, AnthropicBackend._asend
+    post, apost = AnthropicBackend._post, AnthropicBackend._apost
 
-    def spy(self: AnthropicBackend, args: dict[str, Any]) -> Any:
-        opened.append(send(self, args))
+    def spy(self: AnthropicBackend, body: dict[str, Any], *, stream: bool = False) -> Any:
+        opened.append(post(self, body, stream=stream))
         return opened[-1]
 
-    async def aspy(self: AnthropicBackend, args: dict[str, Any]) -> Any:
-        opened.append(await asend(self, args))
+    async def aspy(self: AnthropicBackend, body: dict[str, Any], *, stream: bool = False) -> Any:
+        opened.append(await apost(self, body, stream=stream))
         return opened[-1]
 
-    monkeypatch.setattr(AnthropicBackend, "_send", spy)
-    monkeypatch.setattr(AnthropicBackend, "_asend", aspy)
+    monkeypatch.setattr(AnthropicBackend, "_post", spy)
+    monkeypatch.setattr(AnthropicBackend, "_apost", aspy)
     return opened
 
 
@@ -401,26 +476,47 @@ HTTP_ERRORS = [
     (401, "authentication_error", "invalid x-api-key", fmgate.AuthenticationError),
     (403, "permission_error", "Your API key does not have permission", fmgate.AuthenticationError),
     (404, "not_found_error", "model: claude-nope", fmgate.NotFoundError),
-    (429, "rate_limit_error", "Number of request tokens has exceeded your rate limit",
-     fmgate.RateLimitError),
+    (
+        429,
+        "rate_limit_error",
+        "Number of request tokens has exceeded your rate limit",
+        fmgate.RateLimitError,
+    ),
     (500, "api_error", "Internal server error", fmgate.ServerError),
     (529, "overloaded_error", "Overloaded", fmgate.ServerError),
-    (400, "invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum",
-     fmgate.ContextLengthError),
-    (400, "invalid_request_error",
-     "input length and `max_tokens` exceed context limit: 197000 + 8192 > 200000, decrease input "
-     "length or `max_tokens` and try again", fmgate.ContextLengthError),
+    (
+        400,
+        "invalid_request_error",
+        "prompt is too long: 210000 tokens > 200000 maximum",
+        fmgate.ContextLengthError,
+    ),
+    (
+        400,
+        "invalid_request_error",
+        "input length and `max_tokens` exceed context limit: 197000 + 8192 > 200000, decrease "
+        "input length or `max_tokens` and try again",
+        fmgate.ContextLengthError,
+    ),
     (400, "invalid_request_error", "messages: roles must alternate", fmgate.BadRequestError),
-    (413, "request_too_large", "Request exceeds the maximum allowed number of bytes",
-     fmgate.BadRequestError),
+    (
+        413,
+        "request_too_large",
+        "Request exceeds the maximum allowed number of bytes",
+        fmgate.BadRequestError,
+    ),
     (402, "billing_error", "Your credit balance is too low", fmgate.BadRequestError),
 ]
 
 
 @pytest.mark.parametrize(("status", "kind", "text", "error"), HTTP_ERRORS)
 def test_http_errors_map_by_type_and_are_recorded(
-    model: fmgate.Model, httpx2_mock: respx.Router, memory: fmgate.MemorySink,
-    status: int, kind: str, text: str, error: type[fmgate.BackendError],
+    model: fmgate.Model,
+    httpx2_mock: respx.Router,
+    memory: fmgate.MemorySink,
+    status: int,
+    kind: str,
+    text: str,
+    error: type[fmgate.BackendError],
 ) -> None:
     reply(httpx2_mock, status, json=wire.error_body(kind, text), headers={"request-id": "req_1"})
 
@@ -439,8 +535,13 @@ def test_http_errors_map_by_type_and_are_recorded(
 
 @pytest.mark.parametrize(("status", "kind", "text", "error"), HTTP_ERRORS[:6])
 def test_http_errors_on_a_stream(
-    model: fmgate.Model, httpx2_mock: respx.Router, memory: fmgate.MemorySink,
-    status: int, kind: str, text: str, error: type[fmgate.BackendError],
+    model: fmgate.Model,
+    httpx2_mock: respx.Router,
+    memory: fmgate.MemorySink,
+    status: int,
+    kind: str,
+    text: str,
+    error: type[fmgate.BackendError],
 ) -> None:
     reply(httpx2_mock, status, json=wire.error_body(kind, text))
     stream = model.stream("Hi")
@@ -458,8 +559,12 @@ async def test_http_errors_async(amodel: fmgate.Model, httpx2_mock: respx.Router
 
 
 def test_retry_after_seconds(model: fmgate.Model, httpx2_mock: respx.Router) -> None:
-    reply(httpx2_mock, 429, json=wire.error_body("rate_limit_error", "slow down"),
-          headers={"retry-after": "7"})
+    reply(
+        httpx2_mock,
+        429,
+        json=wire.error_body("rate_limit_error", "slow down"),
+        headers={"retry-after": "7"},
+    )
     with pytest.raises(fmgate.RateLimitError) as info:
         model.generate("Hi")
     assert info.value.retry_after_s == 7.0 and info.value.retryable
@@ -467,16 +572,24 @@ def test_retry_after_seconds(model: fmgate.Model, httpx2_mock: respx.Router) -> 
 
 def test_retry_after_http_date(model: fmgate.Model, httpx2_mock: respx.Router) -> None:
     when = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
-    reply(httpx2_mock, 429, json=wire.error_body("rate_limit_error", "slow down"),
-          headers={"retry-after": when})
+    reply(
+        httpx2_mock,
+        429,
+        json=wire.error_body("rate_limit_error", "slow down"),
+        headers={"retry-after": when},
+    )
     with pytest.raises(fmgate.RateLimitError) as info:
         model.generate("Hi")
     assert info.value.retry_after_s is not None and 25 <= info.value.retry_after_s <= 31
 
 
 def test_unparseable_retry_after_is_unknown(model: fmgate.Model, httpx2_mock: respx.Router) -> None:
-    reply(httpx2_mock, 429, json=wire.error_body("rate_limit_error", "slow down"),
-          headers={"retry-after": "soon"})
+    reply(
+        httpx2_mock,
+        429,
+        json=wire.error_body("rate_limit_error", "slow down"),
+        headers={"retry-after": "soon"},
+    )
     with pytest.raises(fmgate.RateLimitError) as info:
         model.generate("Hi")
     assert info.value.retry_after_s is None
@@ -542,6 +655,17 @@ def test_stream_cut_by_the_server(memory: fmgate.MemorySink) -> None:
     assert stream.response.text == "a"
 
 
+def test_a_stream_dropped_before_any_event_is_a_connection_error(
+    memory: fmgate.MemorySink,
+) -> None:
+    # Nothing of the answer arrived: the same request may well succeed again (retryable).
+    with raw_model(wire.chunked_head()) as m:
+        with pytest.raises(fmgate.ConnectionError, match="before the stream began") as info:
+            m.stream("Hi").collect()
+    assert info.value.retryable
+    assert memory.records[-1].outcome.error_type == "ConnectionError"
+
+
 async def test_astream_cut_by_the_server(memory: fmgate.MemorySink) -> None:
     events = wire.stream_events(("a", "b"))
     cut = wire.chunked_head() + wire.chunk(b"".join(events[:4]))
@@ -573,8 +697,11 @@ def test_whole_stream_over_a_real_socket() -> None:
     ],
 )
 def test_error_event_mid_stream(
-    model: fmgate.Model, httpx2_mock: respx.Router, memory: fmgate.MemorySink,
-    kind: str, error: type[fmgate.BackendError],
+    model: fmgate.Model,
+    httpx2_mock: respx.Router,
+    memory: fmgate.MemorySink,
+    kind: str,
+    error: type[fmgate.BackendError],
 ) -> None:
     events = wire.stream_events(("a", "b"))
     failure = wire.sse("error", wire.error_body(kind, "Overloaded"))
@@ -630,12 +757,57 @@ def test_timeout(memory: fmgate.MemorySink) -> None:
 
 
 def test_the_sdk_refuses_a_long_non_streaming_call(
-    model: fmgate.Model, httpx2_mock: respx.Router
+    model: fmgate.Model, httpx2_mock: respx.Router, memory: fmgate.MemorySink
 ) -> None:
     # No route: httpx2_mock fails any request that reaches it.
     with pytest.raises(fmgate.InvalidRequestError, match="stream"):
         model.generate("Hi", max_tokens=64000)
     assert not httpx2_mock.calls
+    assert memory.records[-1].outcome.error_type == "InvalidRequestError"
+
+
+def test_a_long_call_is_sent_when_streamed_or_given_a_timeout(httpx2_mock: respx.Router) -> None:
+    route = stream_reply(httpx2_mock, wire.stream_events())
+    with fmgate.load(wire.SPEC) as m:
+        m.stream("Hi", max_tokens=64000).collect()
+    assert sent(route)["max_tokens"] == 64000
+    reply(httpx2_mock, 200, json=wire.message())
+    with fmgate.load(wire.SPEC, timeout=900) as m:
+        m.generate("Hi", max_tokens=64000)
+    assert sent(route)["max_tokens"] == 64000
+
+
+@pytest.mark.parametrize("model_id", ["claude-3-5-haiku-latest", "claude-opus-4-0"])
+@pytest.mark.parametrize("timeout", [None, 30.0])
+def test_the_long_call_guard_matches_the_sdks(
+    httpx2_mock: respx.Router, model_id: str, timeout: float | None
+) -> None:
+    """fmgate refuses exactly what the SDK's messages.create refuses (client.post checks none)."""
+    reply(httpx2_mock, 200, json=wire.message())
+    sdk = anthropic.Anthropic(
+        api_key=wire.KEY, max_retries=0, timeout=timeout or anthropic.NOT_GIVEN
+    )
+    with fmgate.load(f"anthropic:{model_id}", **timeouts(timeout)) as m:
+        for max_tokens in (4096, 8192, 8193, 21333, 21334, 64000):
+            kwargs: Any = {"model": model_id, "max_tokens": max_tokens, "messages": []}
+            try:
+                sdk.messages.create(**kwargs)
+            except ValueError:
+                refused = True
+            else:
+                refused = False
+            try:
+                m.generate("Hi", max_tokens=max_tokens)
+            except fmgate.InvalidRequestError:
+                assert refused, max_tokens
+            else:
+                assert not refused, max_tokens
+    sdk.close()
+
+
+def test_a_deprecated_model_warns_as_the_sdk_does() -> None:
+    with pytest.warns(DeprecationWarning, match="claude-sonnet-4-5.*end-of-life"):
+        fmgate.load("anthropic:claude-sonnet-4-5").close()
 
 
 # -- requests refused before sending ---------------------------------------------------------------
@@ -651,8 +823,11 @@ def test_the_sdk_refuses_a_long_non_streaming_call(
     ],
 )
 def test_refused_before_sending(
-    model: fmgate.Model, httpx2_mock: respx.Router, memory: fmgate.MemorySink,
-    params: dict[str, Any], match: str,
+    model: fmgate.Model,
+    httpx2_mock: respx.Router,
+    memory: fmgate.MemorySink,
+    params: dict[str, Any],
+    match: str,
 ) -> None:
     # No route: httpx2_mock fails any request that reaches it.
     with pytest.raises(fmgate.InvalidRequestError, match=match):
@@ -730,39 +905,13 @@ async def test_async_client_is_built_once_per_loop_and_closed(httpx2_mock: respx
     backend = m.backend
     assert isinstance(backend, AnthropicBackend)
     await asyncio.gather(*(m.agenerate("a") for _ in range(8)))
-    (client,) = backend._aclients.values()
+    client = await backend._aclients.get()
     await m.agenerate("b")
-    assert backend._aclients[asyncio.get_running_loop()] is client
+    assert len(backend._aclients) == 1 and await backend._aclients.get() is client
     assert client.max_retries == 0
     assert client.timeout == 12.5 and backend._client.timeout == 12.5
     await m.aclose()
     assert client.is_closed() and backend._client.is_closed()
-
-
-def test_one_model_across_several_event_loops(httpx2_mock: respx.Router) -> None:
-    reply(httpx2_mock, 200, json=wire.message("again"))
-    with fmgate.load(wire.SPEC) as m:
-        # asyncio.run() twice: a client bound to the first, closed loop must not be reused.
-        assert [asyncio.run(m.agenerate("Hi")).text for _ in range(2)] == ["again", "again"]
-
-
-def test_threads_with_their_own_loops(httpx2_mock: respx.Router) -> None:
-    reply(httpx2_mock, 200, json=wire.message("threaded"))
-    texts: list[str] = []
-    with fmgate.load(wire.SPEC) as m:
-        barrier = threading.Barrier(4)
-
-        async def call() -> str:
-            barrier.wait()
-            return (await m.agenerate("Hi")).text
-
-        threads = [threading.Thread(target=lambda: texts.append(asyncio.run(call())))
-                   for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    assert texts == ["threaded"] * 4
 
 
 # -- helpers ---------------------------------------------------------------------------------------

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
 from typing import Any
 
 import genai_prices
@@ -17,7 +15,10 @@ import pytest
 import respx
 
 import fmgate
-from fmgate.backends.openai import OpenAIBackend, retry_after_s
+from fmgate._providers import providers
+from fmgate._types import ChatRequest, GenerationParams, Message
+from fmgate.backends import BackendConfig
+from fmgate.backends.openai import OpenAIBackend
 
 from . import openai_wire as wire
 
@@ -79,9 +80,16 @@ def test_request_body_and_headers(httpx2_mock: respx.Router) -> None:
     route = _json(httpx2_mock.post(CHAT_URL), wire.chat_completion())
     m = fmgate.load("openai:gpt-4o-mini", system="Be brief.", temperature=0.5)
     m.generate(
-        [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
-         {"role": "user", "content": "c"}],
-        max_tokens=16, top_p=0.9, stop="END", seed=7, openai_logprobs=True,
+        [
+            {"role": "user", "content": "a"},
+            {"role": "assistant", "content": "b"},
+            {"role": "user", "content": "c"},
+        ],
+        max_tokens=16,
+        top_p=0.9,
+        stop="END",
+        seed=7,
+        openai_logprobs=True,
     )
     assert _sent(route) == {
         "model": "gpt-4o-mini",
@@ -124,8 +132,8 @@ async def test_agenerate(httpx2_mock: respx.Router) -> None:
     async with fmgate.load("openai:gpt-4o-mini") as m:
         r = await m.agenerate("x", max_tokens=3)
         again = await m.agenerate("y")
-        client = m.backend._async_client  # type: ignore[attr-defined]
-        assert client is not None and m.backend._aclient() is client  # type: ignore[attr-defined]
+        backend: Any = m.backend
+        assert len(backend._aclients) == 1  # one client for this loop, built once and reused
     assert (r.text, again.text) == ("async hi", "async hi")
     assert r.record.outcome.status == "ok" and r.usage.output_tokens == 5
     assert route.call_count == 2
@@ -168,7 +176,8 @@ def test_huggingface_route_picks_the_price_provider(
     r = routed.generate("x")
     assert _sent(route)["model"] == f"{model}:novita"
     expected = genai_prices.calc_price(
-        genai_prices.Usage(input_tokens=100, output_tokens=50), model,
+        genai_prices.Usage(input_tokens=100, output_tokens=50),
+        model,
         provider_id="huggingface_novita",
     )
     assert r.record.cost.amount == expected.total_price
@@ -192,6 +201,18 @@ def test_groq_row_uses_its_url_key_and_max_tokens(
     assert "openai-organization" not in headers
     assert r.record.endpoint == "api.groq.com:443" and r.record.provider == "groq"
     assert fmgate.load("groq:llama-3.1-8b-instant").backend.price_provider == "groq"
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+def test_the_max_tokens_key_is_the_rows(httpx2_mock: respx.Router, field: str) -> None:
+    row = dataclasses.replace(providers()["vllm"], max_tokens_param=field)
+    route = _json(
+        httpx2_mock.post("http://localhost:8000/v1/chat/completions"), wire.chat_completion()
+    )
+    backend = OpenAIBackend(BackendConfig(name="vllm", model="my-llama", provider=row))
+    backend.complete(ChatRequest((Message("user", "x"),), GenerationParams(max_tokens=5)))
+    assert _sent(route)[field] == 5 and len(_sent(route)) == 3  # model, messages and that one
+    backend.close()
 
 
 def test_openai_row_sends_the_org_header(
@@ -330,27 +351,58 @@ async def test_closing_an_async_stream_early(httpx2_mock: respx.Router) -> None:
 @pytest.mark.parametrize(
     ("status", "body", "error", "http_status"),
     [
-        (401, wire.error_body("Incorrect API key provided.", code="invalid_api_key"),
-         fmgate.AuthenticationError, 401),
-        (403, wire.error_body("Country not supported.", code="unsupported_country"),
-         fmgate.AuthenticationError, 403),
-        (404, wire.error_body("The model `gpt-9` does not exist.", code="model_not_found"),
-         fmgate.NotFoundError, 404),
-        (500, wire.error_body("The server had an error.", type_="server_error"),
-         fmgate.ServerError, 500),
+        (
+            401,
+            wire.error_body("Incorrect API key provided.", code="invalid_api_key"),
+            fmgate.AuthenticationError,
+            401,
+        ),
+        (
+            403,
+            wire.error_body("Country not supported.", code="unsupported_country"),
+            fmgate.AuthenticationError,
+            403,
+        ),
+        (
+            404,
+            wire.error_body("The model `gpt-9` does not exist.", code="model_not_found"),
+            fmgate.NotFoundError,
+            404,
+        ),
+        (
+            500,
+            wire.error_body("The server had an error.", type_="server_error"),
+            fmgate.ServerError,
+            500,
+        ),
         (503, wire.error_body("Overloaded.", type_="server_error"), fmgate.ServerError, 503),
-        (400, wire.error_body("This model's maximum context length is 128000 tokens.",
-                              code="context_length_exceeded", param="messages"),
-         fmgate.ContextLengthError, 400),
-        (400, wire.error_body("Invalid value for 'temperature'.", param="temperature"),
-         fmgate.BadRequestError, 400),
+        (
+            400,
+            wire.error_body(
+                "This model's maximum context length is 128000 tokens.",
+                code="context_length_exceeded",
+                param="messages",
+            ),
+            fmgate.ContextLengthError,
+            400,
+        ),
+        (
+            400,
+            wire.error_body("Invalid value for 'temperature'.", param="temperature"),
+            fmgate.BadRequestError,
+            400,
+        ),
         (422, wire.error_body("Unprocessable."), fmgate.BadRequestError, 422),
         (408, wire.error_body("Request timed out."), fmgate.TimeoutError, 408),
     ],
 )
 def test_http_errors_map_by_type_and_are_recorded(
-    httpx2_mock: respx.Router, memory: fmgate.MemorySink,
-    status: int, body: Any, error: type[fmgate.BackendError], http_status: int,
+    httpx2_mock: respx.Router,
+    memory: fmgate.MemorySink,
+    status: int,
+    body: Any,
+    error: type[fmgate.BackendError],
+    http_status: int,
 ) -> None:
     _json(httpx2_mock.post(CHAT_URL), body, status)
     m = fmgate.load("openai:gpt-4o-mini")
@@ -380,19 +432,6 @@ async def test_async_errors_map_too(httpx2_mock: respx.Router) -> None:
     _json(httpx2_mock.post(CHAT_URL), wire.error_body("nope", code="model_not_found"), 404)
     with pytest.raises(fmgate.NotFoundError):
         await fmgate.load("openai:gpt-4o-mini").agenerate("x")
-
-
-def test_retry_after_forms() -> None:
-    assert retry_after_s(httpx2.Headers({"retry-after": "2.5"})) == 2.5
-    assert retry_after_s(httpx2.Headers({"retry-after-ms": "1500", "retry-after": "9"})) == 1.5
-    later = datetime.now(UTC) + timedelta(seconds=30)
-    from_date = retry_after_s(httpx2.Headers({"retry-after": format_datetime(later, usegmt=True)}))
-    assert from_date is not None and 25 < from_date <= 30
-    past = format_datetime(datetime.now(UTC) - timedelta(hours=1), usegmt=True)
-    assert retry_after_s(httpx2.Headers({"retry-after": past})) == 0.0
-    assert retry_after_s(httpx2.Headers({"retry-after": "soon"})) is None
-    assert retry_after_s(httpx2.Headers({"retry-after": "nan"})) is None
-    assert retry_after_s(httpx2.Headers()) is None
 
 
 @pytest.mark.parametrize(
@@ -558,7 +597,9 @@ def test_embed(httpx2_mock: respx.Router, memory: fmgate.MemorySink) -> None:
     assert e.vectors == [[0.1, 0.2], [0.3, 0.4]]
     assert e.usage == fmgate.Usage(6, 0, source="provider")
     assert _sent(route) == {
-        "model": "text-embedding-3-small", "input": ["a", "b"], "encoding_format": "float"
+        "model": "text-embedding-3-small",
+        "input": ["a", "b"],
+        "encoding_format": "float",
     }
     record = memory.records[-1]
     assert record.operation == "embeddings" and record.model_id == "text-embedding-3-small"
@@ -588,19 +629,12 @@ async def test_close_and_aclose_close_the_clients(httpx2_mock: respx.Router) -> 
     m = fmgate.load("openai:gpt-4o-mini")
     await m.agenerate("x")
     backend: Any = m.backend
-    sync_client, async_client = backend._client, backend._async_client
+    sync_client, async_client = backend._client, await backend._aclients.get()
     await m.aclose()
     assert sync_client.is_closed() and async_client.is_closed()
     m2 = fmgate.load("openai:gpt-4o-mini")
     m2.close()
     assert m2.backend._client.is_closed()  # type: ignore[attr-defined]
-
-
-def test_async_client_is_built_once_across_threads() -> None:
-    backend: Any = fmgate.load("openai:gpt-4o-mini").backend
-    with ThreadPoolExecutor(8) as pool:
-        clients = {id(c) for c in pool.map(lambda _: backend._aclient(), range(32))}
-    assert len(clients) == 1
 
 
 def test_class_attributes_and_access() -> None:

@@ -1,30 +1,29 @@
 """Anthropic's Messages API, through the official ``anthropic`` SDK.
 
-Client setup (key, base URL, timeout, no SDK retries) lives in :class:`AnthropicBackend`'s
-constructor; the functions below translate a :class:`ChatRequest` to the wire and back.
-
-The SDK builds and sends the request and turns non-2xx answers into typed exceptions; a 2xx body is
-read here as plain JSON (``with_raw_response``) instead of the SDK's pydantic models, and a stream's
-server-sent events are split here. On a zero-delay loopback server that made a call about 15%
-faster and a 50-token stream about 40% faster than the SDK's parsed ``Message`` and event objects
-(splitting the events here, rather than with ``anthropic.Stream.raw_events``, is 8% of that for 50
-tokens and 24% for 500).
+The SDK authenticates and sends each request (its documented ``client.post(path,
+cast_to=httpx2.Response, ...)``) and turns non-2xx answers into typed exceptions; this module
+builds the body, reads a 2xx body as plain JSON and splits a stream's server-sent events itself.
+On a zero-delay loopback server that made a call about 15% faster and a 50-token stream about 40%
+faster than the SDK's parsed ``Message`` and event objects, and skipping ``messages.create``'s
+argument processing another ~5% (some 30 µs of CPU a call). That method's two checks are kept
+here: it refuses a long call without streaming, and warns of a deprecated model; the request it
+sends, headers included, is the same (a test compares them).
 """
 
 from __future__ import annotations
 
-import asyncio
-import email.utils
+import contextlib
+import functools
 import json
 import math
-import threading
-import weakref
+import warnings
 from collections.abc import AsyncIterator, Iterator, Mapping
-from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import anthropic
 import httpx2
+from anthropic._constants import MODEL_NONSTREAMING_TOKENS
+from anthropic._data import DEPRECATED_MODELS
 
 from .._errors import (
     AuthenticationError,
@@ -32,7 +31,6 @@ from .._errors import (
     BadRequestError,
     ConnectionError,
     ContextLengthError,
-    FmgateError,
     InvalidRequestError,
     MalformedResponseError,
     NotFoundError,
@@ -45,6 +43,17 @@ from .._record import Access, Usage
 from .._secrets import Secret, key_from_env, redact
 from .._types import ChatRequest, Completion, Delta, GenerationParams, Message
 from ._base import Backend, BackendConfig
+from ._http import (
+    BAD_DATA,
+    ClosedWhenCollected,
+    EventReader,
+    PerLoop,
+    aevents,
+    events,
+    json_body,
+    retry_after_s,
+    sdk_client,
+)
 
 DEFAULT_MAX_TOKENS = 4096
 """``max_tokens`` sent when the caller gives none: the Messages API requires one.
@@ -54,6 +63,10 @@ default never makes a request invalid, and it is long enough not to cut ordinary
 It also keeps non-streaming calls well under the size (about 21,000 tokens) for which the SDK
 refuses to send without streaming.
 """
+
+NONSTREAMING_LIMIT_S = 600
+"""The SDK's default timeout: a call without streaming that may take longer is refused (the SDK's
+``messages.create`` expects 128,000 output tokens an hour), unless a timeout is set."""
 
 MAX_TEMPERATURE = 1.0
 """Anthropic samples with temperature in [0, 1], half of OpenAI's range, which fmgate allows."""
@@ -108,16 +121,14 @@ _EVENT_ERRORS: dict[str, type[BackendError]] = {
 # Anthropic's documented wording for a request that does not fit the context window.
 _CONTEXT_PHRASES = ("prompt is too long", "exceed context limit")
 
+_MESSAGES = "/v1/messages"
+_STREAM: anthropic.RequestOptions = {}
+
+_Client = TypeVar("_Client", anthropic.Anthropic, anthropic.AsyncAnthropic)
+
 
 class _BadPayload(ValueError):
     """A 2xx body or event that does not have the documented shape."""
-
-
-# What reading a body or a stream may raise; each becomes a MalformedResponseError (or a timeout).
-_READ_ERRORS = (httpx2.RequestError, ValueError, KeyError, TypeError, AttributeError, IndexError)
-# What the SDK may raise before a 2xx response: its own errors, and ValueError for a request it
-# refuses to send.
-_SEND_ERRORS = (anthropic.AnthropicError, ValueError)
 
 
 class AnthropicBackend(Backend):
@@ -135,40 +146,22 @@ class AnthropicBackend(Backend):
         assert key is not None  # required=True raises instead
         self._key: Secret = key
         self._endpoint = host_port(self._base_url)
-        self._client = anthropic.Anthropic(**self._client_options())
-        self._create = self._client.messages.with_raw_response.create
-        # One async client per event loop: an httpx2 connection pool cannot outlive its loop, and
-        # scripts often call asyncio.run() more than once with the same model.
-        self._aclients: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, anthropic.AsyncAnthropic
-        ] = weakref.WeakKeyDictionary()
-        self._aclients_lock = threading.Lock()
+        self._max_plain_tokens = _nonstreaming_limit(self.model, config.timeout)
+        if self.model in DEPRECATED_MODELS:
+            _warn_deprecated(self.model)
+        self._client = _build(anthropic.Anthropic, config, self._base_url, key)
+        # As messages.create does, a call without streaming under the default timeout names it
+        # (in the x-stainless-timeout header).
+        self._plain: anthropic.RequestOptions = {}
+        if config.timeout is None:
+            self._plain = {"timeout": self._client.timeout}
+        # Built without a reference to the backend, which is then freed (and its clients closed)
+        # as soon as it is dropped.
+        build = functools.partial(_build, anthropic.AsyncAnthropic, config, self._base_url, key)
+        self._aclients = PerLoop(build, anthropic.AsyncAnthropic.close)
 
-    def _client_options(self) -> dict[str, Any]:
-        # max_retries=0: fmgate retries itself, so that a record's attempts are honest.
-        # open_telemetry=False: fmgate records (and exports) each call once; the SDK's own span
-        # would be a second gen_ai span for the same call, and costs ~5% of a loopback call.
-        options: dict[str, Any] = {
-            "api_key": self._key.reveal(),
-            "base_url": self._base_url,
-            "max_retries": 0,
-            "open_telemetry": False,
-        }
-        if self.config.timeout is not None:
-            options["timeout"] = self.config.timeout
-        return options
-
-    def _async_client(self) -> anthropic.AsyncAnthropic:
-        """The running loop's async client, built on its first use there."""
-        loop = asyncio.get_running_loop()
-        client = self._aclients.get(loop)
-        if client is None:
-            with self._aclients_lock:
-                client = self._aclients.get(loop)
-                if client is None:
-                    client = anthropic.AsyncAnthropic(**self._client_options())
-                    self._aclients[loop] = client
-        return client
+    def default_params(self) -> GenerationParams:
+        return GenerationParams(max_tokens=DEFAULT_MAX_TOKENS)
 
     @property
     def endpoint(self) -> str:
@@ -180,94 +173,129 @@ class AnthropicBackend(Backend):
     # -- calls ----------------------------------------------------------------------------------
 
     def complete(self, request: ChatRequest) -> Completion:
-        response = self._send(self._create_args(request, stream=False))
-        try:
-            return _parse_message(json.loads(response.content))
-        except _READ_ERRORS as exc:
-            raise _read_error(exc, self.config.name) from exc
+        response = self._post(self._body(request, stream=False))
+        return _message(json_body(response, self.config.name), self.config.name)
 
     async def acomplete(self, request: ChatRequest) -> Completion:
-        response = await self._asend(self._create_args(request, stream=False))
-        try:
-            return _parse_message(json.loads(response.content))
-        except _READ_ERRORS as exc:
-            raise _read_error(exc, self.config.name) from exc
+        response = await self._apost(self._body(request, stream=False))
+        return _message(json_body(response, self.config.name), self.config.name)
 
     def stream(self, request: ChatRequest) -> Iterator[Delta]:
-        response = self._send(self._create_args(request, stream=True))
-        reader = _StreamReader(self.config.name)
-        try:
-            for chunk in response.iter_bytes():
-                yield from reader.feed(chunk)
-            yield from reader.finish()
-        except _READ_ERRORS as exc:
-            raise _read_error(exc, self.config.name) from exc
-        finally:
-            response.close()
+        response = self._post(self._body(request, stream=True), stream=True)
+        yield from events(response, _StreamReader(self.config.name))
 
     async def astream(self, request: ChatRequest) -> AsyncIterator[Delta]:
-        response = await self._asend(self._create_args(request, stream=True))
-        reader = _StreamReader(self.config.name)
-        try:
-            async for chunk in response.aiter_bytes():
-                for delta in reader.feed(chunk):
-                    yield delta
-            for delta in reader.finish():
+        response = await self._apost(self._body(request, stream=True), stream=True)
+        async with contextlib.aclosing(
+            aevents(response, _StreamReader(self.config.name))
+        ) as deltas:
+            async for delta in deltas:
                 yield delta
-        except _READ_ERRORS as exc:
-            raise _read_error(exc, self.config.name) from exc
-        finally:
-            await response.aclose()
 
     def close(self) -> None:
+        """Close the sync client; ``aclose`` closes the async ones too."""
         self._client.close()
 
     async def aclose(self) -> None:
-        # Only the running loop's client can be closed here; others go with their loops.
-        with self._aclients_lock:
-            client = self._aclients.get(asyncio.get_running_loop())
-            self._aclients.clear()
-        if client is not None:
-            await client.close()
         self._client.close()
+        await self._aclients.aclose()
 
     # -- wire -----------------------------------------------------------------------------------
 
-    def _send(self, args: dict[str, Any]) -> httpx2.Response:
+    def _post(self, body: dict[str, Any], *, stream: bool = False) -> httpx2.Response:
+        options = _STREAM if stream else self._plain
         try:
-            raw = self._create(**args)
-        except _SEND_ERRORS as exc:
+            return self._client.post(
+                _MESSAGES, cast_to=httpx2.Response, body=body, options=options, stream=stream
+            )
+        except anthropic.AnthropicError as exc:
             raise _send_error(exc, self.config.name) from exc
-        return raw.http_response
 
-    async def _asend(self, args: dict[str, Any]) -> httpx2.Response:
-        create = self._async_client().messages.with_raw_response.create
+    async def _apost(self, body: dict[str, Any], *, stream: bool = False) -> httpx2.Response:
+        options = _STREAM if stream else self._plain
+        client = await self._aclients.get()
         try:
-            raw = await create(**args)
-        except _SEND_ERRORS as exc:
+            return await client.post(
+                _MESSAGES, cast_to=httpx2.Response, body=body, options=options, stream=stream
+            )
+        except anthropic.AnthropicError as exc:
             raise _send_error(exc, self.config.name) from exc
-        response: httpx2.Response = raw.http_response
-        return response
 
-    def _create_args(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+    def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         params = request.params
         _check_params(params)
+        max_tokens = params.max_tokens or DEFAULT_MAX_TOKENS
+        if max_tokens > self._max_plain_tokens and not stream:
+            raise _too_long_for_one_response(max_tokens, self.config.name)
         system, messages = _split_system(request.messages)
-        args: dict[str, Any] = {
-            "model": self.model,
-            "messages": messages,
-            "max_tokens": params.max_tokens or DEFAULT_MAX_TOKENS,
-        }
+        body: dict[str, Any] = {"model": self.model, "messages": messages, "max_tokens": max_tokens}
         if system is not None:
-            args["system"] = system
+            body["system"] = system
         if params.stop:
-            args["stop_sequences"] = list(params.stop)
+            body["stop_sequences"] = list(params.stop)
+        if params.temperature is not None:
+            body["temperature"] = params.temperature
+        if params.top_p is not None:
+            body["top_p"] = params.top_p
         if stream:
-            args["stream"] = True
-        extra = _extra_body(params)
-        if extra:
-            args["extra_body"] = extra
-        return args
+            body["stream"] = True
+        body.update(params.extra)
+        return body
+
+
+# -- setup --------------------------------------------------------------------------------------
+
+
+class _Http(ClosedWhenCollected, anthropic.DefaultHttpxClient):
+    """The SDK's default HTTP client, given the shared TLS context."""
+
+
+class _AsyncHttp(ClosedWhenCollected, anthropic.DefaultAsyncHttpxClient):
+    pass
+
+
+def _build(cls: type[_Client], config: BackendConfig, base_url: str, key: Secret) -> _Client:
+    http = _Http if cls is anthropic.Anthropic else _AsyncHttp
+    # open_telemetry=False: fmgate records (and exports) each call once. The SDK makes no span for
+    # client.post (no SDK method names it); this way it does not look for a tracer either.
+    return sdk_client(
+        cls,
+        http,
+        timeout=config.timeout,
+        api_key=key.reveal(),
+        base_url=base_url,
+        open_telemetry=False,
+    )
+
+
+def _nonstreaming_limit(model: str, timeout: float | None) -> float:
+    """The largest max_tokens the SDK's ``messages.create`` sends without streaming.
+
+    With a timeout set the SDK trusts it; without, it refuses calls that may outlast its default
+    timeout, and some models have a lower limit of their own.
+    """
+    if timeout is not None:
+        return math.inf
+    limit = NONSTREAMING_LIMIT_S * 128_000 // 3600
+    return min(limit, MODEL_NONSTREAMING_TOKENS.get(model) or limit)
+
+
+def _too_long_for_one_response(max_tokens: int, provider: str) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"{provider}: streaming is required for operations that may take longer than "
+        f"{NONSTREAMING_LIMIT_S // 60} minutes (max_tokens={max_tokens}): use Model.stream(), "
+        "or set timeout= when loading the model."
+    )
+
+
+def _warn_deprecated(model: str) -> None:
+    warnings.warn(
+        f"The model {model!r} is deprecated and will reach end-of-life on "
+        f"{DEPRECATED_MODELS[model]}. Please migrate to a newer model: "
+        "https://docs.anthropic.com/en/docs/resources/model-deprecations",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 # -- request ------------------------------------------------------------------------------------
@@ -298,18 +326,14 @@ def _split_system(messages: tuple[Message, ...]) -> tuple[str | None, list[dict[
     return ("\n\n".join(system) if system else None), chat
 
 
-def _extra_body(params: GenerationParams) -> dict[str, Any]:
-    # This SDK's create() has no sampling arguments: they travel as extra body fields.
-    extra: dict[str, Any] = {}
-    if params.temperature is not None:
-        extra["temperature"] = params.temperature
-    if params.top_p is not None:
-        extra["top_p"] = params.top_p
-    extra.update(params.extra)
-    return extra
-
-
 # -- response -----------------------------------------------------------------------------------
+
+
+def _message(data: Any, provider: str) -> Completion:
+    try:
+        return _parse_message(data)
+    except BAD_DATA as exc:
+        raise _malformed(exc, provider) from exc
 
 
 def _parse_message(data: Any) -> Completion:
@@ -363,52 +387,27 @@ def _str(value: Any, name: str) -> str:
     return value
 
 
-class _StreamReader:
-    """Turns the bytes of a Messages event stream into deltas.
+class _StreamReader(EventReader):
+    """Reads a Messages event stream into deltas, up to ``message_stop``.
 
-    Splits server-sent events (WHATWG rules: LF, CRLF or CR line ends; ``data`` lines joined),
-    reads ``message_start`` (model, input usage), ``content_block_delta`` (text),
+    Reads ``message_start`` (model, input usage), ``content_block_delta`` (text),
     ``message_delta`` (stop reason, cumulative usage) and ``message_stop``; ``ping`` and event
     types it does not know are skipped; an ``error`` event raises the matching fmgate error.
     """
 
-    __slots__ = ("_provider", "_buffer", "_model_id", "_usage", "_stop_reason", "_stopped")
+    __slots__ = ("_model_id", "_stop_reason", "_usage")
 
     def __init__(self, provider: str) -> None:
-        self._provider = provider
-        self._buffer = b""
+        super().__init__(provider)
         self._model_id: str | None = None
         self._usage: dict[str, Any] = {}
         self._stop_reason: str | None = None
-        self._stopped = False
 
-    def feed(self, chunk: bytes, *, end: bool = False) -> Iterator[Delta]:
-        """The text deltas of the events that ``chunk`` completes, as each is read."""
-        buffer = self._buffer + chunk
-        if b"\r" in buffer:
-            buffer = _lf_only(buffer, end=end)
-        *blocks, self._buffer = buffer.split(b"\n\n")
-        for block in blocks:
-            delta = self._event(*_sse_fields(block))
-            if delta is not None:
-                yield delta
-
-    def finish(self) -> Iterator[Delta]:
-        """At the end of the bytes: what is left, then finish reason, usage and model id."""
-        yield from self.feed(b"", end=True)
-        if not self._stopped:
-            raise _BadPayload("the stream ended before message_stop")
-        yield Delta(
-            finish_reason=_finish_reason(self._stop_reason),
-            usage=_usage(self._usage),
-            model_id=self._model_id,
-        )
-
-    def _event(self, event: str | None, data: bytes | None) -> Delta | None:
-        if data is None or event == "ping":
+    def event(self, name: str | None, data: bytes) -> Delta | None:
+        if name == "ping":
             return None
         payload = json.loads(data)
-        kind = event or payload.get("type")
+        kind = name or payload.get("type")
         if kind == "content_block_delta":
             delta = payload["delta"]
             if delta.get("type") == "text_delta":
@@ -422,38 +421,29 @@ class _StreamReader:
             usage = payload.get("usage") or {}
             self._usage.update((k, v) for k, v in usage.items() if v is not None)
         elif kind == "message_stop":
-            self._stopped = True
+            self.done = True
         elif kind == "error":
-            raise _event_error(payload.get("error"), self._provider)
+            raise _event_error(payload.get("error"), self.provider)
         return None
 
+    def end(self) -> Delta:
+        """Finish reason, usage and model id, once the stream has ended."""
+        if not self.done:
+            raise _BadPayload("the stream ended before message_stop")
+        return Delta(
+            finish_reason=_finish_reason(self._stop_reason),
+            usage=_usage(self._usage),
+            model_id=self._model_id,
+        )
 
-def _lf_only(buffer: bytes, *, end: bool) -> bytes:
-    # A CR at the very end may be the first half of a CRLF split across chunks: keep it for later.
-    keep = b"\r" if buffer.endswith(b"\r") and not end else b""
-    body = buffer[: len(buffer) - len(keep)]
-    return body.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + keep
-
-
-def _sse_fields(block: bytes) -> tuple[str | None, bytes | None]:
-    """The event name and data of one event block; data None when the block has no data line."""
-    event: str | None = None
-    data: list[bytes] = []
-    for line in block.split(b"\n"):
-        name, _, value = line.partition(b":")
-        if value[:1] == b" ":
-            value = value[1:]
-        if name == b"data":
-            data.append(value)
-        elif name == b"event":
-            event = value.decode("utf-8", "replace")
-    return event, (b"\n".join(data) if data else None)
+    def malformed(self, exc: Exception) -> MalformedResponseError:
+        return _malformed(exc, self.provider)
 
 
 # -- errors -------------------------------------------------------------------------------------
 
 
-def _send_error(exc: Exception, provider: str) -> FmgateError:
+def _send_error(exc: anthropic.AnthropicError, provider: str) -> BackendError:
     """Map what the SDK raised before a 2xx response arrived."""
     if isinstance(exc, anthropic.APIStatusError):
         return _status_error(exc, provider)
@@ -467,12 +457,7 @@ def _send_error(exc: Exception, provider: str) -> FmgateError:
         )
     if isinstance(exc, anthropic.APIResponseValidationError):
         return MalformedResponseError(redact(f"{provider}: {exc}"), provider=provider)
-    if isinstance(exc, anthropic.AnthropicError):
-        return BackendError(redact(f"{provider}: {type(exc).__name__}: {exc}"), provider=provider)
-    # The SDK refuses some requests before sending, e.g. a long non-streaming one without timeout.
-    return InvalidRequestError(
-        redact(f"{provider}: {exc} (use Model.stream(), or set timeout= when loading the model)")
-    )
+    return BackendError(redact(f"{provider}: {type(exc).__name__}: {exc}"), provider=provider)
 
 
 def _status_error(exc: anthropic.APIStatusError, provider: str) -> BackendError:
@@ -483,7 +468,7 @@ def _status_error(exc: anthropic.APIStatusError, provider: str) -> BackendError:
         redact(f"{provider}: HTTP {exc.status_code} {kind}: {detail}{request_id}"),
         status_code=exc.status_code,
         provider=provider,
-        retry_after_s=_retry_after(exc.response.headers),
+        retry_after_s=retry_after_s(exc.response.headers),
     )
 
 
@@ -501,32 +486,6 @@ def _too_long(message: str | None) -> bool:
     return any(phrase in lowered for phrase in _CONTEXT_PHRASES)
 
 
-def _retry_after(headers: httpx2.Headers) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
-    millis = _seconds(headers.get("retry-after-ms"))
-    if millis is not None:
-        return millis / 1000
-    value = headers.get("retry-after")
-    seconds = _seconds(value)
-    if seconds is not None or value is None:
-        return seconds
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        number = float(value) if value is not None else math.nan
-    except ValueError:
-        return None
-    return max(0.0, number) if math.isfinite(number) else None
-
-
 def _event_error(error: Any, provider: str) -> BackendError:
     if not isinstance(error, Mapping):
         raise _BadPayload("an error event without an error object")
@@ -538,15 +497,11 @@ def _event_error(error: Any, provider: str) -> BackendError:
     return cls(redact(f"{provider}: {kind} during the stream: {message}"), provider=provider)
 
 
-def _read_error(exc: Exception, provider: str) -> BackendError:
-    """Map a failure while reading a 2xx body or stream."""
-    if isinstance(exc, httpx2.TimeoutException):
-        message = f"{provider}: the response stopped arriving: no data within the timeout."
-        return TimeoutError(message, provider=provider)
-    if isinstance(exc, httpx2.RequestError):
-        reason = f"the connection failed mid-response ({type(exc).__name__}: {exc})"
-    elif isinstance(exc, _BadPayload):
-        reason = str(exc)
-    else:
-        reason = f"unreadable body ({type(exc).__name__}: {exc})"
+def _malformed(exc: Exception, provider: str) -> MalformedResponseError:
+    """The error for a 2xx body or event that is not the documented shape."""
+    reason = (
+        str(exc)
+        if isinstance(exc, _BadPayload)
+        else f"unreadable body ({type(exc).__name__}: {exc})"
+    )
     return MalformedResponseError(redact(f"{provider}: {reason}"), provider=provider)

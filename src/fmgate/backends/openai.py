@@ -12,20 +12,13 @@ timeouts and error classes, and hands back the raw response.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import email.utils
 import functools
 import json
-import math
-import ssl
-import threading
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import anyio
 import httpx2
 import openai
 
@@ -48,6 +41,16 @@ from .._record import Access, Usage
 from .._secrets import Secret, key_from_env, redact
 from .._types import ChatRequest, Completion, Delta
 from ._base import Backend, BackendConfig, EmbeddingResult
+from ._http import (
+    ClosedWhenCollected,
+    EventReader,
+    PerLoop,
+    aevents,
+    events,
+    json_body,
+    retry_after_s,
+    sdk_client,
+)
 
 _CHAT = "/chat/completions"
 _EMBEDDINGS = "/embeddings"
@@ -55,15 +58,11 @@ _EMBEDDINGS = "/embeddings"
 _OPTIONS: openai.RequestOptions = {"security": {"bearer_auth": True}}
 # The SDK refuses an empty key; local servers ignore the value (vLLM's docs use "EMPTY").
 _NO_KEY = "EMPTY"
-# Rows that are OpenAI's own API. It deprecated max_tokens for max_completion_tokens (reasoning
-# models refuse max_tokens), while the compatible servers document max_tokens; and only OpenAI
-# should receive the OPENAI_ORG_ID / OPENAI_PROJECT_ID headers the SDK reads from the environment.
+# Rows that are OpenAI's own API: only OpenAI should receive the OPENAI_ORG_ID / OPENAI_PROJECT_ID
+# headers the SDK reads from the environment.
 _OPENAI_ROWS = frozenset({"openai"})
 # Body keys fmgate sets itself: an openai_<key> parameter may not replace them.
 _RESERVED = frozenset({"model", "messages", "stream", "stream_options"})
-# What breaks a body mid-read: httpx2's errors, plus the TLS and AnyIO failures it does not wrap
-# yet (the SDK's own stream reader catches the same ones).
-_READ_ERRORS = (httpx2.RequestError, ssl.SSLError, anyio.EndOfStream)
 
 _Client = TypeVar("_Client", openai.OpenAI, openai.AsyncOpenAI)
 
@@ -80,35 +79,15 @@ class OpenAIBackend(Backend):
         self._base_url = _base_url(config)
         self._endpoint = host_port(self._base_url)
         self._key = _read_key(config)
-        openai_row = config.provider.name in _OPENAI_ROWS
-        self._max_tokens_field = "max_completion_tokens" if openai_row else "max_tokens"
-        self._client = self._build(openai.OpenAI)
-        self._async_client: openai.AsyncOpenAI | None = None
-        self._lock = threading.Lock()
-
-    def _build(self, cls: type[_Client]) -> _Client:
-        http: type[Any] = _Http if cls is openai.OpenAI else _AsyncHttp
-        kwargs: dict[str, Any] = {"base_url": self._base_url, "max_retries": 0}
-        if self.config.timeout is not None:
-            kwargs["timeout"] = self.config.timeout
-        # max_retries=0: fmgate's own retry layer retries, so that record.attempts is honest.
-        client = cls(
-            api_key=self._key.reveal() if self._key else _NO_KEY,
-            http_client=http(verify=_ssl_context()),
-            **kwargs,
+        # "max_completion_tokens" for OpenAI (it deprecated max_tokens), "max_tokens" elsewhere.
+        self._max_tokens_field = config.provider.max_tokens_param
+        self._client = _build(openai.OpenAI, config, self._base_url, self._key)
+        # Built without a reference to the backend, which is then freed (and its clients closed)
+        # as soon as it is dropped.
+        build_async = functools.partial(
+            _build, openai.AsyncOpenAI, config, self._base_url, self._key
         )
-        if self.config.provider.name not in _OPENAI_ROWS:
-            client.organization = client.project = None
-        return client
-
-    def _aclient(self) -> openai.AsyncOpenAI:
-        client = self._async_client
-        if client is None:
-            with self._lock:
-                if self._async_client is None:
-                    self._async_client = self._build(openai.AsyncOpenAI)
-                client = self._async_client
-        return client
+        self._aclients = PerLoop(build_async, openai.AsyncOpenAI.close)
 
     def __repr__(self) -> str:
         return f"<OpenAIBackend {self.config.name}:{self.model} at {self.endpoint}>"
@@ -136,55 +115,25 @@ class OpenAIBackend(Backend):
     # -- chat -----------------------------------------------------------------------------------
 
     def complete(self, request: ChatRequest) -> Completion:
-        body = self._body(request, stream=False)
-        with self._errors():
-            response = self._client.post(
-                _CHAT, cast_to=httpx2.Response, body=body, options=_OPTIONS
-            )
-        return _completion(_json(response, self.config.name), self.config.name)
+        response = self._post(_CHAT, self._body(request, stream=False))
+        return _completion(json_body(response, self.config.name), self.config.name)
 
     async def acomplete(self, request: ChatRequest) -> Completion:
-        body = self._body(request, stream=False)
-        with self._errors():
-            response = await self._aclient().post(
-                _CHAT, cast_to=httpx2.Response, body=body, options=_OPTIONS
-            )
-        return _completion(_json(response, self.config.name), self.config.name)
+        response = await self._apost(_CHAT, self._body(request, stream=False))
+        return _completion(json_body(response, self.config.name), self.config.name)
 
     def stream(self, request: ChatRequest) -> Iterator[Delta]:
-        body = self._body(request, stream=True)
-        with self._errors():
-            response = self._client.post(
-                _CHAT, cast_to=httpx2.Response, body=body, options=_OPTIONS, stream=True
-            )
-        reader = _ChunkReader(self.config.name)
-        try:
-            with _reading(reader):
-                # Read to the end of the body, past [DONE], so the connection can be reused.
-                for line in response.iter_lines():
-                    delta = reader.feed(line)
-                    if delta is not None:
-                        yield delta
-            reader.end(response.headers.get("content-type"))
-        finally:
-            response.close()
+        response = self._post(_CHAT, self._body(request, stream=True), stream=True)
+        yield from events(response, self._reader(response))
 
     async def astream(self, request: ChatRequest) -> AsyncIterator[Delta]:
-        body = self._body(request, stream=True)
-        with self._errors():
-            response = await self._aclient().post(
-                _CHAT, cast_to=httpx2.Response, body=body, options=_OPTIONS, stream=True
-            )
-        reader = _ChunkReader(self.config.name)
-        try:
-            with _reading(reader):
-                async for line in response.aiter_lines():
-                    delta = reader.feed(line)
-                    if delta is not None:
-                        yield delta
-            reader.end(response.headers.get("content-type"))
-        finally:
-            await response.aclose()
+        response = await self._apost(_CHAT, self._body(request, stream=True), stream=True)
+        async with contextlib.aclosing(aevents(response, self._reader(response))) as deltas:
+            async for delta in deltas:
+                yield delta
+
+    def _reader(self, response: httpx2.Response) -> _ChunkReader:
+        return _ChunkReader(self.config.name, response.headers.get("content-type"))
 
     def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         params = request.params
@@ -209,38 +158,42 @@ class OpenAIBackend(Backend):
 
     def embed(self, texts: Sequence[str]) -> EmbeddingResult:
         body = _embedding_body(self.model, texts)
-        with self._errors():
-            response = self._client.post(
-                _EMBEDDINGS, cast_to=httpx2.Response, body=body, options=_OPTIONS
-            )
-        return _embeddings(_json(response, self.config.name), len(body["input"]), self.config.name)
+        data = json_body(self._post(_EMBEDDINGS, body), self.config.name)
+        return _embeddings(data, len(body["input"]), self.config.name)
 
     async def aembed(self, texts: Sequence[str]) -> EmbeddingResult:
         body = _embedding_body(self.model, texts)
-        with self._errors():
-            response = await self._aclient().post(
-                _EMBEDDINGS, cast_to=httpx2.Response, body=body, options=_OPTIONS
-            )
-        return _embeddings(_json(response, self.config.name), len(body["input"]), self.config.name)
+        data = json_body(await self._apost(_EMBEDDINGS, body), self.config.name)
+        return _embeddings(data, len(body["input"]), self.config.name)
 
-    # -- lifecycle ------------------------------------------------------------------------------
+    # -- sending and lifecycle ------------------------------------------------------------------
+
+    def _post(self, path: str, body: dict[str, Any], *, stream: bool = False) -> httpx2.Response:
+        try:
+            return self._client.post(
+                path, cast_to=httpx2.Response, body=body, options=_OPTIONS, stream=stream
+            )
+        except openai.OpenAIError as exc:
+            raise map_error(exc, self.config.name) from exc
+
+    async def _apost(
+        self, path: str, body: dict[str, Any], *, stream: bool = False
+    ) -> httpx2.Response:
+        client = await self._aclients.get()
+        try:
+            return await client.post(
+                path, cast_to=httpx2.Response, body=body, options=_OPTIONS, stream=stream
+            )
+        except openai.OpenAIError as exc:
+            raise map_error(exc, self.config.name) from exc
 
     def close(self) -> None:
-        """Close the sync client; ``aclose`` closes the async one too."""
+        """Close the sync client; ``aclose`` closes the async ones too."""
         self._client.close()
 
     async def aclose(self) -> None:
         self._client.close()
-        client, self._async_client = self._async_client, None
-        if client is not None:
-            await client.close()
-
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except openai.OpenAIError as exc:
-            raise map_error(exc, self.config.name) from exc
+        await self._aclients.aclose()
 
 
 # -- setup ---------------------------------------------------------------------------------------
@@ -261,28 +214,21 @@ def _base_url(config: BackendConfig) -> str:
     return url
 
 
-class _Http(openai.DefaultHttpxClient):
-    """The SDK's default HTTP client, closed when collected as the SDK's own one is."""
-
-    def __del__(self) -> None:
-        if not self.is_closed:
-            with contextlib.suppress(Exception):
-                self.close()
+class _Http(ClosedWhenCollected, openai.DefaultHttpxClient):
+    """The SDK's default HTTP client, given the shared TLS context."""
 
 
-class _AsyncHttp(openai.DefaultAsyncHttpxClient):
-    def __del__(self) -> None:
-        # As the SDK's own one does; with no running loop this cannot close and lets it be.
-        if not self.is_closed:
-            with contextlib.suppress(Exception):
-                asyncio.get_running_loop().create_task(self.aclose())
+class _AsyncHttp(ClosedWhenCollected, openai.DefaultAsyncHttpxClient):
+    pass
 
 
-@functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    """One TLS context for all clients: loading the CA bundle takes ~25 ms per client, which
-    would land in the latency of the first async call (its client is built then)."""
-    return httpx2.create_ssl_context()
+def _build(cls: type[_Client], config: BackendConfig, base_url: str, key: Secret | None) -> _Client:
+    http = _Http if cls is openai.OpenAI else _AsyncHttp
+    api_key = key.reveal() if key else _NO_KEY
+    client = sdk_client(cls, http, timeout=config.timeout, api_key=api_key, base_url=base_url)
+    if config.provider.name not in _OPENAI_ROWS:
+        client.organization = client.project = None
+    return client
 
 
 def _read_key(config: BackendConfig) -> Secret | None:
@@ -314,20 +260,8 @@ def _embedding_body(model: str, texts: Sequence[str]) -> dict[str, Any]:
 # -- response bodies -----------------------------------------------------------------------------
 
 
-class _Shape(Exception):
+class _Shape(ValueError):
     """A body that is JSON but not the documented object; becomes MalformedResponseError."""
-
-
-def _json(response: httpx2.Response, provider: str) -> Any:
-    try:
-        return json.loads(response.content)
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-        kind = response.headers.get("content-type", "no content-type")
-        raise MalformedResponseError(
-            f"{provider}: the response body is not JSON ({kind}, {len(response.content)} bytes).",
-            status_code=response.status_code,
-            provider=provider,
-        ) from exc
 
 
 def _completion(data: Any, provider: str) -> Completion:
@@ -422,58 +356,40 @@ def _error_object(error: Any, provider: str) -> BackendError:
 # -- streams -------------------------------------------------------------------------------------
 
 
-class _ChunkReader:
-    """Reads an SSE body of ``chat.completion.chunk`` events into Deltas.
+class _ChunkReader(EventReader):
+    """Reads ``chat.completion.chunk`` events into Deltas, up to ``[DONE]``.
 
-    Only ``data:`` fields matter on this wire; comments (keep-alives), ``event:`` and ``id:`` are
-    skipped. A stream must show a finish reason or usage before it ends: otherwise it was cut.
+    A stream must show a finish reason or usage before it ends: otherwise it was cut.
     """
 
-    __slots__ = ("_data", "done", "finished", "provider", "started")
+    __slots__ = ("content_type", "finished")
 
-    def __init__(self, provider: str) -> None:
-        self.provider = provider
-        self._data: list[str] = []
-        self.started = False  # an event was read
-        self.done = False  # [DONE] was read
+    def __init__(self, provider: str, content_type: str | None) -> None:
+        super().__init__(provider)
+        self.content_type = content_type
         self.finished = False  # a finish reason or usage was read
 
-    def feed(self, line: str) -> Delta | None:
-        """Take one line of the body; a blank line completes an event."""
-        if line.startswith("data:"):
-            value = line[5:]
-            self._data.append(value[1:] if value.startswith(" ") else value)
-            return None
-        if line or not self._data:
-            return None
-        data = "\n".join(self._data)
-        self._data.clear()
-        self.started = True
-        if self.done:
-            return None
-        if data == "[DONE]":
+    def event(self, name: str | None, data: bytes) -> Delta | None:
+        if data == b"[DONE]":
             self.done = True
             return None
-        return self._delta(data)
-
-    def _delta(self, data: str) -> Delta:
-        try:
-            chunk = json.loads(data)
-            _raise_error_object(chunk, self.provider)
-            delta = _chunk_delta(chunk)
-        except (ValueError, _Shape, KeyError, TypeError, AttributeError) as exc:
-            raise _malformed("chat.completion.chunk", exc, self.provider) from exc
+        chunk = json.loads(data)
+        _raise_error_object(chunk, self.provider)
+        delta = _chunk_delta(chunk)
         if delta.finish_reason is not None or delta.usage is not None:
             self.finished = True
         return delta
 
-    def end(self, content_type: str | None) -> None:
+    def end(self) -> None:
         if not self.finished:
             raise MalformedResponseError(
                 f"{self.provider}: the stream ended before a finish_reason or usage: cut short "
-                f"(content-type {content_type}).",
+                f"(content-type {self.content_type}).",
                 provider=self.provider,
             )
+
+    def malformed(self, exc: Exception) -> MalformedResponseError:
+        return _malformed("chat.completion.chunk", exc, self.provider)
 
 
 def _chunk_delta(chunk: Any) -> Delta:
@@ -486,31 +402,6 @@ def _chunk_delta(chunk: Any) -> Delta:
     choice = _first(choices)
     text = _opt((choice.get("delta") or {}).get("content"), str) or ""
     return Delta(text, _opt(choice.get("finish_reason"), str), usage, model_id)
-
-
-@contextlib.contextmanager
-def _reading(reader: _ChunkReader) -> Iterator[None]:
-    """Map failures while reading a stream body; after ``[DONE]`` the answer is already whole."""
-    provider = reader.provider
-    try:
-        yield
-    except httpx2.TimeoutException as exc:
-        if not reader.done:
-            raise TimeoutError(
-                f"{provider}: the stream stalled past the read timeout.", provider=provider
-            ) from exc
-    except _READ_ERRORS as exc:
-        if not reader.started:  # nothing read yet: the same request may well succeed again
-            raise ConnectionError(
-                f"{provider}: the connection dropped before the stream began "
-                f"({type(exc).__name__}: {redact(str(exc))}).",
-                provider=provider,
-            ) from exc
-        if not reader.done:
-            raise MalformedResponseError(
-                f"{provider}: the connection dropped mid-stream ({type(exc).__name__}): cut short.",
-                provider=provider,
-            ) from exc
 
 
 # -- errors --------------------------------------------------------------------------------------
@@ -552,31 +443,3 @@ def _status_error(exc: openai.APIStatusError, message: str, provider: str) -> Ba
         cls = ContextLengthError
     retry_after = retry_after_s(exc.response.headers)
     return cls(message, status_code=status, provider=provider, retry_after_s=retry_after)
-
-
-def retry_after_s(headers: httpx2.Headers) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
-    millis = _seconds(headers.get("retry-after-ms"))
-    if millis is not None:
-        return millis / 1000
-    value = headers.get("retry-after")
-    seconds = _seconds(value)
-    if seconds is not None or value is None:
-        return seconds
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _seconds(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return max(0.0, seconds) if math.isfinite(seconds) else None
