@@ -134,6 +134,11 @@ def test_backend_param_with_a_foreign_prefix_is_refused(tmp_path: Path) -> None:
         fmgate.load("fake:m", other_thing=1)
 
 
+def test_none_overrides_mean_unset() -> None:
+    m = fmgate.load("fake:m", timeout=None, base_url=None, temperature=None)
+    assert m.backend.config.timeout is None and m.backend.config.base_url is None
+
+
 def test_backend_settings_are_typed_and_reach_the_backend(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -177,6 +177,8 @@ def classify(
     an unknown key is an ``error`` naming ``where`` and the keys that are known."""
     out = Settings({}, {}, {})
     for key, value in settings.items():
+        if value is None:  # load(timeout=None) means "not set", as for any keyword default
+            continue
         if key in CONNECTION_KEYS:
             check_type(where, key, value, CONNECTION_KEYS[key], error)
             out.connection[key] = value
