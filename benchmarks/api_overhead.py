@@ -32,22 +32,19 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import Any
 
 import anthropic
 import httpx2
 import openai
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _loopback import STATS_PATH, serve  # noqa: E402
-
 import fmgate  # noqa: E402
+from fmgate import _cost  # noqa: E402
+from fmgate.testing._stub_server import STATS_PATH, serve  # noqa: E402
 
 SPECS = {"openai": "openai:gpt-4o-mini", "anthropic": "anthropic:claude-3-5-haiku-latest"}
 PROMPT = "Say hi in five words."
@@ -106,8 +103,11 @@ class Wire:
 
     def body(self, stream: bool) -> dict[str, Any]:
         """The JSON body raw httpx2 posts, and the keyword arguments of the SDK's ``create``."""
-        body: dict[str, Any] = {"model": SPECS[self.name].split(":", 1)[1], "messages": MESSAGES,
-                                "max_tokens": MAX_TOKENS}
+        body: dict[str, Any] = {
+            "model": SPECS[self.name].split(":", 1)[1],
+            "messages": MESSAGES,
+            "max_tokens": MAX_TOKENS,
+        }
         if stream:
             body["stream"] = True
             if self.name == "openai":
@@ -117,10 +117,12 @@ class Wire:
 
 def wires(url: str) -> dict[str, Wire]:
     return {
-        "openai": Wire("openai", "/v1/chat/completions",
-                       {"authorization": "Bearer x"}, f"{url}/v1"),
-        "anthropic": Wire("anthropic", "/v1/messages",
-                          {"x-api-key": "x", "anthropic-version": "2023-06-01"}, url),
+        "openai": Wire(
+            "openai", "/v1/chat/completions", {"authorization": "Bearer x"}, f"{url}/v1"
+        ),
+        "anthropic": Wire(
+            "anthropic", "/v1/messages", {"x-api-key": "x", "anthropic-version": "2023-06-01"}, url
+        ),
     }
 
 
@@ -131,23 +133,29 @@ def _text(wire: Wire, data: Any) -> str:
 
 
 def _sse_payloads(lines: Sequence[str]) -> list[Any]:
-    return [json.loads(line[6:]) for line in lines
-            if line.startswith("data: ") and line != "data: [DONE]"]
+    return [
+        json.loads(line[6:])
+        for line in lines
+        if line.startswith("data: ") and line != "data: [DONE]"
+    ]
 
 
 def raw_sync(client: httpx2.Client, wire: Wire, stream: bool) -> SyncCall:
     body = wire.body(stream)
     if not stream:
+
         def call() -> object:
             r = client.post(wire.path, json=body, headers=wire.headers)
             r.raise_for_status()
             return _text(wire, r.json())
+
         return call
 
     def call_stream() -> object:
         with client.stream("POST", wire.path, json=body, headers=wire.headers) as r:
             r.raise_for_status()
             return _sse_payloads(list(r.iter_lines()))
+
     return call_stream
 
 
@@ -158,13 +166,15 @@ def raw_async(client: httpx2.AsyncClient, wire: Wire) -> AsyncCall:
         r = await client.post(wire.path, json=body, headers=wire.headers)
         r.raise_for_status()
         return _text(wire, r.json())
+
     return call
 
 
 def sdk_sync(client: openai.OpenAI | anthropic.Anthropic, wire: Wire, stream: bool) -> SyncCall:
     """The SDK's typed ``create`` with the same arguments as the raw body (streams: all events)."""
     create: Callable[..., Any] = (
-        client.chat.completions.create if isinstance(client, openai.OpenAI)
+        client.chat.completions.create
+        if isinstance(client, openai.OpenAI)
         else client.messages.create
     )
     kwargs = wire.body(stream)
@@ -174,12 +184,14 @@ def sdk_sync(client: openai.OpenAI | anthropic.Anthropic, wire: Wire, stream: bo
     def call_stream() -> object:
         with create(**kwargs) as events:
             return list(events)
+
     return call_stream
 
 
 def sdk_async(client: openai.AsyncOpenAI | anthropic.AsyncAnthropic, wire: Wire) -> AsyncCall:
     create: Callable[..., Awaitable[object]] = (
-        client.chat.completions.create if isinstance(client, openai.AsyncOpenAI)
+        client.chat.completions.create
+        if isinstance(client, openai.AsyncOpenAI)
         else client.messages.create
     )
     kwargs = wire.body(False)
@@ -383,20 +395,25 @@ def _spread(values: list[float]) -> str:
 
 
 def report(rows: list[Row]) -> None:
-    head = (f"{'scenario':<34}{'raw ms':>8}{'sdk ms':>9}{'fmgate ms':>10}"
-            f"{'sdk/raw':>9}{'fmgate/raw':>11}{'fmgate/sdk':>11}  fmgate/sdk by round")
+    head = (
+        f"{'scenario':<34}{'raw ms':>8}{'sdk ms':>9}{'fmgate ms':>10}"
+        f"{'sdk/raw':>9}{'fmgate/raw':>11}{'fmgate/sdk':>11}  fmgate/sdk by round"
+    )
     print(head)
     print("-" * len(head))
     for row in rows:
-        print(f"{row.label:<34}{_ms(row.median('raw'))} {_ms(row.median('sdk'))}  "
-              f"{_ms(row.median('fmgate'))} {_x(row.ratio('sdk', 'raw'))}    "
-              f"{_x(row.ratio('fmgate', 'raw'))}    {_x(row.ratio('fmgate', 'sdk'))}  "
-              f"{_spread(row.round_ratios('fmgate', 'sdk'))}")
+        print(
+            f"{row.label:<34}{_ms(row.median('raw'))} {_ms(row.median('sdk'))}  "
+            f"{_ms(row.median('fmgate'))} {_x(row.ratio('sdk', 'raw'))}    "
+            f"{_x(row.ratio('fmgate', 'raw'))}    {_x(row.ratio('fmgate', 'sdk'))}  "
+            f"{_spread(row.round_ratios('fmgate', 'sdk'))}"
+        )
     notes = list(dict.fromkeys(row.note for row in rows if row.note))
     notes += [
         f"{row.label}: {client} opened {row.opened[client]} connections for "
         f"{row.calls[client]} timed calls (no keep-alive reuse)"
-        for row in rows for client in row.opened
+        for row in rows
+        for client in row.opened
         if row.opened[client] > row.calls[client] // 100
     ]
     for note in notes:
@@ -430,9 +447,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=30, help="untimed calls per client first")
     parser.add_argument("--concurrency", type=int, default=50, help="tasks in flight (async)")
     parser.add_argument("--wires", nargs="+", choices=list(SPECS), default=list(SPECS))
-    parser.add_argument("--modes", nargs="+", choices=["sync", "async", "stream"],
-                        default=["sync", "async", "stream"])
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=["sync", "async", "stream"],
+        default=["sync", "async", "stream"],
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 rounds of 50 calls")
+    parser.add_argument(
+        "--price-memo",
+        action="store_true",
+        help="keep fmgate's price memo (a usage seen again within a minute reuses its price); "
+        "off by default, since every call here has the same usage and would always hit it",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.calls, args.rounds, args.warmup = 50, 2, 10
@@ -446,11 +473,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Fake keys: the server ignores them, and no real key can leave for it.
     os.environ["OPENAI_API_KEY"] = "sk-loopback-not-a-key"
     os.environ["ANTHROPIC_API_KEY"] = "sk-ant-loopback-not-a-key"
+    if not args.price_memo:
+        # Price every call with genai-prices, as a workload of all-different usages would.
+        _cost._priced = _cost._priced.__wrapped__  # type: ignore[assignment]
     started = time.perf_counter()
     with serve() as url:
         print(versions(url))
-        print(f"{args.rounds} rounds x {args.calls} calls per client, {args.warmup} warm-up calls; "
-              f"async: {args.concurrency} in flight\n")
+        print(f"pricing: {'memo on' if args.price_memo else 'every call priced by genai-prices'}")
+        print(
+            f"{args.rounds} rounds x {args.calls} calls per client, {args.warmup} warm-up calls; "
+            f"async: {args.concurrency} in flight\n"
+        )
         rows: list[Row] = []
         for name in args.wires:
             wire = wires(url)[name]
