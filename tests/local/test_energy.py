@@ -368,24 +368,6 @@ def test_meters_from_many_threads(rapl: tuple[Path, Path]) -> None:
     assert all(r.amount is not None and r.amount > 0 for r in results)
 
 
-@pytest.mark.parametrize("with_rapl", [False, True])
-def test_start_and_stop_cost_microseconds(with_rapl: bool, request: pytest.FixtureRequest) -> None:
-    if with_rapl:
-        request.getfixturevalue("rapl")
-    settings = CostSettings()
-    make_meter("cpu", settings)  # the first call probes the machine
-    n = 5000
-    t0 = time.perf_counter()
-    meters = [make_meter("cpu", settings) for _ in range(n)]
-    t1 = time.perf_counter()
-    for m in meters:
-        m.stop(0.01)
-    t2 = time.perf_counter()
-    start_us, stop_us = (t1 - t0) / n * 1e6, (t2 - t1) / n * 1e6
-    print(f"rapl={with_rapl}: start {start_us:.1f} us, stop {stop_us:.1f} us")
-    assert start_us < 50 and stop_us < 50  # ~3 and ~8 us on a laptop core; slack for CI
-
-
 # --- settings --------------------------------------------------------------------------------
 
 

@@ -1,0 +1,425 @@
+"""Generation with a loaded causal model: prompts to tokens, one ``generate`` per batch, tokens to
+completions, and text pieces for streams.
+
+Parameters map onto ``model.generate`` as follows (the model's own generation_config.json
+supplies everything else, as with a plain ``model.generate``; ``transformers_<name>`` overrides):
+
+- ``max_tokens`` -> ``max_new_tokens`` (``DEFAULT_MAX_TOKENS`` when not given), lowered to the room
+  left in the context window; a prompt that alone fills the window is a ContextLengthError.
+- ``temperature`` 0 or unset -> greedy (``do_sample=False``); above 0 -> sampling with that
+  temperature and ``top_p``.
+- ``seed`` -> ``torch.manual_seed`` inside ``torch.random.fork_rng`` (the caller's RNG is left
+  as it was). Sampling draws from torch's process-wide generator, so sampled calls run one at a
+  time across the process: that is what makes a seed reproduce the same text.
+- ``stop`` -> transformers' ``StopStringCriteria``; the stop string and what follows it are cut
+  from the text and ``finish_reason`` is ``"stop"``, as with the OpenAI API. Only generated text
+  matches, never the prompt.
+
+``finish_reason`` is ``"stop"`` on an end-of-sequence token or a stop string, ``"length"`` when
+``max_new_tokens`` ran out. ``output_tokens`` counts the tokens the model generated, the
+end-of-sequence token included and padding excluded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList, StopStringCriteria
+from transformers.generation.streamers import BaseStreamer
+
+from .._errors import BackendError, ContextLengthError, InvalidRequestError
+from .._record import Usage
+from .._types import ChatRequest, Completion, GenerationParams, Message
+from .loading import LoadedModel
+
+DEFAULT_MAX_TOKENS = 256
+# generate() arguments fmgate sets itself: a transformers_<name> parameter may not replace them.
+RESERVED = frozenset(
+    {
+        "inputs",
+        "input_ids",
+        "attention_mask",
+        "streamer",
+        "stopping_criteria",
+        "stop_strings",
+        "tokenizer",
+        "max_new_tokens",
+        "max_length",
+        "return_dict_in_generate",
+        "num_return_sequences",
+        "generation_config",
+    }
+)
+_RNG_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Tokenised prompts, left-padded to one width."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    prompt_tokens: list[int]
+
+    @property
+    def width(self) -> int:
+        return int(self.input_ids.shape[1])
+
+
+# -- prompts -------------------------------------------------------------------------------------
+
+
+def has_chat_template(tokenizer: Any) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def render(tokenizer: Any, messages: Sequence[Message]) -> str:
+    """The text the model reads: the chat template applied, or a lone user prompt as it is.
+
+    A model without a chat template (a base model) continues plain text: a single user message
+    with no system prompt is passed raw; anything else cannot be rendered faithfully.
+    """
+    if has_chat_template(tokenizer):
+        chat = [{"role": m.role, "content": m.content} for m in messages]
+        text: str = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        return text
+    if len(messages) == 1 and messages[0].role == "user":
+        return messages[0].content
+    raise InvalidRequestError(
+        "This model has no chat template, so it cannot read roles or a system prompt: pass one "
+        "plain str prompt (it is continued as text) or use a chat model."
+    )
+
+
+def encode(loaded: LoadedModel, requests: Sequence[ChatRequest]) -> Batch:
+    tokenizer = loaded.tokenizer
+    texts = [render(tokenizer, r.messages) for r in requests]
+    # A chat template writes its own special tokens (BOS included); raw text gets the usual ones.
+    enc = tokenizer(
+        texts,
+        return_tensors="pt",
+        padding=True,
+        add_special_tokens=not has_chat_template(tokenizer),
+    )
+    mask = enc["attention_mask"]
+    return Batch(
+        enc["input_ids"].to(loaded.device),
+        mask.to(loaded.device),
+        [int(n) for n in mask.sum(dim=1).tolist()],
+    )
+
+
+def max_new_tokens(loaded: LoadedModel, batch: Batch, params: GenerationParams) -> int:
+    wanted = params.max_tokens or DEFAULT_MAX_TOKENS
+    window = loaded.profile.context_window
+    if window is None:
+        return wanted
+    longest = max(batch.prompt_tokens)
+    if longest >= window:
+        raise ContextLengthError(
+            f"The prompt is {longest} tokens long and {loaded.name} reads at most {window}: "
+            "shorten the prompt.",
+            provider="transformers",
+        )
+    return min(wanted, window - longest)
+
+
+# -- generate() arguments ------------------------------------------------------------------------
+
+
+def generate_kwargs(loaded: LoadedModel, params: GenerationParams, budget: int) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": budget,
+        "pad_token_id": loaded.tokenizer.pad_token_id,
+    }
+    if sampling(params):
+        kwargs.update(do_sample=True, temperature=params.temperature)
+        if params.top_p is not None:
+            kwargs["top_p"] = params.top_p
+    else:
+        kwargs["do_sample"] = False
+    clash = RESERVED.intersection(params.extra)
+    if clash:
+        raise InvalidRequestError(
+            f"transformers_{sorted(clash)[0]} cannot be passed through: fmgate sets it (use "
+            "max_tokens for the length and stop for stop strings)."
+        )
+    kwargs.update(params.extra)
+    return kwargs
+
+
+def sampling(params: GenerationParams) -> bool:
+    return bool(params.temperature)
+
+
+@contextlib.contextmanager
+def rng(loaded: LoadedModel, params: GenerationParams) -> Iterator[None]:
+    """Greedy calls need no randomness; sampled ones take the process RNG, seeded if asked."""
+    if not sampling(params) and "do_sample" not in params.extra:
+        yield
+        return
+    with _RNG_LOCK:
+        if params.seed is None:
+            yield
+            return
+        cuda = loaded.device.startswith("cuda")
+        devices = [torch.device(loaded.device).index or 0] if cuda else []
+        with torch.random.fork_rng(devices=devices, device_type="cuda" if cuda else None):
+            torch.manual_seed(params.seed)
+            yield
+
+
+def eos_ids(loaded: LoadedModel) -> list[int]:
+    eos = loaded.model.generation_config.eos_token_id
+    if eos is None:
+        eos = loaded.tokenizer.eos_token_id
+    if eos is None:
+        return []
+    return [int(e) for e in eos] if isinstance(eos, list | tuple) else [int(eos)]
+
+
+def stop_criteria(loaded: LoadedModel, stops: tuple[str, ...]) -> Any:
+    """transformers' stop-string matcher for ``stops``, built once per model: it reads the vocab."""
+    key = ("stop", stops)
+    criteria = loaded.memo.get(key)
+    if criteria is None:
+        if len(loaded.memo) > 32:
+            loaded.memo.clear()
+        criteria = loaded.memo[key] = StopStringCriteria(loaded.tokenizer, list(stops))
+    return criteria
+
+
+# -- watching the decoding loop ------------------------------------------------------------------
+
+
+class Tracker(StoppingCriteria):
+    """Called by ``generate`` after every step: stamps the first token, confirms stop strings per
+    row and stops everything when the caller cancels (a stream closed early)."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        width: int,
+        stops: tuple[str, ...],
+        cancel: threading.Event | None,
+    ) -> None:
+        self.first_token_at: float | None = None
+        # row -> number of generated tokens when its stop string appeared
+        self.stopped_at: dict[int, int] = {}
+        self._tokenizer = loaded.tokenizer
+        self._width = width
+        self._stops = stops
+        self._matcher = stop_criteria(loaded, stops) if stops else None
+        self._cancel = cancel
+        self._none: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+        if self._none is None:
+            self._none = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        done = self._none
+        if self._matcher is not None:
+            hits = self._matcher(input_ids, scores)
+            if bool(hits.any()):
+                done = self._confirm(input_ids, hits)
+        if self._cancel is not None and self._cancel.is_set():
+            return torch.ones_like(done)
+        return done
+
+    def _confirm(self, input_ids: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
+        """Keep the hits whose stop string lies in the generated text, not across the prompt."""
+        done = torch.zeros_like(hits)
+        steps = int(input_ids.shape[1]) - self._width
+        for row in hits.nonzero().flatten().tolist():
+            if row not in self.stopped_at:
+                text = decode(self._tokenizer, input_ids[row, self._width :].tolist())
+                if any(s in text for s in self._stops):
+                    self.stopped_at[row] = steps
+            done[row] = row in self.stopped_at
+        return done
+
+
+class TextPieces(BaseStreamer):
+    """Turns the tokens of a one-prompt ``generate`` into text pieces as they are decoded.
+
+    Decoding is incremental, as in vLLM and TGI: each step decodes a few tokens of context plus
+    the new one, so a token that only completes a character (or merges with the one before) is
+    never shown broken. Text that might still change is held back: a trailing U+FFFD (an
+    incomplete UTF-8 sequence) and any tail that could begin a stop string.
+    """
+
+    def __init__(self, tokenizer: Any, stops: tuple[str, ...], emit: Callable[[str], None]):
+        self._tokenizer = tokenizer
+        self._stops = stops
+        self._emit = emit
+        self._ids: list[int] = []
+        self._prefix = 0
+        self._read = 0
+        self._text = ""
+        self.sent = ""
+        self._prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self._prompt_seen:  # generate() first hands over the prompt
+            self._prompt_seen = True
+            return
+        self._ids.extend(value.reshape(-1).tolist())
+        before = decode(self._tokenizer, self._ids[self._prefix : self._read])
+        now = decode(self._tokenizer, self._ids[self._prefix :])
+        if len(now) > len(before) and not now.endswith("\ufffd"):
+            self._text += now[len(before) :]
+            self._prefix, self._read = self._read, len(self._ids)
+            self._flush()
+
+    def _flush(self) -> None:
+        safe = safe_prefix(self._text, self._stops)
+        if len(safe) > len(self.sent):
+            piece = safe[len(self.sent) :]
+            self.sent = safe
+            self._emit(piece)
+
+    def end(self) -> None:
+        pass
+
+
+def safe_prefix(text: str, stops: tuple[str, ...]) -> str:
+    """``text`` up to the first stop string, less any tail that could start one."""
+    text = cut_at_stop(text, stops)
+    hold = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), hold, -1):
+            if text.endswith(stop[:size]):
+                hold = size
+                break
+    return text[: len(text) - hold]
+
+
+def cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
+    found = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return text[: min(found)] if found else text
+
+
+def decode(tokenizer: Any, ids: Sequence[int]) -> str:
+    # No clean-up of spaces: it would make a prefix's text differ from the whole text's start.
+    text: str = tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    return text
+
+
+# -- running a batch -----------------------------------------------------------------------------
+
+
+def run(
+    loaded: LoadedModel,
+    requests: Sequence[ChatRequest],
+    *,
+    cancel: threading.Event | None = None,
+    on_text: Callable[[str], None] | None = None,
+) -> tuple[list[Completion], TextPieces | None]:
+    """One ``generate`` for requests that share their parameters; the streamer when streaming."""
+    params = requests[0].params
+    stops = params.stop or ()
+    streamer = TextPieces(loaded.tokenizer, stops, on_text) if on_text is not None else None
+    # Tokenizing takes the lock too: a fast tokenizer is not safe to share between threads (its
+    # padding settings are set per call: "RuntimeError: Already borrowed").
+    with loaded.lock:
+        batch = encode(loaded, requests)
+        kwargs = generate_kwargs(loaded, params, max_new_tokens(loaded, batch, params))
+        tracker = Tracker(loaded, batch.width, stops, cancel)
+        out = _generate(loaded, batch, params, tracker, streamer, kwargs)
+        rows = finish(loaded, out[:, batch.width :], tracker, stops)
+    completions = [
+        Completion(
+            text,
+            reason,
+            Usage(prompt, generated, source="tokenizer"),
+            first_token_at=tracker.first_token_at,
+        )
+        for (text, reason, generated), prompt in zip(rows, batch.prompt_tokens, strict=True)
+    ]
+    return completions, streamer
+
+
+def _generate(
+    loaded: LoadedModel,
+    batch: Batch,
+    params: GenerationParams,
+    tracker: Tracker,
+    streamer: TextPieces | None,
+    kwargs: dict[str, Any],
+) -> torch.Tensor:
+    with rng(loaded, params), torch.inference_mode():
+        try:
+            out: torch.Tensor = loaded.model.generate(
+                input_ids=batch.input_ids,
+                attention_mask=batch.attention_mask,
+                stopping_criteria=StoppingCriteriaList([tracker]),
+                streamer=streamer,
+                **kwargs,
+            )
+        except (ValueError, TypeError) as exc:
+            raise InvalidRequestError(
+                f"transformers refused the generation settings: {exc}"
+            ) from exc
+        except torch.OutOfMemoryError as exc:
+            raise BackendError(
+                f"{loaded.device} ran out of memory generating for {len(batch.prompt_tokens)} "
+                "prompt(s): lower batch_size or max_tokens, or load with a smaller dtype.",
+                provider="transformers",
+            ) from exc
+    return out
+
+
+def finish(
+    loaded: LoadedModel,
+    generated: torch.Tensor,
+    tracker: Tracker,
+    stops: tuple[str, ...],
+) -> list[tuple[str, str, int]]:
+    """Per row: the text, why it ended and how many tokens the model generated for it."""
+    ends = eos_ids(loaded)
+    hits = torch.isin(generated, torch.tensor(ends, device=generated.device)) if ends else None
+    rows = []
+    for row, ids in enumerate(generated.tolist()):
+        eos_at = int(hits[row].nonzero()[0]) if hits is not None and bool(hits[row].any()) else None
+        rows.append(_row(loaded.tokenizer, ids, eos_at, tracker.stopped_at.get(row), stops))
+    return rows
+
+
+def _row(
+    tokenizer: Any, ids: list[int], eos_at: int | None, stop_n: int | None, stops: tuple[str, ...]
+) -> tuple[str, str, int]:
+    if stop_n is not None and (eos_at is None or eos_at >= stop_n):
+        return cut_at_stop(decode(tokenizer, ids[:stop_n]), stops), "stop", stop_n
+    if eos_at is not None:
+        kept, reason, count = ids[:eos_at], "stop", eos_at + 1
+    else:
+        kept, reason, count = ids, "length", len(ids)
+    text = decode(tokenizer, kept)
+    cut = cut_at_stop(text, stops)
+    if cut != text:  # a stop string the token matcher cannot see (one holding U+FFFD, say)
+        return cut, "stop", _tokens_to_stop(tokenizer, kept, stops)
+    return text, reason, count
+
+
+def _tokens_to_stop(tokenizer: Any, ids: list[int], stops: tuple[str, ...]) -> int:
+    """How many of ``ids`` it takes for the text to show a stop string (once shown, it stays)."""
+
+    def shows(count: int) -> bool:
+        text = decode(tokenizer, ids[:count])
+        return cut_at_stop(text, stops) != text
+
+    low, high = 1, len(ids)
+    while low < high:
+        middle = (low + high) // 2
+        if shows(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return low

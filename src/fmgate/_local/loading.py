@@ -1,0 +1,354 @@
+"""From a model id to weights in memory: a local folder or a Hub repo, a device, a dtype, a cache.
+
+A model id names a local folder when that path exists or it starts with ``./``, ``../``, ``/`` or
+``~``; anything else is a Hugging Face repo id, resolved and downloaded with
+``huggingface_hub.snapshot_download`` (only the local cache under ``HF_HUB_OFFLINE=1``).
+
+Loaded models are shared inside the process: a second ``load()`` of the same folder, revision,
+device and dtype reuses the weights already in memory. The cache holds them weakly, so a model
+whose last user is gone frees its memory (comparing several large models one after the other
+must not keep them all resident).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import threading
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .._errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ConnectionError,
+    InvalidRequestError,
+    NotFoundError,
+)
+
+if TYPE_CHECKING:
+    from .profile import ModelProfile
+
+DEVICE_CHOICES = "'auto', 'cpu', 'cuda', 'cuda:<index>' or 'mps'"
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+DTYPE_CHOICES = "'auto', " + ", ".join(repr(name) for name in DTYPES)
+_DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+_LOCAL_PREFIXES = ("./", "../", "/", "~", ".\\", "..\\")
+_WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where the weights are: the folder, and for a Hub model its repo id and commit."""
+
+    path: Path
+    repo_id: str | None = None
+    revision: str | None = None
+
+
+def hub_offline() -> bool:
+    """``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) as set now, not at import time."""
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return value.strip().lower() in _TRUE
+
+
+def looks_local(model: str) -> bool:
+    return model.startswith(_LOCAL_PREFIXES) or Path(model).expanduser().exists()
+
+
+_RESOLVED: dict[tuple[str, str | None], Source] = {}
+_RESOLVED_LOCK = threading.Lock()
+
+
+def resolve_source(model: str, revision: str | None = None) -> Source:
+    """The folder holding ``model``: the folder itself, or the Hub snapshot of a repo id.
+
+    A repo id is resolved once per process and revision, so a second load needs no network.
+    """
+    if looks_local(model):
+        if revision is not None:
+            raise InvalidRequestError(
+                f"revision={revision!r} applies to Hugging Face repo ids; {model!r} is a local "
+                "folder (check out the revision there instead)."
+            )
+        path = Path(model).expanduser().resolve()
+        check_folder(path, model)
+        return Source(path)
+    key = (model, revision)
+    with _RESOLVED_LOCK:
+        known = _RESOLVED.get(key)
+    if known is not None:
+        return known
+    source = _download(model, revision)
+    check_folder(source.path, model)
+    with _RESOLVED_LOCK:
+        _RESOLVED[key] = source
+    return source
+
+
+def check_folder(path: Path, model: str) -> None:
+    """Refuse a folder that cannot hold a transformers model, naming what is missing."""
+    if not path.exists():
+        raise ConfigurationError(f"The model folder {path} does not exist (from {model!r}).")
+    if not path.is_dir():
+        raise ConfigurationError(f"{path} is a file; a local model is a folder (from {model!r}).")
+    if not (path / "config.json").is_file():
+        raise ConfigurationError(
+            f"{path} has no config.json: it is not a transformers model folder "
+            "(save one with model.save_pretrained(folder) and tokenizer.save_pretrained(folder))."
+        )
+    if not any(next(path.glob(pattern), None) for pattern in _WEIGHT_PATTERNS):
+        raise ConfigurationError(
+            f"{path} has no weights (*.safetensors or pytorch_model*.bin): the download may be "
+            "incomplete."
+        )
+
+
+def _download(repo_id: str, revision: str | None) -> Source:
+    from huggingface_hub import errors as hub_errors
+    from huggingface_hub import snapshot_download
+
+    offline = hub_offline()
+    try:
+        folder = snapshot_download(repo_id, revision=revision, local_files_only=offline)
+    except hub_errors.GatedRepoError as exc:
+        raise AuthenticationError(
+            f"{repo_id} is gated on the Hugging Face Hub: accept its terms on the model page and "
+            "log in (hf auth login) or set HF_TOKEN.",
+            provider="huggingface",
+        ) from exc
+    except (hub_errors.RepositoryNotFoundError, hub_errors.RevisionNotFoundError) as exc:
+        raise NotFoundError(
+            f"{repo_id}{_at(revision)} is not on the Hugging Face Hub (or is private), and no "
+            f"local folder {repo_id!r} exists.",
+            status_code=404,
+            provider="huggingface",
+        ) from exc
+    except hub_errors.LocalEntryNotFoundError as exc:
+        raise _not_cached(repo_id, revision, offline) from exc
+    except (hub_errors.HFValidationError, ValueError) as exc:
+        raise ConfigurationError(
+            f"{repo_id!r} is neither an existing folder nor a valid Hugging Face repo id "
+            f"('org/name'): {exc}"
+        ) from exc
+    except OSError as exc:  # HTTP and connection failures are OSErrors in huggingface_hub
+        raise ConnectionError(
+            f"Could not download {repo_id}{_at(revision)} from the Hugging Face Hub: {exc}",
+            provider="huggingface",
+        ) from exc
+    path = Path(folder)
+    commit = path.name if path.parent.name == "snapshots" else revision
+    return Source(path, repo_id, commit)
+
+
+def _at(revision: str | None) -> str:
+    return f" at revision {revision!r}" if revision else ""
+
+
+def _not_cached(repo_id: str, revision: str | None, offline: bool) -> ConfigurationError:
+    if offline:
+        return ConfigurationError(
+            f"{repo_id}{_at(revision)} is not in the local Hugging Face cache and HF_HUB_OFFLINE=1 "
+            "forbids downloading it: download it once online (hf download "
+            f"{repo_id}), or pass a local folder."
+        )
+    return ConfigurationError(
+        f"{repo_id}{_at(revision)} could not be downloaded and is not in the local Hugging Face "
+        "cache: check the network, or pass a local folder."
+    )
+
+
+# -- device and dtype ----------------------------------------------------------------------------
+
+
+def pick_device(name: str) -> str:
+    """``auto`` -> CUDA, then MPS, then CPU; an explicit device must exist here."""
+    choice = name.strip().lower()
+    if choice == "auto":
+        if torch.cuda.is_available():
+            return f"cuda:{torch.cuda.current_device()}"
+        return "mps" if torch.backends.mps.is_available() else "cpu"
+    if not _DEVICE.match(choice):
+        raise InvalidRequestError(f"device must be {DEVICE_CHOICES}, not {name!r}.")
+    if choice.startswith("cuda"):
+        return _cuda_device(choice)
+    if choice == "mps" and not torch.backends.mps.is_available():
+        raise InvalidRequestError("device 'mps' is not available here: use 'cpu' or 'auto'.")
+    return choice
+
+
+def _cuda_device(choice: str) -> str:
+    if not torch.cuda.is_available():
+        raise InvalidRequestError(
+            f"device {choice!r} is not available here (torch.cuda.is_available() is False): "
+            "use 'cpu' or 'auto'."
+        )
+    index = int(choice.partition(":")[2] or torch.cuda.current_device())
+    if index >= torch.cuda.device_count():
+        raise InvalidRequestError(
+            f"device {choice!r}: this machine has {torch.cuda.device_count()} CUDA device(s)."
+        )
+    return f"cuda:{index}"
+
+
+def pick_dtype(name: str, device: str) -> torch.dtype:
+    """``auto`` -> bfloat16 on CUDA where supported, else float16 on CUDA; float32 elsewhere."""
+    choice = name.strip().lower()
+    if choice == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    dtype = DTYPES.get(choice)
+    if dtype is None:
+        raise InvalidRequestError(f"dtype must be {DTYPE_CHOICES}, not {name!r}.")
+    return dtype
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def hardware_name(device: str) -> str:
+    """``cpu``, ``mps`` or ``cuda:<device name>`` (e.g. ``cuda:NVIDIA H100 80GB HBM3``)."""
+    if device.startswith("cuda"):
+        return f"cuda:{torch.cuda.get_device_name(torch.device(device))}"
+    return device
+
+
+# -- loading and the in-process cache ------------------------------------------------------------
+
+
+class LoadedModel:
+    """One model in memory, shared by every backend that loaded it with the same settings.
+
+    ``lock`` serialises generation on it: a transformers model is not safe for concurrent
+    ``generate`` calls (the KV cache and generation config are per-model state), and one call at
+    a time keeps each call's energy and busy time its own.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: Any,
+        tokenizer: Any,
+        source: Source,
+        device: str,
+        dtype: torch.dtype,
+        profile: ModelProfile,
+        is_encoder: bool,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.source = source
+        self.device = device
+        self.dtype = dtype
+        self.profile = profile
+        self.is_encoder = is_encoder
+        self.lock = threading.Lock()
+        # Per-model memo for generation helpers (stop-string tables): built once, reused.
+        self.memo: dict[Any, Any] = {}
+
+    @property
+    def name(self) -> str:
+        """The repo id, or the folder, for messages."""
+        return self.source.repo_id or str(self.source.path)
+
+    def __repr__(self) -> str:
+        return f"<LoadedModel {self.name} on {self.device} as {dtype_name(self.dtype)}>"
+
+
+_Key = tuple[str, str | None, str, str, bool]
+_CACHE: weakref.WeakValueDictionary[_Key, LoadedModel] = weakref.WeakValueDictionary()
+_KEY_LOCKS: dict[_Key, threading.Lock] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def load_model(model: str, options: Mapping[str, Any]) -> LoadedModel:
+    """The model named ``model`` with the backend's ``options``, from the cache or from disk."""
+    device = pick_device(str(options.get("device", "auto")))
+    dtype = pick_dtype(str(options.get("dtype", "auto")), device)
+    trust = bool(options.get("trust_remote_code", False))
+    source = resolve_source(model, options.get("revision"))
+    key: _Key = (str(source.path), source.revision, device, dtype_name(dtype), trust)
+    with _CACHE_LOCK:
+        key_lock = _KEY_LOCKS.setdefault(key, threading.Lock())
+    with key_lock:  # two threads loading the same model load it once
+        with _CACHE_LOCK:
+            cached = _CACHE.get(key)
+        if cached is not None:
+            return cached
+        loaded = _load(source, device, dtype, trust)
+        with _CACHE_LOCK:
+            _CACHE[key] = loaded
+        return loaded
+
+
+def _load(source: Source, device: str, dtype: torch.dtype, trust: bool) -> LoadedModel:
+    import transformers
+
+    from .profile import read_profile
+
+    profile = read_profile(source.path)
+    auto: Any = transformers.AutoModel if profile.is_encoder else transformers.AutoModelForCausalLM
+    tokenizers: Any = transformers.AutoTokenizer
+    try:
+        tokenizer = tokenizers.from_pretrained(source.path, trust_remote_code=trust)
+        model = auto.from_pretrained(source.path, dtype=dtype, trust_remote_code=trust)
+    except (OSError, ValueError, KeyError, ImportError) as exc:
+        raise ConfigurationError(
+            f"transformers could not load the model in {source.path}: {exc}"
+        ) from exc
+    model.to(device)
+    model.eval()
+    if not profile.is_encoder:
+        _pad_left(tokenizer, model)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        source=source,
+        device=device,
+        dtype=dtype,
+        profile=profile,
+        is_encoder=profile.is_encoder,
+    )
+
+
+def _pad_left(tokenizer: Any, model: Any) -> None:
+    """Batched generation pads on the left, so every row's new tokens start at the same column."""
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        pad = model.generation_config.pad_token_id
+        if pad is not None:
+            tokenizer.pad_token_id = pad
+        elif tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+        else:  # any id will do: the attention mask hides padding
+            tokenizer.pad_token_id = 0
+
+
+def peak_memory_bytes(device: str) -> int | None:
+    """The peak memory of this process so far: CUDA's peak allocation on ``cuda:<n>``, else the
+    peak resident set size (``getrusage``; psutil's RSS, or Windows' peak working set)."""
+    if device.startswith("cuda"):
+        return int(torch.cuda.max_memory_allocated(torch.device(device)))
+    try:
+        import resource
+    except ImportError:  # Windows
+        import importlib
+
+        psutil: Any = importlib.import_module("psutil")  # no type stubs
+        info = psutil.Process().memory_info()
+        return int(getattr(info, "peak_wset", 0) or info.rss)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB elsewhere

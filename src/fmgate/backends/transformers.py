@@ -1,0 +1,289 @@
+"""The transformers backend (``transformers:``, alias ``hf:``): open models inside this process.
+
+    m = load("transformers:Qwen/Qwen2.5-0.5B-Instruct", device="auto", dtype="auto")
+    m = load("hf:./models/my-llama", revision=None, trust_remote_code=False)
+
+The model id is a local folder or a Hugging Face repo id (downloaded with ``huggingface_hub``,
+pinned by ``revision=``; the resolved commit is the record's ``revision``). Settings: ``device``
+(``auto`` picks CUDA, then MPS, then CPU), ``dtype`` (``auto``: bfloat16 on CUDA where supported,
+else float16; float32 on CPU and MPS), ``revision``, ``trust_remote_code``, and the cost settings
+of :mod:`fmgate._local.energy` (``usd_per_kwh``, ``cpu_watts``, ``gpu_watts``,
+``hardware_usd_per_hour``). How parameters map onto ``generate`` is documented in
+:mod:`fmgate._local.generation`.
+
+Inference runs on worker threads for the async methods and for streams, so the event loop never
+waits on the model; a per-model lock runs one ``generate`` at a time (transformers models are not
+safe for concurrent generation, and it keeps each call's metered energy its own). Causal models
+generate; encoder models (BERT, DistilBERT, RoBERTa, MobileBERT, MiniLM) embed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+from .._errors import InvalidRequestError
+from .._local.energy import SETTINGS as COST_SETTINGS
+from .._local.energy import CostSettings, make_meter
+from .._local.generation import DEFAULT_MAX_TOKENS, run
+from .._local.loading import (
+    LoadedModel,
+    dtype_name,
+    hardware_name,
+    hub_offline,
+    load_model,
+    peak_memory_bytes,
+)
+from .._record import Access, Usage
+from .._types import ChatRequest, Completion, Delta, GenerationParams
+from ._base import Backend, BackendConfig, EmbeddingResult, Meter
+
+if TYPE_CHECKING:
+    from .._local.embedding import SentenceTransformersConfig
+
+_END = object()
+_Push = Callable[[object], None]
+
+
+class TransformersBackend(Backend):
+    """A Hugging Face transformers model in this process: chat generation or embeddings."""
+
+    wire = "transformers"
+    library = "transformers"
+    supports_embeddings = True
+    default_batch_size = 8
+    settings: ClassVar[dict[str, tuple[type, ...]]] = {
+        "device": (str,),
+        "dtype": (str,),
+        "revision": (str,),
+        "trust_remote_code": (bool,),
+        **COST_SETTINGS,
+    }
+
+    def __init__(self, config: BackendConfig) -> None:
+        super().__init__(config)
+        self._cost = CostSettings.from_options(config.options)
+        loaded = load_model(config.model, config.options)
+        self._loaded: LoadedModel | None = loaded
+        self._profile = loaded.profile
+        self._source = loaded.source
+        self._device = loaded.device
+        self._dtype = dtype_name(loaded.dtype)
+        self._license: str | None = None
+        self._license_read = False
+
+    def __repr__(self) -> str:
+        return f"<TransformersBackend {self.config.name}:{self.model} on {self._device}>"
+
+    # -- facts ----------------------------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str:
+        return "in-process"
+
+    @property
+    def revision(self) -> str | None:
+        """The Hub commit the weights came from; None for a local folder."""
+        return self._source.revision
+
+    @property
+    def loaded(self) -> LoadedModel:
+        """The model and tokenizer in memory (shared with other loads of the same model)."""
+        if self._loaded is None:
+            raise InvalidRequestError(f"{self.config.name}:{self.model} was closed.")
+        return self._loaded
+
+    def default_params(self) -> GenerationParams:
+        return GenerationParams(max_tokens=DEFAULT_MAX_TOKENS)
+
+    def access(self) -> Access:
+        profile = self._profile
+        return Access(
+            open_weights=True,
+            license=self._read_license(),
+            parameters=profile.parameters,
+            dtype=self._dtype,
+            quantization=profile.quantization,
+            weights_bytes=profile.weights_bytes,
+            peak_memory_bytes=self.peak_memory_bytes(),
+            context_window=profile.context_window,
+            data_leaves_machine=False,
+            requires_network=False,
+            requires_api_key=False,
+            offline_capable=True,
+            hardware=hardware_name(self._device),
+        )
+
+    def peak_memory_bytes(self) -> int | None:
+        """The process's peak memory so far: CUDA peak allocation on GPU, else peak RSS."""
+        return peak_memory_bytes(self._device)
+
+    def _read_license(self) -> str | None:
+        if not self._license_read:
+            self._license = self._profile.license
+            if self._license is None and self._source.repo_id is not None and not hub_offline():
+                from .._local.profile import hub_license
+
+                self._license = hub_license(self._source.repo_id, self._source.revision)
+            self._license_read = True
+        return self._license
+
+    def start_meter(self) -> Meter:
+        return make_meter(self._device, self._cost)
+
+    # -- chat -----------------------------------------------------------------------------------
+
+    def complete(self, request: ChatRequest) -> Completion:
+        return self._generate([request])[0]
+
+    async def acomplete(self, request: ChatRequest) -> Completion:
+        return (await self._agenerate([request]))[0]
+
+    def complete_batch(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        """The requests in one left-padded ``generate`` (one per distinct parameter set)."""
+        return self._generate(requests)
+
+    async def acomplete_batch(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        return await self._agenerate(requests)
+
+    def stream(self, request: ChatRequest) -> Iterator[Delta]:
+        items: queue.SimpleQueue[object] = queue.SimpleQueue()
+        cancel = threading.Event()
+        worker = threading.Thread(
+            target=self._produce,
+            args=(request, cancel, items.put),
+            name="fmgate-generate",
+            daemon=True,
+        )
+        worker.start()
+        try:
+            while (item := items.get()) is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                assert isinstance(item, Delta)
+                yield item
+        finally:  # closed early: stop generating at the next token, then let the thread end
+            cancel.set()
+            worker.join()
+
+    async def astream(self, request: ChatRequest) -> AsyncIterator[Delta]:
+        loop = asyncio.get_running_loop()
+        items: asyncio.Queue[object] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def push(item: object) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed under an abandoned stream
+                loop.call_soon_threadsafe(items.put_nowait, item)
+
+        done = loop.run_in_executor(None, self._produce, request, cancel, push)
+        try:
+            while (item := await items.get()) is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                assert isinstance(item, Delta)
+                yield item
+        finally:
+            cancel.set()
+            await done
+
+    def _produce(self, request: ChatRequest, cancel: threading.Event, push: _Push) -> None:
+        """On the generating thread: text pieces as decoded, then the closing delta or an error."""
+        try:
+            loaded = self._causal()
+            (completion,), pieces = run(
+                loaded, [request], cancel=cancel, on_text=lambda text: push(Delta(text))
+            )
+            sent = pieces.sent if pieces is not None else ""
+            rest = completion.text[len(sent) :] if completion.text.startswith(sent) else ""
+            push(Delta(rest, completion.finish_reason, completion.usage))
+            push(_END)
+        except BaseException as exc:  # raised again on the consumer's side
+            push(exc)
+
+    def _generate(
+        self, requests: Sequence[ChatRequest], cancel: threading.Event | None = None
+    ) -> list[Completion]:
+        loaded = self._causal()
+        results: dict[int, Completion] = {}
+        for indices in _same_params(requests):
+            completions, _ = run(loaded, [requests[i] for i in indices], cancel=cancel)
+            results.update(zip(indices, completions, strict=True))
+        return [results[i] for i in range(len(requests))]
+
+    async def _agenerate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        cancel = threading.Event()
+        try:
+            return await asyncio.to_thread(self._generate, requests, cancel)
+        finally:  # a cancelled caller stops the generation at its next token
+            cancel.set()
+
+    def _causal(self) -> LoadedModel:
+        loaded = self.loaded
+        if loaded.is_encoder:
+            raise InvalidRequestError(
+                f"{self.model} is an encoder ({self._profile.model_type}): it computes embeddings "
+                "and cannot generate text. Call embed(), or load a causal language model."
+            )
+        return loaded
+
+    # -- embeddings -----------------------------------------------------------------------------
+
+    def embed(self, texts: Sequence[str]) -> EmbeddingResult:
+        loaded = self.loaded
+        if not loaded.is_encoder:
+            raise InvalidRequestError(
+                f"{self.model} is a causal language model ({self._profile.model_type}): embed() "
+                "needs an encoder model such as BERT or all-MiniLM-L6-v2."
+            )
+        from .._local.embedding import embed_texts
+
+        how = _embedding_settings(loaded)
+        with loaded.lock:
+            vectors, tokens = embed_texts(
+                loaded.model,
+                loaded.tokenizer,
+                list(texts),
+                device=loaded.device,
+                normalize=how.normalize,
+                max_length=how.max_length,
+                pooling=how.pooling,
+            )
+        return EmbeddingResult(vectors, Usage(tokens, 0, source="tokenizer"))
+
+    async def aembed(self, texts: Sequence[str]) -> EmbeddingResult:
+        return await asyncio.to_thread(self.embed, texts)
+
+    def close(self) -> None:
+        """Let go of the weights: they are freed once no other loaded Model shares them."""
+        self._loaded = None
+
+
+def _same_params(requests: Sequence[ChatRequest]) -> list[list[int]]:
+    """Indices of the requests grouped by parameters: each group is one ``generate``."""
+    groups: list[tuple[GenerationParams, list[int]]] = []
+    for i, request in enumerate(requests):
+        for params, members in groups:
+            if params == request.params:
+                members.append(i)
+                break
+        else:
+            groups.append((request.params, [i]))
+    return [members for _, members in groups]
+
+
+def _embedding_settings(loaded: LoadedModel) -> SentenceTransformersConfig:
+    """A sentence-transformers folder says how to pool, normalise and truncate; other encoders get
+    mean pooling and L2 normalisation, as all-MiniLM-L6-v2. Read once per model."""
+    from .._local.embedding import SentenceTransformersConfig, read_sentence_transformers_config
+
+    how = loaded.memo.get("sentence-transformers")
+    if how is None:
+        found = read_sentence_transformers_config(loaded.source.path)
+        how = found or SentenceTransformersConfig(pooling="mean", normalize=True)
+        loaded.memo["sentence-transformers"] = how
+    assert isinstance(how, SentenceTransformersConfig)
+    return how
