@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from decimal import Decimal
 from typing import ClassVar
 
-from fmgate._errors import ServerError
+from fmgate._errors import ContextLengthError, FmgateError, ServerError
 from fmgate._providers import ProviderInfo
 from fmgate._record import Access, Cost, Usage
 from fmgate._types import ChatRequest, Completion, Delta
@@ -136,11 +136,18 @@ class FakeBatchingBackend(FakeBackend):
         super().__init__(config)
         self.batches: list[int] = []
 
-    def complete_batch(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+    def complete_batch(self, requests: Sequence[ChatRequest]) -> list[Completion | FmgateError]:
         self.batches.append(len(requests))
-        return [self._reply(r) for r in requests]
+        return [self._row(r) for r in requests]
 
-    async def acomplete_batch(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+    def _row(self, request: ChatRequest) -> Completion | FmgateError:
+        if "too long" in request.messages[-1].content:
+            return ContextLengthError("the prompt does not fit", provider="fake")
+        return self._reply(request)
+
+    async def acomplete_batch(
+        self, requests: Sequence[ChatRequest]
+    ) -> list[Completion | FmgateError]:
         return self.complete_batch(requests)
 
     def start_meter(self) -> FakeMeter:

@@ -71,6 +71,15 @@ def test_a_failed_batch_records_every_prompt_as_failed(
     assert all(r.cost.basis == "energy_estimated" for r in memory.records)
 
 
+def test_a_row_that_fails_alone_does_not_fail_its_batch(
+    model: fmgate.Model, memory: fmgate.MemorySink
+) -> None:
+    rs = model.generate_many(["a", "this is too long", "c"], return_exceptions=True)
+    assert isinstance(rs[1], fmgate.ContextLengthError)
+    assert [r.text for r in (rs[0], rs[2]) if isinstance(r, fmgate.Response)] == ["A", "C"]
+    assert [r.outcome.status for r in memory.records] == ["ok", "error", "ok"]
+
+
 async def test_async_batches(model: fmgate.Model) -> None:
     rs = await model.agenerate_many([f"q{i}" for i in range(5)])
     assert [r.text for r in rs] == [f"Q{i}" for i in range(5)]

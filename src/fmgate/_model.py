@@ -425,8 +425,8 @@ class Model:
         return batch
 
     def _batch_call(
-        self, run: Callable[[list[ChatRequest]], list[Completion]], batch: _Batch
-    ) -> list[Completion] | FmgateError:
+        self, run: Callable[[list[ChatRequest]], list[Completion | FmgateError]], batch: _Batch
+    ) -> list[Completion | FmgateError] | FmgateError:
         try:
             return run(batch.requests)
         except Exception as exc:
@@ -467,17 +467,19 @@ class _Batch:
         self.timers.append(timer)
         self.requests.append(request)
 
-    def settle(self, outcome: list[Completion] | FmgateError) -> None:
+    def settle(self, outcome: list[Completion | FmgateError] | FmgateError) -> None:
+        """Record each prompt: a whole-batch error fails them all, a row error fails its row."""
         if not isinstance(outcome, FmgateError) and len(outcome) != len(self.requests):
             outcome = MalformedResponseError(
                 f"the backend returned {len(outcome)} completions for {len(self.requests)} prompts"
             )
         for n, (index, timer) in enumerate(zip(self._index, self.timers, strict=True)):
-            if isinstance(outcome, FmgateError):
-                timer.fail(outcome)
-                self.slots[index] = outcome
+            result = outcome if isinstance(outcome, FmgateError) else outcome[n]
+            if isinstance(result, FmgateError):
+                timer.fail(result)
+                self.slots[index] = result
             else:
-                self.slots[index] = self._model._finish(timer, outcome[n])
+                self.slots[index] = self._model._finish(timer, result)
 
     def results(self, return_exceptions: bool) -> list[Response | FmgateError]:
         done = [slot for slot in self.slots if slot is not None]

@@ -469,6 +469,15 @@ def test_a_prompt_longer_than_the_context_window(models: dict[str, fmgate.Model]
     assert response.usage.output_tokens == room and response.finish_reason == "length"
 
 
+def test_a_prompt_too_long_fails_alone_in_a_batch(models: dict[str, fmgate.Model]) -> None:
+    model = models["gpt2"]
+    rs = model.generate_many(
+        ["hello", "the cat " * 1100, "hi there"], max_tokens=3, return_exceptions=True
+    )
+    assert isinstance(rs[1], fmgate.ContextLengthError)
+    assert all(isinstance(r, fmgate.Response) for r in (rs[0], rs[2]))
+
+
 def test_on_cuda(tiny: TinyFactory) -> None:
     import torch
 

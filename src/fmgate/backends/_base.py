@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from .._errors import InvalidRequestError
+from .._errors import FmgateError, InvalidRequestError
 from .._providers import ProviderInfo
 from .._record import Access, Cost, Distribution, Usage
 from .._types import ChatRequest, Completion, Delta, GenerationParams
@@ -124,11 +124,17 @@ class Backend(ABC):
     @abstractmethod
     def astream(self, request: ChatRequest) -> AsyncIterator[Delta]: ...
 
-    def complete_batch(self, requests: Sequence[ChatRequest]) -> list[Completion]:
-        """Several requests in one pass (used where ``default_batch_size > 1``)."""
+    def complete_batch(self, requests: Sequence[ChatRequest]) -> list[Completion | FmgateError]:
+        """Several requests in one pass (used where ``default_batch_size > 1``).
+
+        A row that fails on its own (a prompt too long for the window) is returned as its
+        error, so that the other rows still succeed; raising fails the whole batch.
+        """
         return [self.complete(r) for r in requests]
 
-    async def acomplete_batch(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+    async def acomplete_batch(
+        self, requests: Sequence[ChatRequest]
+    ) -> list[Completion | FmgateError]:
         return [await self.acomplete(r) for r in requests]
 
     def start_meter(self) -> Meter | None:

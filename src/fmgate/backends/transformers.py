@@ -26,7 +26,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
-from .._errors import InvalidRequestError
+from .._errors import ContextLengthError, FmgateError, InvalidRequestError
 from .._local.energy import SETTINGS as COST_SETTINGS
 from .._local.energy import CostSettings, make_meter
 from .._local.generation import DEFAULT_MAX_TOKENS, run
@@ -143,12 +143,18 @@ class TransformersBackend(Backend):
     async def acomplete(self, request: ChatRequest) -> Completion:
         return (await self._agenerate([request]))[0]
 
-    def complete_batch(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+    def complete_batch(self, requests: Sequence[ChatRequest]) -> list[Completion | FmgateError]:
         """The requests in one left-padded ``generate`` (one per distinct parameter set)."""
-        return self._generate(requests)
+        return self._generate_rows(requests)
 
-    async def acomplete_batch(self, requests: Sequence[ChatRequest]) -> list[Completion]:
-        return await self._agenerate(requests)
+    async def acomplete_batch(
+        self, requests: Sequence[ChatRequest]
+    ) -> list[Completion | FmgateError]:
+        cancel = threading.Event()
+        try:
+            return await asyncio.to_thread(self._generate_rows, requests, cancel)
+        finally:  # a cancelled caller stops the generation at its next token
+            cancel.set()
 
     def stream(self, request: ChatRequest) -> Iterator[Delta]:
         items: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -213,6 +219,23 @@ class TransformersBackend(Backend):
             completions, _ = run(loaded, [requests[i] for i in indices], cancel=cancel)
             results.update(zip(indices, completions, strict=True))
         return [results[i] for i in range(len(requests))]
+
+    def _generate_rows(
+        self, requests: Sequence[ChatRequest], cancel: threading.Event | None = None
+    ) -> list[Completion | FmgateError]:
+        """Like _generate, but a prompt too long for the window fails alone, not its batch."""
+        try:
+            return list(self._generate(requests, cancel))
+        except ContextLengthError:
+            if len(requests) == 1:
+                raise
+        rows: list[Completion | FmgateError] = []
+        for request in requests:
+            try:
+                rows.extend(self._generate([request], cancel))
+            except ContextLengthError as exc:
+                rows.append(exc)
+        return rows
 
     async def _agenerate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         cancel = threading.Event()
