@@ -4,7 +4,7 @@
 
 Two offline models, both random weights (no download is possible or needed: speed does not
 depend on the weights' values): ``tiny``, from ``fmgate.testing.make_tiny_model("llama")``, and
-``small``, a 8-layer Llama of about 40M parameters built here with the same tokenizer. For each:
+``small``, a 8-layer Llama of about 26M parameters built here with the same tokenizer. For each:
 
 - batch 1: fmgate ``generate`` vs raw ``model.generate`` on the same chat-templated prompt,
   greedy, exactly ``--tokens`` new tokens each (min = max new tokens), in interleaved rounds;
@@ -48,7 +48,7 @@ PROMPTS = [
 
 
 def build_small(tiny: Path, out: Path) -> Path:
-    """A ~40M-parameter Llama with the tiny model's tokenizer and chat template."""
+    """A ~26M-parameter Llama with the tiny model's tokenizer and chat template."""
     tokenizer = transformers.AutoTokenizer.from_pretrained(tiny)
     base = transformers.AutoConfig.from_pretrained(tiny)
     config = transformers.LlamaConfig(

@@ -161,7 +161,7 @@ def _not_cached(repo_id: str, revision: str | None, offline: bool) -> Configurat
         return ConfigurationError(
             f"{repo_id}{_at(revision)} is not in the local Hugging Face cache and HF_HUB_OFFLINE=1 "
             "forbids downloading it: download it once online (hf download "
-            f"{repo_id}), or pass a local folder."
+            f"{repo_id}{' --revision ' + revision if revision else ''}), or pass a local folder."
         )
     return ConfigurationError(
         f"{repo_id}{_at(revision)} could not be downloaded and is not in the local Hugging Face "
@@ -296,6 +296,7 @@ def load_model(model: str, options: Mapping[str, Any]) -> LoadedModel:
 
 def _load(source: Source, device: str, dtype: torch.dtype, trust: bool) -> LoadedModel:
     import transformers
+    from safetensors import SafetensorError
 
     from .profile import read_profile
 
@@ -305,7 +306,7 @@ def _load(source: Source, device: str, dtype: torch.dtype, trust: bool) -> Loade
     try:
         tokenizer = tokenizers.from_pretrained(source.path, trust_remote_code=trust)
         model = auto.from_pretrained(source.path, dtype=dtype, trust_remote_code=trust)
-    except (OSError, ValueError, KeyError, ImportError) as exc:
+    except (OSError, ValueError, KeyError, ImportError, SafetensorError) as exc:
         raise ConfigurationError(
             f"transformers could not load the model in {source.path}: {exc}"
         ) from exc
