@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -350,6 +351,11 @@ def test_missing_or_broken_folders(tmp_path: Path, tiny: TinyFactory) -> None:
     (empty / "config.json").write_text((tiny("gpt2") / "config.json").read_text())
     with pytest.raises(fmgate.ConfigurationError, match="no weights"):
         fmgate.load(f"transformers:{empty}")
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(tiny("gpt2"), corrupt)
+    (corrupt / "model.safetensors").write_bytes(b"this is not a safetensors file")
+    with pytest.raises(fmgate.ConfigurationError, match="could not load the model"):
+        fmgate.load(f"transformers:{corrupt}")
 
 
 @pytest.fixture
