@@ -186,3 +186,27 @@ def test_load_rejects_non_specs(bad: object) -> None:
 def test_unknown_backend_spec_lists_known_backends() -> None:
     with pytest.raises(fmgate.UnknownBackendError, match="Known backends: .*anthropic.*openai"):
         fmgate.load("nosuch:model")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('backend = "fake"\nmodel = "m"\nmax_tokens = 0\n', r"\[models\.a\]: max_tokens must be"),
+        ('backend = "fake"\nmodel = "m"\ntemperature = 5\n', r"\[models\.a\]: temperature must"),
+        ('backend = "fake"\nmodel = "m"\nstop = []\n', r"\[models\.a\]: stop must be"),
+        ('backend = "fake"\nmodel = ""\n', r"\[models\.a\]: 'model' must not be empty"),
+    ],
+)
+def test_bad_values_in_a_file_name_the_file_and_table(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    cfg = write(tmp_path / "v.toml", "[models.a]\n" + text)
+    with pytest.raises(fmgate.ConfigFileError, match=expected) as info:
+        fmgate.load("a", config=cfg)
+    assert str(cfg) in str(info.value)
+
+
+def test_an_unknown_backend_in_a_file_names_the_file_and_table(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "b.toml", '[models.a]\nbackend = "opnai"\nmodel = "gpt-4o-mini"\n')
+    with pytest.raises(fmgate.UnknownBackendError, match=r"b\.toml: \[models\.a\]: 'backend'"):
+        fmgate.load("a", config=cfg)

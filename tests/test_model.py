@@ -239,6 +239,8 @@ def test_embed_records_an_embeddings_call(model: fmgate.Model, memory: fmgate.Me
     assert e.record.operation == "embeddings" and memory.records == [e.record]
     with pytest.raises(fmgate.InvalidRequestError):
         model.embed([])
+    assert [r.outcome.status for r in memory.records] == ["ok", "error"]
+    assert memory.records[1].cost.source == "refused before sending: nothing ran"
 
 
 def test_model_repr_and_access_without_a_call(
@@ -297,3 +299,49 @@ def test_a_backend_that_sees_its_first_token_gives_ttft_without_streaming(
     monkeypatch.setattr(fake(model), "_reply", reply)
     lat = model.generate("a b").record.latency
     assert lat.ttft_s is not None and lat.total_s is not None and 0 <= lat.ttft_s <= lat.total_s
+
+
+def test_a_stream_closed_before_iteration_sent_nothing_and_leaves_no_record(
+    model: fmgate.Model, memory: fmgate.MemorySink
+) -> None:
+    with model.stream("a b") as s:
+        pass
+    assert memory.records == [] and fake(model).requests == []
+    with pytest.raises(RuntimeError, match="nothing was sent"):
+        s.response  # noqa: B018
+    with pytest.raises(RuntimeError, match="iterated once"):
+        list(s)
+
+
+def test_collect_reads_the_rest_after_partial_iteration(model: fmgate.Model) -> None:
+    s = model.stream("one two three")
+    it = iter(s)
+    assert next(it).text == "ONE "
+    assert s.collect().text == "ONE TWO THREE "
+    assert s.record.outcome.chunks == 3
+
+
+async def test_async_collect_after_partial_iteration_and_unsent_close(
+    model: fmgate.Model, memory: fmgate.MemorySink
+) -> None:
+    s = model.astream("one two")
+    it = aiter(s)
+    assert (await anext(it)).text == "ONE "
+    assert (await s.collect()).text == "ONE TWO "
+    async with model.astream("x") as unsent:
+        pass
+    with pytest.raises(RuntimeError, match="nothing was sent"):
+        unsent.response  # noqa: B018
+    assert len(memory.records) == 1
+
+
+def test_the_sdk_exception_stays_chained(model: fmgate.Model) -> None:
+    try:
+        raise KeyError("from the sdk")
+    except KeyError as sdk:
+        mapped = fmgate.ServerError("mapped", provider="fake")
+        mapped.__cause__ = sdk
+    fake(model).fail = mapped
+    with pytest.raises(fmgate.ServerError) as info:
+        model.generate("hi")
+    assert isinstance(info.value.__cause__, KeyError)

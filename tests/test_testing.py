@@ -51,3 +51,35 @@ def test_stats_count_requests(url: str, models: list[fmgate.Model]) -> None:
     before = stub_server_stats(url)["requests"]
     models[0].generate("x")
     assert stub_server_stats(url)["requests"] >= before + 1
+
+
+def test_building_an_async_client_is_cold_start_not_latency(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import time
+
+    from fmgate.backends import _http
+
+    real = _http.PerLoop.get
+
+    async def slow_build(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        original = self._build
+
+        def build():  # type: ignore[no-untyped-def]
+            time.sleep(0.2)  # stands for building an SDK client and its TLS context
+            return original()
+
+        self._build = build
+        try:
+            return await real(self, *args, **kwargs)
+        finally:
+            self._build = original
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-stub-0000000000000000")
+    m = fmgate.load("openai:gpt-4o-mini", base_url=f"{url}/v1")
+    m.generate("warm")  # the sync client's cold start is reported on this call
+    monkeypatch.setattr(_http.PerLoop, "get", slow_build)
+    first = asyncio.run(m.agenerate("x")).record.latency
+    assert first.load_s is not None and first.load_s >= 0.2
+    assert first.total_s is not None and first.total_s < 0.2

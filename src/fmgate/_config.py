@@ -134,6 +134,9 @@ def _parse_alias(alias: str, table: Any, source: str) -> AliasConfig:
             raise ConfigFileError(f"{where} is missing the key {required!r}.")
     for key, value in table.items():
         _check_key(where, key, value)
+    for required in ("backend", "model"):
+        if not table[required].strip():
+            raise ConfigFileError(f"{where}: {required!r} must not be empty.")
     settings = {k: v for k, v in table.items() if k not in ("backend", "model")}
     return AliasConfig(alias, table["backend"], table["model"], settings, source)
 

@@ -11,7 +11,6 @@ from typing import Any
 
 from ._record import Cost, Usage
 
-UNKNOWN = Cost(amount=None, basis="unknown")
 _LOCK = threading.Lock()
 _MISSES: set[tuple[str, str]] = set()
 
@@ -37,10 +36,12 @@ def list_price(provider_id: str | None, model_id: str, usage: Usage) -> Priced:
 
     Never 0 for want of data: unpriced calls have ``amount=None``.
     """
-    if provider_id is None or usage.input_tokens is None or usage.output_tokens is None:
-        return Priced(UNKNOWN)
+    if provider_id is None:
+        return Priced(unknown("no list prices for this provider"))
+    if usage.input_tokens is None or usage.output_tokens is None:
+        return Priced(unknown("the provider reported no token counts"))
     if (provider_id, model_id) in _MISSES:
-        return Priced(UNKNOWN)
+        return Priced(_miss(provider_id, model_id))
     try:
         from genai_prices import data_snapshot
     except ImportError:
@@ -67,11 +68,20 @@ def _priced(provider_id: str, model_id: str, usage: Usage, at: datetime, snapsho
     except LookupError:
         with _LOCK:
             _MISSES.add((provider_id, model_id))
-        return Priced(UNKNOWN)
+        return Priced(_miss(provider_id, model_id))
     except Exception as exc:  # genai-prices refusing a usage must not fail the call it prices
         return Priced(Cost(None, "unknown", source=f"genai-prices error: {exc}"[:200]))
     amount = Decimal(calc.total_price)
     return Priced(Cost(amount, "list_price", source=_source(calc)), calc.model.context_window)
+
+
+def unknown(reason: str) -> Cost:
+    """An unpriced call: no amount (never 0), and why."""
+    return Cost(None, "unknown", source=reason)
+
+
+def _miss(provider_id: str, model_id: str) -> Cost:
+    return unknown(f"genai-prices has no price for {model_id!r} at {provider_id!r}")
 
 
 def _gp_usage(genai_prices: Any, usage: Usage) -> Any:

@@ -10,7 +10,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._config import AliasConfig, Config, Settings, classify, load_config, parse_spec
-from ._errors import ConfigFileError, ConfigurationError, InvalidRequestError, UnknownAliasError
+from ._errors import (
+    ConfigFileError,
+    ConfigurationError,
+    InvalidRequestError,
+    UnknownAliasError,
+    UnknownBackendError,
+)
 from ._model import Model
 from ._recording import Sink
 from ._registry import resolve
@@ -43,13 +49,14 @@ def load(
     else:
         entry = _find_alias(name, load_config(config))
         backend_name, model = entry.backend, entry.model
-    cls, provider = resolve(backend_name)
+    cls, provider = _resolve(backend_name, entry)
     prefixes = tuple(dict.fromkeys((cls.wire, backend_name)))
     sort = functools.partial(classify, backend_settings=cls.settings, prefixes=prefixes)
     settings = Settings({}, {}, {})
     if entry is not None:
         where = f"{entry.source}: [models.{entry.alias}]"
         settings = sort(entry.settings, where=where, error=ConfigFileError)
+        _check_file_params(settings.params, prefixes, where)
     given = sort(overrides, where=f"load({name!r})", error=InvalidRequestError)
     connection = {**settings.connection, **given.connection}
     param_values = {**settings.params, **given.params}
@@ -71,6 +78,25 @@ def load(
     load_s = time.perf_counter() - t0
     alias = entry.alias if entry is not None else None
     return Model(backend, alias=alias, defaults=defaults, system=system, sinks=sinks, load_s=load_s)
+
+
+def _resolve(backend_name: str, entry: AliasConfig | None) -> Any:
+    try:
+        return resolve(backend_name)
+    except UnknownBackendError as exc:
+        if entry is None:
+            raise
+        where = f"{entry.source}: [models.{entry.alias}]"
+        raise UnknownBackendError(f"{where}: 'backend': {exc}") from exc
+
+
+def _check_file_params(params: dict[str, Any], prefixes: tuple[str, ...], where: str) -> None:
+    """Generation params from a file are checked here, so that an error names the file."""
+    values = {k: v for k, v in params.items() if k != "system"}
+    try:
+        make_params(values, prefixes)
+    except InvalidRequestError as exc:
+        raise ConfigFileError(f"{where}: {exc}") from exc
 
 
 def _find_alias(name: str, config: Config) -> AliasConfig:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, overload
 
@@ -45,6 +46,7 @@ class Model:
         self._system = system
         self._sinks = tuple(sinks)
         self._load_s = load_s
+        self._load_lock = threading.Lock()
         self._access: Access | None = None
         self._prefixes = tuple(dict.fromkeys((backend.wire, backend.config.name)))
 
@@ -73,7 +75,8 @@ class Model:
 
     def take_load_s(self) -> float | None:
         """The cold-start time, reported once: on the first call after the model was built."""
-        load_s, self._load_s = self._load_s, None
+        with self._load_lock:
+            load_s, self._load_s = self._load_s, None
         return load_s
 
     def __repr__(self) -> str:
@@ -114,7 +117,10 @@ class Model:
         try:
             completion = self._backend.complete(request)
         except Exception as exc:
-            raise self._failed(timer, exc) from exc
+            error = self._failed(timer, exc)
+            if error is exc:
+                raise  # already mapped by the backend, with the SDK's exception as its cause
+            raise error from exc
         return self._finish(timer, completion)
 
     async def agenerate(
@@ -149,7 +155,10 @@ class Model:
         try:
             completion = await self._backend.acomplete(request)
         except Exception as exc:
-            raise self._failed(timer, exc) from exc
+            error = self._failed(timer, exc)
+            if error is exc:
+                raise  # already mapped by the backend, with the SDK's exception as its cause
+            raise error from exc
         return self._finish(timer, completion)
 
     def stream(
@@ -348,23 +357,37 @@ class Model:
 
     def embed(self, texts: str | Sequence[str]) -> Embeddings:
         """One embedding vector per text (embedding models only)."""
-        batch = _texts(texts)
         timer = CallTimer(self, operation="embeddings", stream=False, params={})
+        try:
+            batch = _texts(texts)
+        except InvalidRequestError as exc:
+            timer.fail(exc, sent=False)
+            raise
         try:
             result = self._backend.embed(batch)
         except Exception as exc:
-            raise self._failed(timer, exc) from exc
+            error = self._failed(timer, exc)
+            if error is exc:
+                raise  # already mapped by the backend, with the SDK's exception as its cause
+            raise error from exc
         record = timer.succeed(usage=result.usage, model_id=result.model_id, finish_reason=None)
         return Embeddings(result.vectors, result.usage, record)
 
     async def aembed(self, texts: str | Sequence[str]) -> Embeddings:
         """One embedding vector per text (embedding models only)."""
-        batch = _texts(texts)
         timer = CallTimer(self, operation="embeddings", stream=False, params={})
+        try:
+            batch = _texts(texts)
+        except InvalidRequestError as exc:
+            timer.fail(exc, sent=False)
+            raise
         try:
             result = await self._backend.aembed(batch)
         except Exception as exc:
-            raise self._failed(timer, exc) from exc
+            error = self._failed(timer, exc)
+            if error is exc:
+                raise  # already mapped by the backend, with the SDK's exception as its cause
+            raise error from exc
         record = timer.succeed(usage=result.usage, model_id=result.model_id, finish_reason=None)
         return Embeddings(result.vectors, result.usage, record)
 
@@ -395,7 +418,7 @@ class Model:
             merged = self._defaults.merged(make_params(params, self._prefixes))
             messages = normalize_messages(prompt, system if system is not None else self._system)
         except InvalidRequestError as exc:
-            CallTimer(self, operation="chat", stream=stream, params={}).fail(exc)
+            CallTimer(self, operation="chat", stream=stream, params={}).fail(exc, sent=False)
             raise
         timer = CallTimer(self, operation="chat", stream=stream, params=merged.to_record())
         return timer, ChatRequest(messages, merged)

@@ -63,3 +63,23 @@ def redact(text: str) -> str:
         if value in text:
             text = text.replace(value, MASK)
     return _KEY_PATTERNS.sub(MASK, text)
+
+
+def scrub(error: BaseException) -> None:
+    """Redact the messages of ``error`` and of every exception chained to it, in place.
+
+    A server may echo a key in an error body, and the SDK's exception that fmgate chains as the
+    cause would print it in a traceback.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.args = tuple(redact(a) if isinstance(a, str) else a for a in current.args)
+        message = getattr(current, "message", None)
+        if isinstance(message, str):
+            try:
+                current.message = redact(message)  # type: ignore[attr-defined]
+            except AttributeError:
+                pass
+        current = current.__cause__ or current.__context__

@@ -27,6 +27,7 @@ class _StreamState:
         self._model_id: str | None = None
         self._response: Response | None = None
         self._started = False
+        self._closed_unsent = False
 
     @property
     def text(self) -> str:
@@ -41,6 +42,8 @@ class _StreamState:
     def response(self) -> Response:
         """The final Response, once the stream is consumed or closed."""
         if self._response is None:
+            if self._closed_unsent:
+                raise RuntimeError(NOT_SENT)
             raise RuntimeError(
                 "The stream is not finished: iterate it to the end or close it first."
             )
@@ -84,6 +87,9 @@ class _StreamState:
 
 
 CLIENT_CLOSED = "client_closed"
+NOT_SENT = (
+    "The stream was closed before it was iterated: nothing was sent, and there is no response."
+)
 
 
 class Stream(_StreamState):
@@ -93,10 +99,15 @@ class Stream(_StreamState):
     def __init__(self, model: Model, timer: CallTimer, request: ChatRequest) -> None:
         super().__init__(model, timer, request)
         self._source: Iterator[Delta] | None = None
+        self._chunks: Iterator[Chunk] | None = None
 
     def __iter__(self) -> Iterator[Chunk]:
-        if self._started:
-            raise RuntimeError("A Stream can be iterated once.")
+        if self._chunks is not None or self._closed_unsent:
+            raise RuntimeError("A Stream can be iterated once, and not after it is closed.")
+        self._chunks = self._read()
+        return self._chunks
+
+    def _read(self) -> Iterator[Chunk]:
         self._start()
         try:
             self._source = self._model.backend.stream(self._request)
@@ -108,12 +119,20 @@ class Stream(_StreamState):
             self.close()
             raise
         except Exception as exc:
-            raise self._error(exc) from exc
+            error = self._error(exc)
+            if error is exc:
+                raise  # already mapped by the backend, with the SDK's exception as its cause
+            raise error from exc
         self._complete()
 
     def close(self) -> None:
-        """Stop reading; the record says ``finish_reason="client_closed"``."""
-        if self._response is not None:
+        """Stop reading; the record says ``finish_reason="client_closed"``.
+
+        A stream closed before it was iterated sent nothing and leaves no record.
+        """
+        if not self._started:
+            self._closed_unsent = True
+        if self._response is not None or not self._started:
             return
         if self._source is not None:
             close = getattr(self._source, "close", None)
@@ -123,9 +142,10 @@ class Stream(_StreamState):
 
     def collect(self) -> Response:
         """Read the rest of the stream and return the final Response."""
-        if not self._started:
-            for _ in self:
-                pass
+        if self._chunks is None and not self._closed_unsent:
+            self._chunks = self._read()
+        for _ in self._chunks or ():
+            pass
         return self.response
 
     def __enter__(self) -> Stream:
@@ -142,10 +162,16 @@ class AsyncStream(_StreamState):
     def __init__(self, model: Model, timer: CallTimer, request: ChatRequest) -> None:
         super().__init__(model, timer, request)
         self._source: AsyncIterator[Delta] | None = None
+        self._chunks: AsyncIterator[Chunk] | None = None
+        self._closing = False
 
-    async def __aiter__(self) -> AsyncIterator[Chunk]:
-        if self._started:
-            raise RuntimeError("An AsyncStream can be iterated once.")
+    def __aiter__(self) -> AsyncIterator[Chunk]:
+        if self._chunks is not None or self._closed_unsent:
+            raise RuntimeError("An AsyncStream can be iterated once, and not after it is closed.")
+        self._chunks = self._read()
+        return self._chunks
+
+    async def _read(self) -> AsyncIterator[Chunk]:
         self._start()
         try:
             self._source = self._model.backend.astream(self._request)
@@ -157,13 +183,22 @@ class AsyncStream(_StreamState):
             await self.aclose()
             raise
         except Exception as exc:
-            raise self._error(exc) from exc
+            error = self._error(exc)
+            if error is exc:
+                raise  # already mapped by the backend, with the SDK's exception as its cause
+            raise error from exc
         self._complete()
 
     async def aclose(self) -> None:
-        """Stop reading; the record says ``finish_reason="client_closed"``."""
-        if self._response is not None:
+        """Stop reading; the record says ``finish_reason="client_closed"``.
+
+        A stream closed before it was iterated sent nothing and leaves no record.
+        """
+        if not self._started:
+            self._closed_unsent = True
+        if self._response is not None or not self._started or self._closing:
             return
+        self._closing = True  # the abandoned generator's finaliser may call this again
         if self._source is not None:
             aclose = getattr(self._source, "aclose", None)
             if aclose is not None:
@@ -172,8 +207,10 @@ class AsyncStream(_StreamState):
 
     async def collect(self) -> Response:
         """Read the rest of the stream and return the final Response."""
-        if not self._started:
-            async for _ in self:
+        if self._chunks is None and not self._closed_unsent:
+            self._chunks = self._read()
+        if self._chunks is not None:
+            async for _ in self._chunks:
                 pass
         return self.response
 

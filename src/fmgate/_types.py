@@ -145,7 +145,11 @@ def _check_param(key: str, value: Any) -> Any:
         return value
     if key == "stop":
         stops = (value,) if isinstance(value, str) else value
-        if not isinstance(stops, Sequence) or not all(isinstance(s, str) and s for s in stops):
+        if (
+            not isinstance(stops, Sequence)
+            or not stops
+            or not all(isinstance(s, str) and s for s in stops)
+        ):
             raise InvalidRequestError("stop must be a non-empty str or a list of non-empty str.")
         return tuple(stops)
     bounds = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0)}[key]

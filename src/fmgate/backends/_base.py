@@ -65,6 +65,16 @@ class Backend(ABC):
 
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
+        self._setup_s = 0.0
+
+    def add_setup_s(self, seconds: float) -> None:
+        """Time spent building clients inside a call (an async client for a new event loop):
+        the recording wrapper reports it as that call's ``load_s``, not as its latency."""
+        self._setup_s += seconds
+
+    def take_setup_s(self) -> float:
+        setup, self._setup_s = self._setup_s, 0.0
+        return setup
 
     def default_params(self) -> GenerationParams:
         """Settings the backend sends when the user gives none (e.g. a required ``max_tokens``).

@@ -8,10 +8,12 @@ import asyncio
 import contextlib
 import email.utils
 import functools
+import inspect
 import json
 import math
 import ssl
 import threading
+import time
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
@@ -80,9 +82,16 @@ class PerLoop(Generic[_C]):
     so a script that calls ``asyncio.run`` many times does not keep a connection per finished loop.
     """
 
-    def __init__(self, build: Callable[[], _C], close: Callable[[_C], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        build: Callable[[], _C],
+        close: Callable[[_C], Awaitable[None]],
+        on_build: Callable[[float], None] | None = None,
+    ) -> None:
         self._build = build
         self._close = close
+        # Held weakly: a bound method of the backend would make a cycle (see _closer).
+        self._on_build = weakref.WeakMethod(on_build) if inspect.ismethod(on_build) else on_build
         self._lock = threading.Lock()
         self._clients: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, tuple[_C, AsyncGenerator[None, None]]
@@ -93,7 +102,13 @@ class PerLoop(Generic[_C]):
         entry = self._clients.get(loop)
         if entry is not None:
             return entry[0]
+        t0 = time.perf_counter()
         client = self._build()
+        report = (
+            self._on_build() if isinstance(self._on_build, weakref.WeakMethod) else self._on_build
+        )
+        if report is not None:
+            report(time.perf_counter() - t0)
         closer = _closer(weakref.ref(self), loop, client, self._close)
         with self._lock:
             self._clients[loop] = (client, closer)

@@ -158,7 +158,7 @@ class AnthropicBackend(Backend):
         # Built without a reference to the backend, which is then freed (and its clients closed)
         # as soon as it is dropped.
         build = functools.partial(_build, anthropic.AsyncAnthropic, config, self._base_url, key)
-        self._aclients = PerLoop(build, anthropic.AsyncAnthropic.close)
+        self._aclients = PerLoop(build, anthropic.AsyncAnthropic.close, self.add_setup_s)
 
     def default_params(self) -> GenerationParams:
         return GenerationParams(max_tokens=DEFAULT_MAX_TOKENS)

@@ -87,7 +87,7 @@ class OpenAIBackend(Backend):
         build_async = functools.partial(
             _build, openai.AsyncOpenAI, config, self._base_url, self._key
         )
-        self._aclients = PerLoop(build_async, openai.AsyncOpenAI.close)
+        self._aclients = PerLoop(build_async, openai.AsyncOpenAI.close, self.add_setup_s)
 
     def __repr__(self) -> str:
         return f"<OpenAIBackend {self.config.name}:{self.model} at {self.endpoint}>"
