@@ -11,6 +11,7 @@ import pytest
 
 import fmgate
 from fmgate import _recording
+from fmgate._store import DEFAULT_STORE
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
@@ -64,8 +65,9 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    """No key or config from the developer's machine leaks into a test."""
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[None]:
+    """No key or config from the developer's machine leaks into a test, and no record into
+    the user's store: each test's records go to a store of its own, closed after the test."""
     import os
 
     for name in list(os.environ):
@@ -73,6 +75,9 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
             monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("FMGATE_STORE", str(tmp_path / "store" / "records.sqlite3"))
+    yield
+    DEFAULT_STORE.reset()
 
 
 @pytest.fixture

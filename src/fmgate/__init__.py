@@ -32,9 +32,10 @@ from ._errors import (
 from ._load import load
 from ._model import Model
 from ._record import Access, CallRecord, Cost, Environment, Latency, Outcome, Usage
-from ._recording import JsonlSink, MemorySink, Sink, add_sink, recent, remove_sink
+from ._recording import JsonlSink, MemorySink, Sink, add_sink, flush, recent, remove_sink
 from ._registry import backend_names
 from ._secrets import Secret
+from ._store import SqliteStore, records
 from ._stream import AsyncStream, Stream
 from ._types import Chunk, Embeddings, Message, Response
 
@@ -74,6 +75,7 @@ __all__ = [
     "ServerError",
     "Sink",
     "SpecError",
+    "SqliteStore",
     "Stream",
     "TimeoutError",
     "UnknownAliasError",
@@ -82,7 +84,9 @@ __all__ = [
     "__version__",
     "add_sink",
     "backend_names",
+    "flush",
     "load",
     "recent",
+    "records",
     "remove_sink",
 ]

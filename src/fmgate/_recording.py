@@ -21,10 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from ._cost import UNKNOWN, Priced, list_price
+from ._cost import Priced, list_price, unknown
 from ._errors import BackendError, FmgateError
 from ._record import Access, CallRecord, Cost, Environment, Latency, Operation, Outcome, Usage
-from ._secrets import redact
+from ._secrets import redact, scrub
+from ._store import DEFAULT_STORE
 
 if TYPE_CHECKING:
     from .backends._base import Backend
@@ -78,7 +79,9 @@ class JsonlSink:
         self._lock = threading.Lock()
 
     def write(self, record: CallRecord) -> None:
-        line = json.dumps(record.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n"
+        # default=str: a backend parameter that is not JSON (a Decimal) must not lose the record
+        flat = record.to_dict()
+        line = json.dumps(flat, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
         with self._lock:
             self._file.write(line)
             self._file.flush()
@@ -98,7 +101,8 @@ class JsonlSink:
 
 
 _MEMORY = MemorySink()
-_SINKS: list[Sink] = [_MEMORY]
+# The embedded SQLite store ($FMGATE_STORE) is a default sink; it opens on the first record.
+_SINKS: list[Sink] = [_MEMORY, DEFAULT_STORE]
 _SINKS_LOCK = threading.Lock()
 
 
@@ -117,6 +121,17 @@ def recent(n: int | None = None) -> list[CallRecord]:
     """The newest records of this process (the in-memory sink keeps the last 10,000)."""
     records = _MEMORY.records
     return records if n is None else records[-n:]
+
+
+def flush() -> None:
+    """Wait until every registered sink has stored what it was given (the SQLite store included)."""
+    with _SINKS_LOCK:
+        sinks = list(_SINKS)
+    for sink in sinks:
+        try:
+            sink.flush()
+        except Exception:
+            logger.exception("fmgate: sink %r failed to flush", sink)
 
 
 def emit(record: CallRecord, extra: Iterable[Sink] = ()) -> None:
@@ -204,20 +219,19 @@ class CallTimer:
         total = time.perf_counter() - self._t0
         if first_token_at is not None and self._ttft is None:
             self._ttft = max(0.0, first_token_at - self._t0)
+        total, ttft, load_s = self._cold_start(total)
         backend = self._model.backend
         resolved = model_id or backend.model
         priced = self._price(resolved, usage, total)
         access = self._access(context_window=priced.context_window)
         latency = Latency.measure(
-            total,
-            ttft_s=self._ttft,
-            load_s=self._model.take_load_s(),
-            output_tokens=usage.output_tokens,
+            total, ttft_s=ttft, load_s=load_s, output_tokens=usage.output_tokens
         )
         outcome = Outcome("ok", finish_reason, chunks=self.chunks if self._stream else None)
         return self._record(resolved, usage, latency, priced.cost, access, outcome)
 
-    def fail(self, error: BaseException) -> CallRecord:
+    def fail(self, error: BaseException, *, sent: bool = True) -> CallRecord:
+        """Record a failed call; ``sent=False`` for input refused before anything ran."""
         total = time.perf_counter() - self._t0
         status = error.status_code if isinstance(error, BackendError) else None
         outcome = Outcome(
@@ -227,11 +241,28 @@ class CallTimer:
             http_status=status,
             chunks=self.chunks if self._stream else None,
         )
-        latency = Latency(total_s=total, ttft_s=self._ttft, load_s=self._model.take_load_s())
+        total, ttft, load_s = self._cold_start(total) if sent else (total, None, None)
+        latency = Latency(total_s=total, ttft_s=ttft, load_s=load_s)
         backend = self._model.backend
-        # A failed local call still used the machine; a failed API call is not billed.
-        cost = self._meter.stop(total, self._share) if self._meter is not None else UNKNOWN
+        if not sent:
+            cost = unknown("refused before sending: nothing ran")
+        elif self._meter is not None:  # a failed local call still used the machine
+            cost = self._meter.stop(total, self._share)
+        else:
+            cost = unknown("failed call: no usage reported to price")
         return self._record(backend.model, Usage(), latency, cost, self._access(), outcome)
+
+    def _cold_start(self, total: float) -> tuple[float, float | None, float | None]:
+        """(total, ttft, load_s) with cold-start time moved out of the steady-state numbers:
+        the model's load (reported once) and any client the backend built during this call."""
+        load_s = self._model.take_load_s()
+        setup = self._model.backend.take_setup_s()
+        ttft = self._ttft
+        if setup:
+            total = max(0.0, total - setup)
+            ttft = max(0.0, ttft - setup) if ttft is not None else None
+            load_s = (load_s or 0.0) + setup
+        return total, ttft, load_s
 
     def _access(self, *, context_window: int | None = None) -> Access:
         """The model's profile, with what only a call can tell: peak memory, a priced window."""
@@ -249,7 +280,7 @@ class CallTimer:
             return Priced(self._meter.stop(total_s, self._share))
         backend = self._model.backend
         if backend.distribution != "api":
-            return Priced(UNKNOWN)
+            return Priced(unknown("self-hosted server: fmgate cannot see its hardware"))
         return list_price(backend.price_provider, model_id, usage)
 
     def _record(
@@ -273,7 +304,7 @@ class CallTimer:
             operation=self._operation,
             distribution=backend.distribution,
             endpoint=backend.endpoint,
-            params=self._params,
+            params=_redacted(self._params),
             stream=self._stream,
             usage=usage,
             latency=latency,
@@ -295,6 +326,13 @@ class CallTimer:
         return record
 
 
+def _redacted(params: dict[str, Any]) -> dict[str, Any]:
+    """Params as recorded: a key passed as a parameter value (``openai_user=...``) is masked."""
+    if not any(isinstance(v, str) for v in params.values()):
+        return params
+    return {k: redact(v) if isinstance(v, str) else v for k, v in params.items()}
+
+
 class ModelLike(Protocol):
     """What ``CallTimer`` needs from a Model."""
 
@@ -314,7 +352,11 @@ class ModelLike(Protocol):
 
 
 def as_backend_error(error: Exception, provider: str) -> FmgateError:
-    """The safety net for an exception a backend failed to map: never let it escape raw."""
+    """The safety net for an exception a backend failed to map: never let it escape raw.
+
+    The messages of ``error`` and of the exceptions chained to it are redacted in place.
+    """
+    scrub(error)
     if isinstance(error, FmgateError):
         return error
     return BackendError(
