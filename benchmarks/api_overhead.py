@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import statistics
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -473,6 +474,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Fake keys: the server ignores them, and no real key can leave for it.
     os.environ["OPENAI_API_KEY"] = "sk-loopback-not-a-key"
     os.environ["ANTHROPIC_API_KEY"] = "sk-ant-loopback-not-a-key"
+    # Recording includes the embedded store; keep the benchmark's records out of the user's own.
+    store_dir = tempfile.TemporaryDirectory()
+    os.environ["FMGATE_STORE"] = os.path.join(store_dir.name, "records.sqlite3")
     if not args.price_memo:
         # Price every call with genai-prices, as a workload of all-different usages would.
         _cost._priced = _cost._priced.__wrapped__  # type: ignore[assignment]
@@ -480,6 +484,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     with serve() as url:
         print(versions(url))
         print(f"pricing: {'memo on' if args.price_memo else 'every call priced by genai-prices'}")
+        print(f"recording: in memory and to the SQLite store at {os.environ['FMGATE_STORE']}")
         print(
             f"{args.rounds} rounds x {args.calls} calls per client, {args.warmup} warm-up calls; "
             f"async: {args.concurrency} in flight\n"
