@@ -334,12 +334,7 @@ class Model:
             for start in range(0, len(prompts), size):
                 batch = self._prepare(prompts[start : start + size], params)
                 if batch.requests:
-                    try:
-                        completions = await self._backend.acomplete_batch(batch.requests)
-                    except Exception as exc:
-                        batch.settle(as_backend_error(exc, self._backend.provider))
-                    else:
-                        batch.settle(completions)
+                    batch.settle(await self._abatch_call(batch))
                 results.extend(batch.results(return_exceptions))
             return results
         gate = asyncio.Semaphore(concurrency)
@@ -452,6 +447,12 @@ class Model:
     ) -> list[Completion | FmgateError] | FmgateError:
         try:
             return run(batch.requests)
+        except Exception as exc:
+            return as_backend_error(exc, self._backend.provider)
+
+    async def _abatch_call(self, batch: _Batch) -> list[Completion | FmgateError] | FmgateError:
+        try:
+            return await self._backend.acomplete_batch(batch.requests)
         except Exception as exc:
             return as_backend_error(exc, self._backend.provider)
 
