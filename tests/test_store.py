@@ -285,7 +285,7 @@ def test_a_new_store_is_in_wal_mode_and_fully_migrated(store: SqliteStore) -> No
         db.close()
 
 
-def m002_add_region(db: sqlite3.Connection) -> None:
+def m003_add_region(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE records ADD COLUMN region TEXT")
     db.execute("UPDATE records SET region = 'eu'")
 
@@ -294,20 +294,20 @@ def test_a_later_migration_runs_once_and_rows_survive(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "old.sqlite3"
-    old = SqliteStore(path)  # a file made by the version of fmgate that had migration 1 only
+    old = SqliteStore(path)  # a file made by an older fmgate
     before = [full_record(), record()]
     for rec in before:
         old.write(rec)
     old.close()
 
-    monkeypatch.setattr(migrations_module, "MIGRATIONS", [*MIGRATIONS, m002_add_region])
-    new = SqliteStore(path)  # a newer fmgate opens it: migration 2 runs
+    monkeypatch.setattr(migrations_module, "MIGRATIONS", [*MIGRATIONS, m003_add_region])
+    new = SqliteStore(path)  # a newer fmgate opens it: migration 3 runs
     try:
         new.write(after := record())
         assert new.records() == [*before, after]
         db = connect(path)
         try:
-            assert applied(db) == ["m001_records", "m002_add_region"]
+            assert applied(db) == ["m001_records", "m002_tags_and_scores", "m003_add_region"]
             assert migrate(db) == []  # already applied: not run again
             regions = [r[0] for r in db.execute("SELECT region FROM records ORDER BY rowid")]
         finally:
@@ -324,7 +324,7 @@ def test_an_older_fmgate_reads_and_writes_a_newer_file(
     path = tmp_path / "newer.sqlite3"
     db = connect(path)
     try:
-        migrate(db, [*MIGRATIONS, m002_add_region])
+        migrate(db, [*MIGRATIONS, m003_add_region])
     finally:
         db.close()
     s = SqliteStore(path)
@@ -555,3 +555,89 @@ def test_import_creates_no_store_and_loads_no_sqlite(tmp_path: Path) -> None:
     )
     assert out.stdout.split() == ["False", "False"]
     assert list(tmp_path.rglob("*")) == []
+
+
+def test_a_schema_1_file_is_upgraded_and_its_records_read_back(tmp_path: Path) -> None:
+    # A store written by fmgate 0.1 (migration 1 only, no tags column, no scores table).
+    path = tmp_path / "v1.sqlite3"
+    db = connect(path)
+    try:
+        migrate(db, MIGRATIONS[:1])
+        old = full_record()
+        flat = {k: v for k, v in old.to_dict().items() if k != "tags"}
+        flat["params"] = '{"temperature": 0.2}'
+        flat["stream"] = int(flat["stream"])
+        names = ", ".join(flat)
+        db.execute(
+            f"INSERT INTO records ({names}) VALUES ({', '.join('?' * len(flat))})",
+            [v if not isinstance(v, bool) else int(v) for v in flat.values()],
+        )
+    finally:
+        db.close()
+    s = SqliteStore(path)
+    try:
+        (back,) = s.records()
+        assert back.tags == {}
+        assert back.usage == old.usage and back.cost == old.cost
+        s.write(tagged := record(tags={"fmgate.run": "r1"}))
+        s.write_score(fmgate.Score(tagged.id, "contains", 1.0, datetime.now(UTC)))
+        assert s.records(tags={"fmgate.run": "r1"}) == [tagged]
+        assert [sc.value for sc in s.scores([tagged.id])] == [1.0]
+    finally:
+        s.close()
+    db = connect(path)
+    try:
+        assert applied(db) == ["m001_records", "m002_tags_and_scores"]
+    finally:
+        db.close()
+
+
+def test_tags_filter_matches_every_given_tag(store: SqliteStore) -> None:
+    a = record(tags={"fmgate.run": "r1", "fmgate.role": "model"})
+    b = record(tags={"fmgate.run": "r1", "fmgate.role": "judge"})
+    c = record(tags={"fmgate.run": "r2", 'odd "key"': "x"})
+    for rec in (a, b, c):
+        store.write(rec)
+    assert store.records(tags={"fmgate.run": "r1"}) == [a, b]
+    assert store.records(tags={"fmgate.run": "r1", "fmgate.role": "judge"}) == [b]
+    assert store.records(tags={'odd "key"': "x"}) == [c]
+
+
+def test_a_later_score_by_the_same_scorer_replaces_the_earlier(store: SqliteStore) -> None:
+    rec = record()
+    store.write(rec)
+    now = datetime.now(UTC)
+    store.write_score(fmgate.Score(rec.id, "exact", 0.0, now))
+    store.write_score(fmgate.Score(rec.id, "exact", 1.0, now, detail="regraded"))
+    store.write_score(fmgate.Score(rec.id, "judge:gpt", None, now, judge_record_id="j1"))
+    got = {sc.scorer: sc for sc in store.scores()}
+    assert got["exact"].value == 1.0 and got["exact"].detail == "regraded"
+    assert got["judge:gpt"].value is None and got["judge:gpt"].judge_record_id == "j1"
+    assert store.scores(["nope"]) == []
+
+
+def test_calls_inside_tagged_carry_the_tags(model: fmgate.Model) -> None:
+    with fmgate.tagged(experiment="a"), fmgate.tagged({"fmgate.run": "r"}, experiment="b"):
+        inner = model.generate("hi").record
+        many = model.generate_many(["x", "y", "z"], concurrency=3)
+    outside = model.generate("hi").record
+    assert inner.tags == {"experiment": "b", "fmgate.run": "r"}
+    assert all(r.record.tags == inner.tags for r in many)
+    assert outside.tags == {}
+    assert (
+        fmgate.records(tags={"experiment": "b"})[-1].id == many[-1].record.id
+        or len(fmgate.records(tags={"experiment": "b"})) == 4
+    )
+
+
+async def test_tags_follow_async_tasks(model: fmgate.Model) -> None:
+    with fmgate.tagged(k="v"):
+        rs = await model.agenerate_many(["a", "b"], concurrency=2)
+    assert [r.record.tags for r in rs] == [{"k": "v"}] * 2
+
+
+@pytest.mark.parametrize("bad", [{"": "x"}, {"k": 1}])
+def test_tags_must_be_strings(bad: dict[str, object]) -> None:
+    with pytest.raises(fmgate.InvalidRequestError, match="tags must map"):
+        with fmgate.tagged(bad):  # type: ignore[arg-type]
+            pass

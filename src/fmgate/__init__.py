@@ -31,12 +31,13 @@ from ._errors import (
 )
 from ._load import load
 from ._model import Model
-from ._record import Access, CallRecord, Cost, Environment, Latency, Outcome, Usage
+from ._record import Access, CallRecord, Cost, Environment, Latency, Outcome, Score, Usage
 from ._recording import JsonlSink, MemorySink, Sink, add_sink, flush, recent, remove_sink
 from ._registry import backend_names
 from ._secrets import Secret
 from ._store import SqliteStore, records
 from ._stream import AsyncStream, Stream
+from ._tags import tagged
 from ._types import Chunk, Embeddings, Message, Response
 
 __version__ = "0.1.0"
@@ -71,6 +72,7 @@ __all__ = [
     "Outcome",
     "RateLimitError",
     "Response",
+    "Score",
     "Secret",
     "ServerError",
     "Sink",
@@ -89,4 +91,5 @@ __all__ = [
     "recent",
     "records",
     "remove_sink",
+    "tagged",
 ]

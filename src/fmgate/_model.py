@@ -281,11 +281,14 @@ class Model:
                 raise
 
         from concurrent.futures import ThreadPoolExecutor
+        from contextvars import copy_context
 
         if concurrency == 1 or len(prompts) <= 1:
             return [one(p) for p in prompts]
         with ThreadPoolExecutor(max_workers=min(concurrency, len(prompts))) as pool:
-            return list(pool.map(one, prompts))
+            # Each call runs in a copy of the caller's context: its tags reach the records.
+            futures = [pool.submit(copy_context().run, one, p) for p in prompts]
+            return [f.result() for f in futures]
 
     @overload
     async def agenerate_many(

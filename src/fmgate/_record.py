@@ -19,7 +19,7 @@ CostBasis = Literal["list_price", "hardware_time", "energy_measured", "energy_es
 Operation = Literal["chat", "embeddings"]
 Status = Literal["ok", "error"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: tags
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +140,11 @@ _GROUPS: dict[str, type[Any]] = {
 
 @dataclass(frozen=True, slots=True)
 class CallRecord:
-    """One call to one model: identity, usage, latency, cost, access, outcome, environment."""
+    """One call to one model: identity, usage, latency, cost, access, outcome, environment.
+
+    ``tags`` are the labels in force when the call started (:func:`fmgate.tagged`); ``fmgate
+    compare`` uses keys under ``fmgate.`` (run, prompt, repeat, warmup, role).
+    """
 
     id: str
     started_at: datetime
@@ -154,6 +158,7 @@ class CallRecord:
     endpoint: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     stream: bool = False
+    tags: dict[str, str] = field(default_factory=dict)
     usage: Usage = Usage()
     latency: Latency = Latency()
     cost: Cost = Cost()
@@ -193,6 +198,7 @@ class CallRecord:
                 top[f.name] = data[f.name]
         top["started_at"] = _parse_datetime(top["started_at"])
         top.setdefault("params", {})
+        top["tags"] = top.get("tags") or {}
         cost = groups["cost"]
         if cost.get("amount") is not None:
             cost["amount"] = Decimal(str(cost["amount"]))
@@ -216,3 +222,29 @@ def _parse_datetime(value: Any) -> datetime:
 
 COST_BASES: tuple[str, ...] = get_args(CostBasis)
 DISTRIBUTIONS: tuple[str, ...] = get_args(Distribution)
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """A quality score for one recorded call, kept apart from the record it grades.
+
+    ``value`` is in [0, 1] (``None``: the scorer could not grade it, e.g. the judge failed);
+    ``judge_record_id`` is the judge model's own call, for ``judge:<model>`` scorers.
+    """
+
+    record_id: str
+    scorer: str
+    value: float | None
+    created_at: datetime
+    judge_record_id: str | None = None
+    detail: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _to_json(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Score:
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        values["created_at"] = _parse_datetime(values["created_at"])
+        return cls(**values)

@@ -26,6 +26,7 @@ from ._errors import BackendError, FmgateError
 from ._record import Access, CallRecord, Cost, Environment, Latency, Operation, Outcome, Usage
 from ._secrets import redact, scrub
 from ._store import DEFAULT_STORE
+from ._tags import current_tags
 
 if TYPE_CHECKING:
     from .backends._base import Backend
@@ -171,6 +172,7 @@ class CallTimer:
         "_t0",
         "_ttft",
         "_share",
+        "_tags",
         "_meter",
         "chunks",
     )
@@ -189,6 +191,7 @@ class CallTimer:
         self._stream = stream
         self._params = params
         self._share = share
+        self._tags = current_tags()
         self._ttft: float | None = None
         self.chunks = 0
         self.restart()
@@ -305,6 +308,7 @@ class CallTimer:
             distribution=backend.distribution,
             endpoint=backend.endpoint,
             params=_redacted(self._params),
+            tags=dict(self._tags),
             stream=self._stream,
             usage=usage,
             latency=latency,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 from .._errors import ConfigurationError
@@ -104,6 +105,7 @@ def records(
     since: TimeLike | None = None,
     until: TimeLike | None = None,
     status: str | None = None,
+    tags: Mapping[str, str] | None = None,
     limit: int | None = None,
     store: str | os.PathLike[str] | SqliteStore | None = None,
 ) -> list[CallRecord]:
@@ -112,7 +114,8 @@ def records(
     Every filter is optional: ``alias``, ``backend``, ``model_id`` and ``status`` (``"ok"`` or
     ``"error"``) match exactly; ``since`` (inclusive) and ``until`` (exclusive) take a datetime
     (naive means UTC), an age such as ``"30m"``, ``"12h"``, ``"7d"`` or ``"2w"``, or an ISO date
-    such as ``"2025-01-31"``; ``limit`` keeps the newest ``limit`` records. Pending writes of
+    such as ``"2025-01-31"``; ``tags`` keeps records carrying every given tag
+    (:func:`fmgate.tagged`); ``limit`` keeps the newest ``limit`` records. Pending writes of
     every registered sink are flushed first, so a caller sees its own records.
     """
     from .._recording import flush
@@ -125,6 +128,7 @@ def records(
         since=since,
         until=until,
         status=status,
+        tags=tags,
         limit=limit,
     )
 

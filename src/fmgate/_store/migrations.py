@@ -137,3 +137,22 @@ def m001_records(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX records_started_at ON records (started_at)")
     db.execute("CREATE INDEX records_alias ON records (alias, started_at)")
     db.execute("CREATE INDEX records_backend_model ON records (backend, model_id, started_at)")
+
+
+@migration
+def m002_tags_and_scores(db: sqlite3.Connection) -> None:
+    # schema_version 2: CallRecord.tags, and the scores ``fmgate compare`` gives to records.
+    db.execute("ALTER TABLE records ADD COLUMN tags JSON")
+    db.execute(
+        """
+        CREATE TABLE scores (
+            record_id TEXT NOT NULL,
+            scorer TEXT NOT NULL,
+            value REAL,
+            created_at TEXT NOT NULL,
+            judge_record_id TEXT,
+            detail TEXT,
+            PRIMARY KEY (record_id, scorer)
+        )
+        """
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -51,6 +52,7 @@ def select(
     since: TimeLike | None,
     until: TimeLike | None,
     limit: int | None,
+    tags: Mapping[str, str] | None = None,
 ) -> tuple[str, list[Any]]:
     """The ``SELECT`` of the matching records, newest first (the caller reverses them)."""
     where: list[str] = []
@@ -64,6 +66,10 @@ def select(
         if value is not None:
             where.append(f"{column} = ?")
             args.append(value)
+    for key, value in (tags or {}).items():
+        # json_each, not a JSON path: a tag key may hold any character.
+        where.append("EXISTS (SELECT 1 FROM json_each(records.tags) WHERE key = ? AND value = ?)")
+        args.extend([key, value])
     if since is not None:
         where.append("started_at >= ?")
         args.append(utc_text(parse_time(since)))
@@ -80,3 +86,4 @@ def select(
         query += " LIMIT ?"
         args.append(limit)
     return query, args
+

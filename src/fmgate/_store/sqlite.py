@@ -19,12 +19,12 @@ import operator
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigurationError
-from .._record import _GROUPS, CallRecord
+from .._record import _GROUPS, CallRecord, Score
 from .migrations import migrate
 from .query import TimeLike, select, utc_text
 
@@ -69,6 +69,27 @@ def _paths() -> dict[str, str]:
         else:
             out[f.name] = f.name
     return out
+
+
+_INSERT_SCORE = (
+    "INSERT OR REPLACE INTO scores (record_id, scorer, value, created_at, judge_record_id, detail)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+def _score_row(score: Score) -> tuple[Any, ...]:
+    return (
+        score.record_id,
+        score.scorer,
+        score.value,
+        utc_text(score.created_at),
+        score.judge_record_id,
+        score.detail,
+    )
+
+
+def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
+    return {d[0]: value for d, value in zip(cursor.description, row, strict=True)}
 
 
 def _new_queue() -> queue.SimpleQueue[object]:
@@ -147,7 +168,8 @@ class SqliteStore:
         paths = {k: p for k, p in _paths().items() if k in self._columns}
         keys = list(paths)
         self._getter: Callable[[CallRecord], tuple[Any, ...]] = operator.attrgetter(*paths.values())
-        self._at = {k: keys.index(k) for k in ("started_at", "cost_amount", "params") if k in paths}
+        json_keys = ("started_at", "cost_amount", "params", "tags")
+        self._at = {k: keys.index(k) for k in json_keys if k in paths}
         names = ", ".join(keys)
         marks = ", ".join("?" * len(keys))
         self._insert = f"INSERT OR IGNORE INTO records ({names}) VALUES ({marks})"
@@ -159,6 +181,12 @@ class SqliteStore:
         if self._thread is None and not self._start():
             return
         self._queue.put(record)
+
+    def write_score(self, score: Score) -> None:
+        """Queue ``score`` (a grade of a stored record); a later score by the same scorer wins."""
+        if self._thread is None and not self._start():
+            return
+        self._queue.put(score)
 
     def flush(self) -> None:
         """Block until every record written so far is committed (or its failure logged)."""
@@ -218,17 +246,21 @@ class SqliteStore:
     ) -> tuple[sqlite3.Connection | None, bool]:
         """Commit ``items`` in order, ``batch_size`` rows a transaction; answer flush markers."""
         rows: list[tuple[Any, ...]] = []
+        scores = [_score_row(item) for item in items if isinstance(item, Score)]
+        if scores:
+            items = [item for item in items if not isinstance(item, Score)]
         for item in items:
             if isinstance(item, _Flush):
-                db, rows = self._commit(db, rows), []
+                db, rows = self._commit(db, rows, scores), []
+                scores = []
                 item.done.set()
             elif item is _STOP:
-                return self._commit(db, rows), True
+                return self._commit(db, rows, scores), True
             elif (row := self._row(item)) is not None:
                 rows.append(row)
                 if len(rows) >= self.batch_size:
                     db, rows = self._commit(db, rows), []
-        return self._commit(db, rows), False
+        return self._commit(db, rows, scores), False
 
     def _gather(self) -> list[object]:
         """Wait for the next item, give more ``linger_s`` to arrive, then take all there are.
@@ -258,16 +290,22 @@ class SqliteStore:
                 values[at["cost_amount"]] = str(values[at["cost_amount"]])
             if "params" in at:
                 values[at["params"]] = _to_json(values[at["params"]])
+            if "tags" in at:
+                values[at["tags"]] = _to_json(values[at["tags"]])
             return tuple(values)
         except Exception:
             logger.exception("fmgate: %r cannot store %r; it is skipped", self, record)
             return None
 
     def _commit(
-        self, db: sqlite3.Connection | None, rows: list[tuple[Any, ...]]
+        self,
+        db: sqlite3.Connection | None,
+        rows: list[tuple[Any, ...]],
+        scores: Sequence[tuple[Any, ...]] = (),
     ) -> sqlite3.Connection | None:
-        """Insert ``rows`` in one transaction; on failure log, and reconnect for the next batch."""
-        if not rows:
+        """Insert ``rows`` (and ``scores``, after them) in one transaction; on failure log, and
+        reconnect for the next batch."""
+        if not rows and not scores:
             return db
         try:
             if db is None:
@@ -279,6 +317,8 @@ class SqliteStore:
             db.execute("BEGIN")
             try:
                 db.executemany(self._insert, rows)
+                if scores:
+                    db.executemany(_INSERT_SCORE, scores)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -301,6 +341,7 @@ class SqliteStore:
         since: TimeLike | None = None,
         until: TimeLike | None = None,
         status: str | None = None,
+        tags: Mapping[str, str] | None = None,
         limit: int | None = None,
     ) -> list[CallRecord]:
         """The stored records that match, oldest first; ``limit`` keeps the newest ones.
@@ -314,6 +355,7 @@ class SqliteStore:
             status=status,
             since=since,
             until=until,
+            tags=tags,
             limit=limit,
         )
         self.flush()
@@ -336,6 +378,26 @@ class SqliteStore:
                 value = json.loads(value)
             data[name] = value
         return CallRecord.from_dict(data)
+
+    def scores(self, record_ids: Iterable[str] | None = None) -> list[Score]:
+        """The stored scores, of the given records only when ``record_ids`` is given."""
+        self.flush()
+        db = connect(self.path)
+        try:
+            db.row_factory = _dict_row
+            if record_ids is None:
+                rows = db.execute("SELECT * FROM scores ORDER BY rowid").fetchall()
+            else:
+                ids = list(record_ids)
+                rows = []
+                for start in range(0, len(ids), 500):  # under SQLite's limit on parameters
+                    chunk = ids[start : start + 500]
+                    marks = ", ".join("?" * len(chunk))
+                    query = f"SELECT * FROM scores WHERE record_id IN ({marks}) ORDER BY rowid"
+                    rows.extend(db.execute(query, chunk).fetchall())
+        finally:
+            db.close()
+        return [Score.from_dict(row) for row in rows]
 
     def count(self) -> int:
         """How many records the file holds (after a flush)."""
