@@ -639,3 +639,47 @@ def test_tags_must_be_strings(bad: dict[str, object]) -> None:
     with pytest.raises(fmgate.InvalidRequestError, match="tags must map"):
         with fmgate.tagged(bad):  # type: ignore[arg-type]
             pass
+
+
+def test_the_store_table_in_fmgate_toml_sets_the_default_path(
+    model: fmgate.Model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf = tmp_path / "project" / "fmgate.toml"
+    conf.parent.mkdir()
+    conf.write_text('[store]\npath = "runs/records.sqlite3"\n')
+    monkeypatch.delenv("FMGATE_STORE")
+    monkeypatch.setenv("FMGATE_CONFIG", str(conf))
+    assert default_path() == conf.parent / "runs" / "records.sqlite3"  # relative to the file
+    r = model.generate("hi")
+    assert [x.id for x in fmgate.records()] == [r.record.id]
+    assert raw_count(conf.parent / "runs" / "records.sqlite3") == 1
+    monkeypatch.setenv("FMGATE_STORE", str(tmp_path / "env.sqlite3"))  # the variable wins
+    assert default_path() == tmp_path / "env.sqlite3"
+
+
+def test_store_none_in_fmgate_toml_turns_the_store_off(
+    model: fmgate.Model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf = tmp_path / "fmgate.toml"
+    conf.write_text('[store]\npath = "none"\n')
+    monkeypatch.delenv("FMGATE_STORE")
+    monkeypatch.setenv("FMGATE_CONFIG", str(conf))
+    model.generate("hi")
+    assert DEFAULT_STORE.current() is None
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("[store]\npath = 3\n", r"\[store\]: 'path' must be str"),
+        ("[store]\nwhere = 'x'\n", r"\[store\]: unknown key 'where'"),
+        ("[store]\npath = ''\n", r"\[store\]: 'path' must not be empty"),
+        ("store = 'x'\n", r"\[store\] must be a table"),
+    ],
+)
+def test_a_bad_store_table_names_the_file_and_key(tmp_path: Path, body: str, message: str) -> None:
+    conf = tmp_path / "fmgate.toml"
+    conf.write_text(body)
+    with pytest.raises(fmgate.ConfigFileError, match=message) as info:
+        fmgate.load("some-alias", config=conf)
+    assert str(conf) in str(info.value)

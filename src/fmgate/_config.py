@@ -9,6 +9,9 @@
     api_key_env = "MY_OPENAI_KEY" # optional: which env var holds the key
     timeout = 30                  # seconds
 
+    [store]
+    path = "runs/records.sqlite3" # the record store (relative to this file); "none" turns it off
+
 The file is found from ``config=``, then ``$FMGATE_CONFIG``, then ``./fmgate.toml``, then the user
 config dir (``platformdirs.user_config_dir("fmgate")``). Every error names the file, the table and
 the key.
@@ -43,7 +46,8 @@ PARAM_KEYS: dict[str, tuple[type, ...]] = {
     "seed": (int,),
     "system": (str,),
 }
-TOP_LEVEL_KEYS = frozenset({"models"})
+TOP_LEVEL_KEYS = frozenset({"models", "store"})
+STORE_KEYS: dict[str, tuple[type, ...]] = {"path": (str,)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +65,8 @@ class AliasConfig:
 class Config:
     path: Path | None
     models: Mapping[str, AliasConfig]
+    # [store] path: "none", or a path made absolute against the file's folder; None: not set.
+    store_path: str | None = None
 
     @classmethod
     def empty(cls) -> Config:
@@ -111,14 +117,35 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<dict>") -> Config:
     if unknown:
         raise ConfigFileError(
             f"{source}: unknown top-level key {sorted(unknown)[0]!r}; "
-            "expected [models.<alias>] tables."
+            "expected [models.<alias>] tables and a [store] table."
         )
     models = data.get("models", {})
     if not isinstance(models, Mapping):
         raise ConfigFileError(f"{source}: 'models' must be a table of [models.<alias>] tables.")
     parsed = {alias: _parse_alias(alias, table, source) for alias, table in models.items()}
     path = None if source == "<dict>" else Path(source)
-    return Config(path, parsed)
+    return Config(path, parsed, _parse_store(data.get("store", {}), source, path))
+
+
+def _parse_store(table: Any, source: str, path: Path | None) -> str | None:
+    where = f"{source}: [store]"
+    if not isinstance(table, Mapping):
+        raise ConfigFileError(f"{where} must be a table, not {type(table).__name__}.")
+    for key, value in table.items():
+        if key not in STORE_KEYS:
+            raise ConfigFileError(f"{where}: unknown key {key!r}. Known keys: path.")
+        check_type(where, key, value, STORE_KEYS[key], ConfigFileError)
+    raw = table.get("path")
+    if raw is None:
+        return None
+    if not raw.strip():
+        raise ConfigFileError(f"{where}: 'path' must not be empty; write \"none\" to turn it off.")
+    if raw.strip().lower() == "none":
+        return "none"
+    store = Path(raw).expanduser()
+    if not store.is_absolute() and path is not None:
+        store = path.parent / store
+    return str(store)
 
 
 def _parse_alias(alias: str, table: Any, source: str) -> AliasConfig:

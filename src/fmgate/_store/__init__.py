@@ -28,8 +28,11 @@ logger = logging.getLogger("fmgate")
 
 
 def default_path() -> Path | None:
-    """Where the default store lives now: ``$FMGATE_STORE``, else the user data dir; or None."""
+    """Where the default store lives now, or None when it is off: ``$FMGATE_STORE``, else the
+    ``[store]`` path of the config file in force (``fmgate.toml``), else the user data dir."""
     raw = os.environ.get(STORE_ENV, "").strip()
+    if not raw:
+        raw = _configured() or ""
     if raw.lower() == "none":
         return None
     if raw:
@@ -37,6 +40,16 @@ def default_path() -> Path | None:
     from platformdirs import user_data_dir
 
     return Path(user_data_dir("fmgate")) / FILE_NAME
+
+
+def _configured() -> str | None:
+    from .._config import load_config
+
+    try:
+        return load_config().store_path
+    except ConfigurationError as exc:
+        logger.error("fmgate: the [store] setting is ignored: %s", exc)
+        return None
 
 
 class DefaultStore:
@@ -49,7 +62,8 @@ class DefaultStore:
 
     def current(self) -> SqliteStore | None:
         """The store for the present ``$FMGATE_STORE``, or None when off or unusable."""
-        key = os.environ.get(STORE_ENV, "")
+        # Follows both variables; a [store] table in ./fmgate.toml is read when the store opens.
+        key = os.environ.get(STORE_ENV, "") + "\0" + os.environ.get("FMGATE_CONFIG", "")
         current = self._current
         if current is not None and current[0] == key:
             return current[1]
