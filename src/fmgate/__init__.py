@@ -31,6 +31,7 @@ from ._errors import (
 )
 from ._load import load
 from ._model import Model
+from ._otel import OpenTelemetrySink
 from ._record import Access, CallRecord, Cost, Environment, Latency, Outcome, Score, Usage
 from ._recording import JsonlSink, MemorySink, Sink, add_sink, flush, recent, remove_sink
 from ._registry import backend_names
@@ -69,6 +70,7 @@ __all__ = [
     "MissingExtraError",
     "Model",
     "NotFoundError",
+    "OpenTelemetrySink",
     "Outcome",
     "RateLimitError",
     "Response",
