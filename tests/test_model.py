@@ -120,9 +120,10 @@ def test_a_failed_call_is_recorded_then_raised(
     model: fmgate.Model, memory: fmgate.MemorySink
 ) -> None:
     fake(model).fail = fmgate.RateLimitError("slow down", status_code=429, provider="fake")
-    with pytest.raises(fmgate.RateLimitError):
+    with pytest.raises(fmgate.RateLimitError) as info:
         model.generate("hi")
     (rec,) = memory.records
+    assert info.value.record is rec  # the caller gets the failed call's record with the error
     assert rec.outcome.status == "error" and rec.outcome.error_type == "RateLimitError"
     assert rec.outcome.http_status == 429 and rec.cost.amount is None
 
@@ -132,6 +133,7 @@ def test_an_unmapped_backend_exception_is_wrapped_not_leaked(model: fmgate.Model
     with pytest.raises(fmgate.BackendError) as info:
         model.generate("hi")
     assert isinstance(info.value.__cause__, KeyError)
+    assert info.value.record is not None and info.value.record.outcome.error_type == "BackendError"
 
 
 def test_stream_yields_chunks_then_the_final_response(

@@ -26,6 +26,11 @@ Backends map their SDK's exceptions onto this tree by type and chain the origina
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._record import CallRecord
+
 import builtins
 
 __all__ = [
@@ -52,7 +57,13 @@ __all__ = [
 
 
 class FmgateError(Exception):
-    """Base of every error fmgate raises."""
+    """Base of every error fmgate raises.
+
+    ``record`` is the :class:`CallRecord` of the failed call when the error ended a call (also
+    in the sinks and the store), else ``None``.
+    """
+
+    record: CallRecord | None = None
 
 
 class ConfigurationError(FmgateError, ValueError):

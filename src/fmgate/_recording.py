@@ -253,7 +253,10 @@ class CallTimer:
             cost = self._meter.stop(total, self._share)
         else:
             cost = unknown("failed call: no usage reported to price")
-        return self._record(backend.model, Usage(), latency, cost, self._access(), outcome)
+        record = self._record(backend.model, Usage(), latency, cost, self._access(), outcome)
+        if isinstance(error, FmgateError):
+            error.record = record
+        return record
 
     def _cold_start(self, total: float) -> tuple[float, float | None, float | None]:
         """(total, ttft, load_s) with cold-start time moved out of the steady-state numbers:
