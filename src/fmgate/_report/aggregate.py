@@ -1,0 +1,204 @@
+"""Per-model aggregates computed from call records alone.
+
+One :class:`ModelSummary` per (label, role): the label is the alias or ``backend:model_id``, the
+role the ``fmgate.role`` tag (``candidate`` when absent), so a model used as a judge gets a row of
+its own. Warm-up calls are left out of every statistic except ``load_s``: warm-up exists to absorb
+the cold start, and the cold start is exactly what ``load_s`` reports, apart from the rest.
+Anything fmgate cannot compute is ``None``, never 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import NamedTuple
+
+from .._record import CallRecord, Score
+from .._tags import ROLE, WARMUP
+
+__all__ = ["ModelSummary", "is_warmup", "label_of", "percentile", "role_of", "summarize"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSummary:
+    """What one model did over a set of records: reliability, speed, cost, quality, access."""
+
+    label: str
+    role: str
+    operation: str
+    backend: str
+    model_id: str
+    provider: str | None
+    distribution: str
+    calls: int
+    ok: int
+    success_rate: float | None
+    latency_p50_s: float | None
+    latency_p90_s: float | None
+    latency_p99_s: float | None
+    ttft_p50_s: float | None
+    ttft_p90_s: float | None
+    ttft_p99_s: float | None
+    decode_tokens_per_s: float | None
+    output_tokens_per_s: float | None
+    load_s: float | None
+    cost_per_call: Decimal | None
+    cost_per_1k_calls: Decimal | None
+    cost_known_calls: int
+    cost_basis: str
+    quality: float | None
+    quality_scorer: str | None
+    scored: int
+    open_weights: bool | None
+    license: str | None
+    parameters: int | None
+    data_leaves_machine: bool | None
+    offline_capable: bool | None
+    requires_api_key: bool | None
+    errors: dict[str, int] = field(default_factory=dict)
+    warmup: int = 0
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q`` quantile (a fraction: 0.9 for p90) by linear interpolation between closest ranks.
+
+    The same as numpy's default (``method="linear"``) and ``statistics.quantiles(method=
+    "inclusive")``; ``None`` for no values.
+    """
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"q is a fraction in [0, 1] (0.9 for p90), got {q!r}")
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    position = (len(ordered) - 1) * q
+    lower = math.floor(position)
+    upper = min(lower + 1, len(ordered) - 1)
+    return ordered[lower] + (position - lower) * (ordered[upper] - ordered[lower])
+
+
+def label_of(record: CallRecord) -> str:
+    return record.alias or f"{record.backend}:{record.model_id}"
+
+
+def role_of(record: CallRecord) -> str:
+    return record.tags.get(ROLE) or "candidate"
+
+
+def is_warmup(record: CallRecord) -> bool:
+    return record.tags.get(WARMUP) == "true"
+
+
+def summarize(records: Sequence[CallRecord], scores: Sequence[Score] = ()) -> list[ModelSummary]:
+    """One summary per (label, role): candidates in order of first appearance, judges last."""
+    groups: dict[tuple[str, str], list[CallRecord]] = {}
+    for record in records:
+        groups.setdefault((label_of(record), role_of(record)), []).append(record)
+    summaries = [_summarize_group(*key, group, scores) for key, group in groups.items()]
+    rank = {"candidate": 0, "judge": 2}
+    return sorted(summaries, key=lambda s: rank.get(s.role, 1))
+
+
+def _summarize_group(
+    label: str, role: str, group: list[CallRecord], scores: Sequence[Score]
+) -> ModelSummary:
+    counted = [r for r in group if not is_warmup(r)]
+    ok = [r for r in counted if r.ok]
+    newest = max(group, key=lambda r: r.started_at)
+    total = _present(r.latency.total_s for r in ok)
+    ttft = _present(r.latency.ttft_s for r in ok)
+    cost = _costs(counted)
+    quality = _quality(counted, scores)
+    access = newest.access
+    return ModelSummary(
+        label=label,
+        role=role,
+        operation=Counter(r.operation for r in group).most_common(1)[0][0],
+        backend=newest.backend,
+        model_id=newest.model_id,
+        provider=newest.provider,
+        distribution=newest.distribution,
+        calls=len(counted),
+        ok=len(ok),
+        success_rate=len(ok) / len(counted) if counted else None,
+        latency_p50_s=percentile(total, 0.5),
+        latency_p90_s=percentile(total, 0.9),
+        latency_p99_s=percentile(total, 0.99),
+        ttft_p50_s=percentile(ttft, 0.5),
+        ttft_p90_s=percentile(ttft, 0.9),
+        ttft_p99_s=percentile(ttft, 0.99),
+        decode_tokens_per_s=percentile(_present(r.latency.decode_tokens_per_s for r in ok), 0.5),
+        output_tokens_per_s=_throughput(ok),
+        load_s=max(_present(r.latency.load_s for r in group), default=None),
+        cost_per_call=cost.per_call,
+        cost_per_1k_calls=cost.per_call * 1000 if cost.per_call is not None else None,
+        cost_known_calls=cost.known,
+        cost_basis=cost.basis,
+        quality=quality.mean,
+        quality_scorer=quality.scorer,
+        scored=quality.scored,
+        open_weights=access.open_weights,
+        license=access.license,
+        parameters=access.parameters,
+        data_leaves_machine=access.data_leaves_machine,
+        offline_capable=access.offline_capable,
+        requires_api_key=access.requires_api_key,
+        errors=dict(Counter(r.outcome.error_type or "unknown" for r in counted if not r.ok)),
+        warmup=len(group) - len(counted),
+    )
+
+
+def _present(values: Iterable[float | None]) -> list[float]:
+    return [v for v in values if v is not None and not math.isnan(v)]
+
+
+def _throughput(ok: list[CallRecord]) -> float | None:
+    """End-to-end output tokens per second: also defined for non-streamed API calls."""
+    tokens = 0
+    seconds = 0.0
+    for r in ok:
+        if r.usage.output_tokens is not None and r.latency.total_s is not None:
+            tokens += r.usage.output_tokens
+            seconds += r.latency.total_s
+    return tokens / seconds if seconds > 0 else None
+
+
+class _Cost(NamedTuple):
+    per_call: Decimal | None
+    known: int
+    basis: str
+
+
+def _costs(counted: list[CallRecord]) -> _Cost:
+    amounts = [r.cost.amount for r in counted if r.cost.amount is not None]
+    bases = sorted({r.cost.basis for r in counted if r.cost.amount is not None})
+    if not amounts:
+        return _Cost(None, 0, "unknown")
+    basis = bases[0] if len(bases) == 1 else "mixed: " + ", ".join(bases)
+    return _Cost(sum(amounts, Decimal(0)) / len(amounts), len(amounts), basis)
+
+
+class _Quality(NamedTuple):
+    mean: float | None
+    scorer: str | None
+    scored: int
+
+
+def _quality(counted: list[CallRecord], scores: Sequence[Score]) -> _Quality:
+    """The mean score of the scorer that graded most of these calls; scores from different
+    scorers are never averaged together, and a later score replaces an earlier one."""
+    ids = {r.id for r in counted}
+    latest: dict[str, dict[str, float | None]] = {}
+    for score in scores:
+        if score.record_id in ids:
+            latest.setdefault(score.scorer, {})[score.record_id] = score.value
+    graded = {
+        scorer: [v for v in values.values() if v is not None] for scorer, values in latest.items()
+    }
+    graded = {scorer: values for scorer, values in graded.items() if values}
+    if not graded:
+        return _Quality(None, None, 0)
+    scorer, values = max(graded.items(), key=lambda kv: len(kv[1]))
+    return _Quality(sum(values) / len(values), scorer, len(values))
