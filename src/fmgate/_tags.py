@@ -41,3 +41,11 @@ def tagged(tags: Mapping[str, str] | None = None, /, **more: str) -> Iterator[No
 def current_tags() -> Mapping[str, str]:
     """The tags in force now (read-only)."""
     return _TAGS.get()
+
+
+# The tags ``fmgate compare`` puts on its calls; the report reads them back.
+RUN = "fmgate.run"  # the comparison run's id
+PROMPT = "fmgate.prompt"  # the prompt item's id in the prompt set
+REPEAT = "fmgate.repeat"  # "0", "1", ...: which repeat of the prompt
+WARMUP = "fmgate.warmup"  # "true" on warm-up calls, which statistics leave out
+ROLE = "fmgate.role"  # "candidate" (a model compared), "judge" (a judge grading), "index"

@@ -86,4 +86,3 @@ def select(
         query += " LIMIT ?"
         args.append(limit)
     return query, args
-

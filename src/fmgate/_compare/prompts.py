@@ -1,0 +1,168 @@
+"""Prompt sets for ``fmgate compare``: JSONL or CSV files, or a set bundled with fmgate by name.
+
+Each item has a ``prompt``, an optional ``expected`` answer (for the scorers) and an optional
+``id`` (by default its position in the set: "1", "2", ...). JSONL holds one object per line;
+CSV has a header row naming its columns. Any other field is an error, not silently dropped:
+a misspelt ``expeted`` column would otherwise grade every answer as unscorable.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .._errors import InvalidRequestError
+
+__all__ = ["FIELDS", "PromptItem", "bundled_prompt_sets", "load_prompts"]
+
+FIELDS = ("id", "prompt", "expected")
+_SUFFIXES = (".jsonl", ".csv")
+
+
+@dataclass(frozen=True, slots=True)
+class PromptItem:
+    """One prompt of a set; ``expected`` is the reference answer the scorers check against."""
+
+    id: str
+    prompt: str
+    expected: str | None = None
+
+
+def bundled_prompt_sets() -> dict[str, Path]:
+    """The prompt sets shipped with fmgate, by name (``capitals`` -> its ``.jsonl`` file)."""
+    from importlib import resources
+
+    folder = resources.files("fmgate._data").joinpath("prompts")
+    files = (Path(str(entry)) for entry in folder.iterdir() if entry.name.endswith(".jsonl"))
+    return {path.stem: path for path in sorted(files)}
+
+
+def load_prompts(source: str | os.PathLike[str]) -> list[PromptItem]:
+    """The items of a ``.jsonl`` or ``.csv`` file, or of a bundled set named ``source``.
+
+    Every problem (a missing prompt, an unknown field, a duplicate id, bad JSON) is an
+    :class:`fmgate.InvalidRequestError` that names the file and line.
+    """
+    path = _resolve(source)
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # -sig: spreadsheets save CSV with a BOM
+    except UnicodeDecodeError as exc:
+        message = f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8."
+        raise InvalidRequestError(message) from None
+    except OSError as exc:
+        raise InvalidRequestError(f"{path}: cannot be read ({exc.strerror}).") from exc
+    parse = _jsonl_rows if path.suffix.lower() == ".jsonl" else _csv_rows
+    try:
+        rows = list(parse(path, text))
+    except csv.Error as exc:
+        raise InvalidRequestError(f"{path}: not readable as CSV ({exc}).") from None
+    items = [_item(path, line, n, row) for n, (line, row) in enumerate(rows, start=1)]
+    if not items:
+        raise InvalidRequestError(f"{path}: no prompts; add at least one item.")
+    _check_unique(path, items, [line for line, _ in rows])
+    return items
+
+
+def _resolve(source: str | os.PathLike[str]) -> Path:
+    path = Path(source).expanduser()
+    if path.is_file():
+        if path.suffix.lower() not in _SUFFIXES:
+            raise InvalidRequestError(f"{path}: a prompt set must be a .jsonl or .csv file.")
+        return path
+    bundled = bundled_prompt_sets()
+    if str(source) in bundled:
+        return bundled[str(source)]
+    names = ", ".join(bundled) or "none"
+    raise InvalidRequestError(
+        f"No prompt set {str(source)!r}: give a .jsonl or .csv file, or a bundled set ({names})."
+    )
+
+
+def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    for line, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue  # a blank line (often the last) is not an item
+        try:
+            row = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise InvalidRequestError(
+                f"{path}, line {line}: not valid JSON ({exc.msg}); write one object per line, "
+                'such as {"prompt": "...", "expected": "..."}.'
+            ) from None
+        if not isinstance(row, dict):
+            raise InvalidRequestError(
+                f"{path}, line {line}: expected a JSON object with a 'prompt', "
+                f"not {type(row).__name__}."
+            )
+        yield line, row
+
+
+def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    # newline="": a quoted field may hold a line break, which splitlines() would cut
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = [name.strip() for name in next(reader, [])]
+    if "prompt" not in header:
+        raise InvalidRequestError(
+            f"{path}, line 1: the header must name a 'prompt' column (and may name "
+            f"'expected' and 'id'); found {header}."
+        )
+    _check_fields(path, 1, header)
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise InvalidRequestError(
+                f"{path}, line {reader.line_num}: {len(row)} fields for {len(header)} columns; "
+                "quote a field that holds a comma."
+            )
+        # An empty cell is an absent value: a CSV cannot tell "" from nothing.
+        yield reader.line_num, {k: v for k, v in zip(header, row, strict=True) if v.strip()}
+
+
+def _check_fields(path: Path, line: int, names: list[str]) -> None:
+    unknown = [name for name in names if name not in FIELDS]
+    if unknown:
+        raise InvalidRequestError(
+            f"{path}, line {line}: unknown field {unknown[0]!r}; the fields are "
+            f"{', '.join(FIELDS)} (only 'prompt' is required)."
+        )
+
+
+def _item(path: Path, line: int, position: int, row: dict[str, Any]) -> PromptItem:
+    _check_fields(path, line, list(row))
+    prompt = row.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidRequestError(
+            f"{path}, line {line}: missing or empty 'prompt'; every item needs a prompt text."
+        )
+    ident = _text(path, line, "id", row.get("id"))
+    expected = _text(path, line, "expected", row.get("expected"))
+    return PromptItem(ident.strip() if ident else str(position), prompt, expected)
+
+
+def _text(path: Path, line: int, name: str, value: Any) -> str | None:
+    """A field as text, None when blank; numbers are accepted (``"expected": 42``)."""
+    if value is None or isinstance(value, str):
+        return value if value and value.strip() else None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise InvalidRequestError(
+        f"{path}, line {line}: {name!r} must be text or a number, not {type(value).__name__}."
+    )
+
+
+def _check_unique(path: Path, items: list[PromptItem], lines: list[int]) -> None:
+    seen: dict[str, int] = {}
+    for item, line in zip(items, lines, strict=True):
+        if item.id in seen:
+            raise InvalidRequestError(
+                f"{path}, line {line}: duplicate id {item.id!r} (first on line {seen[item.id]}); "
+                "give each item its own id."
+            )
+        seen[item.id] = line

@@ -1,0 +1,301 @@
+"""Running a comparison: each model over a prompt set, every call tagged, recorded and graded.
+
+For each model in turn: ``warmup`` calls (tagged ``fmgate.warmup=true``, never scored: they pay the
+cold start), then ``repeat`` passes over the items. Local models that batch run ``generate_many``
+one batch at a time; the others run one call per item, ``concurrency`` at a time. Chat answers are
+graded on this thread after the model's pass; encoders (which embed and cannot generate) run a
+retrieval task instead, graded ``retrieval@1``.
+
+Tags and batches: a record takes the tags in force when its call starts, and one batch starts its
+calls together, so a batched record carries only the tags its batch shares (run, repeat, role; the
+prompt id only for a batch of one). Its score still names the record, which is what the report
+joins on; for one call per item each record carries its own prompt id.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextvars import copy_context
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .._errors import FmgateError, InvalidRequestError
+from .._model import Model
+from .._record import CallRecord, Score
+from .._recording import MemorySink, add_sink, remove_sink
+from .._store import DEFAULT_STORE, SqliteStore
+from .._tags import PROMPT, REPEAT, ROLE, RUN, WARMUP, tagged
+from .._types import Embeddings, Response
+from .prompts import PromptItem
+from .scorers import RETRIEVAL, ChecksItems, RetrievalIndex, Scorer, ScoreResult
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "CompareRun",
+    "embeds_only",
+    "new_run_id",
+    "planned_calls",
+    "run_compare",
+]
+
+DEFAULT_CONCURRENCY = 8  # calls in flight per API or self-hosted model
+Progress = Callable[[str, int], None]
+_Outcome = Response | FmgateError
+
+
+@dataclass
+class CompareRun:
+    """What one comparison produced: every record tagged with its run id (candidates, warm-up,
+    the judge's and index calls, failures included) in the order recorded, the scores, and the
+    number of measured calls that failed."""
+
+    run_id: str
+    records: list[CallRecord] = field(default_factory=list)
+    scores: list[Score] = field(default_factory=list)
+    errors: int = 0
+
+
+def new_run_id() -> str:
+    """A short id that sorts by time: ``20250131-142501-a3f9`` (UTC)."""
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def embeds_only(model: Model) -> bool:
+    """Whether ``model`` is an encoder: it embeds and cannot generate. Read from the loaded
+    weights (the transformers backend's ``loaded.is_encoder``), not learned from a failed call."""
+    if not model.backend.supports_embeddings:
+        return False
+    loaded = getattr(model.backend, "loaded", None)
+    return getattr(loaded, "is_encoder", False) is True
+
+
+def planned_calls(
+    models: Sequence[Model], items: Sequence[PromptItem], *, repeat: int = 1, warmup: int = 1
+) -> int:
+    """How many calls :func:`run_compare` makes to ``models`` (not the judge's): with one model,
+    the total its progress counts up to."""
+    index = 1 if any(item.expected is not None for item in items) else 0
+    per_model = warmup + repeat * len(items)
+    return sum(per_model + (index if embeds_only(m) else 0) for m in models)
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    item: PromptItem
+    repeat: int
+    warmup: bool = False
+
+    def tags(self, run_id: str) -> dict[str, str]:
+        tags = {RUN: run_id, PROMPT: self.item.id, REPEAT: str(self.repeat), ROLE: "candidate"}
+        return {**tags, WARMUP: "true"} if self.warmup else tags
+
+
+def run_compare(
+    models: Sequence[Model],
+    items: Sequence[PromptItem],
+    *,
+    repeat: int = 1,
+    warmup: int = 1,
+    scorer: Scorer | None = None,
+    concurrency: int | None = None,
+    params: Mapping[str, Any] | None = None,
+    on_progress: Progress | None = None,
+    run_id: str | None = None,
+    store: SqliteStore | None = None,
+) -> CompareRun:
+    """Run every model over ``items`` and grade the answers; failed calls are counted, not raised.
+
+    ``params`` go to every call (``max_tokens=64``). ``concurrency`` (default 8) applies to API
+    and self-hosted models; local models batch, or run one call at a time. ``on_progress(label,
+    n_done)`` is called on this thread as calls finish, with the model's name (alias or spec)
+    and that model's calls done so far (out of ``planned_calls([model], ...)``). Scores go to
+    ``store`` (default: the default store, where the records go).
+    """
+    _check(models, items, repeat, warmup, concurrency)
+    if isinstance(scorer, ChecksItems):
+        scorer.check(items)  # a bad pattern or judge fails before any model is called
+    run = CompareRun(run_id or new_run_id())
+    session = _Session(run, scorer, dict(params or {}), concurrency, on_progress, store)
+    # Records are collected as emitted, not from the results: a failed call's error does not
+    # carry its record, and the judge's calls happen inside the scorer. The run tag finds them.
+    collector = MemorySink(maxlen=None)
+    add_sink(collector)
+    try:
+        for model in models:
+            session.run_model(model, list(items), repeat, warmup)
+    finally:
+        remove_sink(collector)
+        run.records = [r for r in collector.records if r.tags.get(RUN) == run.run_id]
+    return run
+
+
+def _check(
+    models: Sequence[Model],
+    items: Sequence[PromptItem],
+    repeat: int,
+    warmup: int,
+    concurrency: int | None,
+) -> None:
+    if not models or not items:
+        raise InvalidRequestError("compare needs at least one model and one prompt.")
+    counts = [("repeat", repeat, 1), ("warmup", warmup, 0), ("concurrency", concurrency, 1)]
+    for name, value, least in counts:
+        if value is None and name == "concurrency":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise InvalidRequestError(f"{name} must be an int >= {least}, not {value!r}.")
+    ids = [item.id for item in items]
+    if len(set(ids)) != len(ids):
+        raise InvalidRequestError("every prompt item needs its own id: the records name it.")
+
+
+class _Session:
+    """One run's settings and tallies, shared by the models it runs in turn."""
+
+    def __init__(
+        self,
+        run: CompareRun,
+        scorer: Scorer | None,
+        params: dict[str, Any],
+        concurrency: int | None,
+        on_progress: Progress | None,
+        store: SqliteStore | None,
+    ) -> None:
+        self.run = run
+        self._scorer = scorer
+        self._params = params
+        self._concurrency = concurrency or DEFAULT_CONCURRENCY
+        self._on_progress = on_progress
+        self._store = store if store is not None else DEFAULT_STORE.current()
+        self._done = 0
+
+    def run_model(self, model: Model, items: list[PromptItem], repeat: int, warmup: int) -> None:
+        self._done = 0  # progress counts per model: the CLI draws one bar for each
+        n = len(items)
+        warm = [_Call(items[i % n], i // n, warmup=True) for i in range(warmup)]
+        measured = [_Call(item, r) for r in range(repeat) for item in items]
+        if embeds_only(model):
+            self._retrieval(model, items, warm, measured)
+            return
+        self._chat(model, warm, width=1)  # one at a time: the cold start is paid once
+        results = self._chat(model, measured, width=self._width(model))
+        self.run.errors += sum(isinstance(outcome, FmgateError) for _, outcome in results)
+        if self._scorer is not None:
+            self._grade(self._scorer, results)
+
+    def _width(self, model: Model) -> int:
+        return 1 if model.backend.distribution == "local" else self._concurrency
+
+    def _chat(self, model: Model, calls: list[_Call], width: int) -> list[tuple[_Call, _Outcome]]:
+        if model.backend.default_batch_size > 1:
+            return self._batched(model, calls)
+        return self._one_by_one(model, calls, width)
+
+    def _batched(self, model: Model, calls: list[_Call]) -> list[tuple[_Call, _Outcome]]:
+        size = model.backend.default_batch_size
+        results: list[tuple[_Call, _Outcome]] = []
+        for start in range(0, len(calls), size):
+            batch = calls[start : start + size]
+            with tagged(_shared([c.tags(self.run.run_id) for c in batch])):
+                outcomes = model.generate_many(
+                    [c.item.prompt for c in batch],
+                    batch_size=size,
+                    return_exceptions=True,
+                    **self._params,
+                )
+            results += zip(batch, outcomes, strict=True)
+            self._advance(model, len(batch))
+        return results
+
+    def _one_by_one(
+        self, model: Model, calls: list[_Call], width: int
+    ) -> list[tuple[_Call, _Outcome]]:
+        """One call per item, each in its own tags; not ``generate_many``, whose calls all
+        share the tags of the block around it."""
+
+        def one(call: _Call) -> _Outcome:
+            with tagged(call.tags(self.run.run_id)):
+                try:
+                    return model.generate(call.item.prompt, **self._params)
+                except FmgateError as exc:
+                    return exc
+
+        outcomes: dict[int, _Outcome] = {}
+        with ThreadPoolExecutor(max_workers=max(1, min(width, len(calls)))) as pool:
+            # copy_context: the caller's own tags (an outer fmgate.tagged) reach every record
+            futures = {pool.submit(copy_context().run, one, c): i for i, c in enumerate(calls)}
+            for future in as_completed(futures):
+                outcomes[futures[future]] = future.result()
+                self._advance(model, 1)
+        return [(call, outcomes[i]) for i, call in enumerate(calls)]
+
+    def _grade(self, scorer: Scorer, results: list[tuple[_Call, _Outcome]]) -> None:
+        for call, outcome in results:
+            if isinstance(outcome, Response):
+                # the run's tags, so a judge's own records are found with the run's
+                with tagged({RUN: self.run.run_id, REPEAT: str(call.repeat)}):
+                    result = scorer.score(call.item, outcome.text)
+                self._add_score(outcome.record.id, scorer.name, result)
+
+    def _retrieval(
+        self, model: Model, items: list[PromptItem], warm: list[_Call], measured: list[_Call]
+    ) -> None:
+        """Encoders: embed each prompt alone (one record, one score each) and find its own
+        expected text among all of them, embedded once as the index."""
+        for call in warm:
+            self._embed(model, call)
+        index = self._index(model, items)
+        for call in measured:
+            outcome = self._embed(model, call)
+            if isinstance(outcome, FmgateError):
+                self.run.errors += 1
+                continue
+            result = index.score(call.item, outcome.vectors[0]) if index else _NO_INDEX
+            self._add_score(outcome.record.id, RETRIEVAL, result)
+
+    def _embed(self, model: Model, call: _Call) -> Embeddings | FmgateError:
+        with tagged(call.tags(self.run.run_id)):
+            try:
+                return model.embed([call.item.prompt])
+            except FmgateError as exc:
+                return exc
+            finally:
+                self._advance(model, 1)
+
+    def _index(self, model: Model, items: list[PromptItem]) -> RetrievalIndex | None:
+        refs = [(item.id, item.expected) for item in items if item.expected is not None]
+        if not refs:
+            return RetrievalIndex([], [])  # nothing to retrieve: every score is None
+        with tagged({RUN: self.run.run_id, ROLE: "index"}):
+            try:
+                embedded = model.embed([text for _, text in refs])
+            except FmgateError:
+                self.run.errors += 1
+                return None
+            finally:
+                self._advance(model, 1)
+        return RetrievalIndex([ident for ident, _ in refs], embedded.vectors)
+
+    def _add_score(self, record_id: str, scorer: str, result: ScoreResult) -> None:
+        now = datetime.now(UTC)
+        score = Score(record_id, scorer, result.value, now, result.judge_record_id, result.detail)
+        self.run.scores.append(score)
+        if self._store is not None:
+            self._store.write_score(score)
+
+    def _advance(self, model: Model, calls: int) -> None:
+        self._done += calls
+        if self._on_progress is not None:
+            self._on_progress(model.alias or model.spec, self._done)
+
+
+_NO_INDEX = ScoreResult(None, "the index call (embedding the expected texts) failed")
+
+
+def _shared(tag_sets: list[dict[str, str]]) -> dict[str, str]:
+    """The tags every call of a batch has: the batch's calls start together, in one block."""
+    first, *rest = tag_sets
+    return {k: v for k, v in first.items() if all(t.get(k) == v for t in rest)}

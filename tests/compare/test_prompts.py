@@ -1,0 +1,108 @@
+"""Prompt sets: JSONL, CSV, bundled names; each mistake is an error naming the file and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fmgate import InvalidRequestError
+from fmgate._compare import PromptItem, bundled_prompt_sets, load_prompts
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "prompts"
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_jsonl_items_with_default_ids_and_numbers_as_text(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "set.jsonl",
+        '{"prompt": "2+2?", "expected": 4}\n\n{"id": "b", "prompt": "Hi"}\n{"prompt": "x"}\n',
+    )
+    assert load_prompts(path) == [
+        PromptItem("1", "2+2?", "4"),
+        PromptItem("b", "Hi", None),
+        PromptItem("3", "x", None),
+    ]
+
+
+def test_csv_items_with_quoted_commas_line_breaks_and_a_bom(tmp_path: Path) -> None:
+    text = '\ufeffprompt,expected,id\n"a, b",1,x\n"two\nlines",,\nplain,"3,000",\n'
+    path = write(tmp_path, "set.csv", text)
+    assert load_prompts(str(path)) == [
+        PromptItem("x", "a, b", "1"),
+        PromptItem("2", "two\nlines", None),
+        PromptItem("3", "plain", "3,000"),
+    ]
+
+
+def test_bundled_sets_load_by_name() -> None:
+    sets = bundled_prompt_sets()
+    assert {"capitals", "arithmetic", "pairs"} <= set(sets)
+    for name, path in sets.items():
+        items = load_prompts(name)
+        assert path.suffix == ".jsonl" and 8 <= len(items) <= 20, name
+        assert all(item.expected for item in items), name
+    assert PromptItem(
+        "france", "What is the capital of France? Answer with the city name only.", "Paris"
+    ) in load_prompts("capitals")
+
+
+def test_the_examples_load_with_the_same_fields() -> None:
+    jsonl, csv = load_prompts(EXAMPLES / "units.jsonl"), load_prompts(EXAMPLES / "science.csv")
+    assert len(jsonl) == 5 and all(item.expected for item in jsonl)
+    assert [item.id for item in csv][:2] == ["water", "planet"]
+    assert next(i for i in csv if i.id == "photosynthesis").expected is None
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("a.jsonl", '{"prompt": "a"}\n{"prompt": "b"\n', r"a\.jsonl, line 2: not valid JSON"),
+        ("a.jsonl", '["a"]\n', r"line 1: expected a JSON object"),
+        ("a.jsonl", '{"prompt": "a"}\n{"expected": "b"}\n', r"line 2: missing or empty 'prompt'"),
+        ("a.jsonl", '{"prompt": "   "}\n', r"line 1: missing or empty 'prompt'"),
+        ("a.jsonl", '{"prompt": 3}\n', r"line 1: missing or empty 'prompt'"),
+        ("a.jsonl", '{"prompt": "a", "answer": "b"}\n', r"line 1: unknown field 'answer'"),
+        ("a.jsonl", '{"prompt": "a", "expected": [1]}\n', r"'expected' must be text or a num"),
+        ("a.jsonl", '{"prompt": "a", "id": true}\n', r"'id' must be text or a number"),
+        ("a.jsonl", '{"id": "x", "prompt": "a"}\n{"id": "x", "prompt": "b"}\n', "duplicate id"),
+        ("a.jsonl", '{"prompt": "a"}\n{"id": "1", "prompt": "b"}\n', r"line 2: duplicate id '1'"),
+        ("a.jsonl", "\n\n", r"a\.jsonl: no prompts"),
+        ("a.csv", "question,expected\nq,a\n", r"a\.csv, line 1: .*'prompt' column"),
+        ("a.csv", "prompt,answer\nq,a\n", r"line 1: unknown field 'answer'"),
+        ("a.csv", "prompt,expected\nq,a,extra\n", r"line 2: 3 fields for 2 columns"),
+        ("a.csv", "prompt\nq\n,\n\nr,s\n", r"line 5: 2 fields for 1 columns"),
+        ("a.csv", "id,prompt\nx,q\nx,r\n", r"line 3: duplicate id 'x' \(first on line 2\)"),
+        ("a.csv", "prompt,id\n,x\n", r"line 2: missing or empty 'prompt'"),
+        ("a.csv", "prompt\n", r"no prompts"),
+        ("a.txt", "prompt\nq\n", r"must be a \.jsonl or \.csv file"),
+    ],
+)
+def test_mistakes_name_the_file_the_line_and_the_fix(
+    tmp_path: Path, name: str, text: str, message: str
+) -> None:
+    path = write(tmp_path, name, text)
+    with pytest.raises(InvalidRequestError, match=message) as caught:
+        load_prompts(path)
+    assert str(path) in str(caught.value)
+
+
+def test_text_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "latin.csv"
+    path.write_bytes("prompt\ncafé\n".encode("latin-1"))
+    with pytest.raises(InvalidRequestError, match="not UTF-8"):
+        load_prompts(path)
+
+
+def test_an_unknown_name_lists_the_bundled_sets(tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequestError, match=r"'capitols'.*capitals") as caught:
+        load_prompts("capitols")
+    assert "arithmetic" in str(caught.value)
+    with pytest.raises(InvalidRequestError, match="No prompt set"):
+        load_prompts(tmp_path / "missing.jsonl")
