@@ -155,11 +155,16 @@ def _present(values: Iterable[float | None]) -> list[float]:
 
 
 def _throughput(ok: list[CallRecord]) -> float | None:
-    """End-to-end output tokens per second: also defined for non-streamed API calls."""
+    """End-to-end output tokens per second: also defined for non-streamed API calls. Embedding
+    calls generate no tokens: they have none, rather than 0."""
     tokens = 0
     seconds = 0.0
     for r in ok:
-        if r.usage.output_tokens is not None and r.latency.total_s is not None:
+        if (
+            r.operation == "chat"
+            and r.usage.output_tokens is not None
+            and r.latency.total_s is not None
+        ):
             tokens += r.usage.output_tokens
             seconds += r.latency.total_s
     return tokens / seconds if seconds > 0 else None

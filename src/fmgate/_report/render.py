@@ -21,6 +21,7 @@ from .._record import CallRecord, Score
 from .aggregate import ModelSummary, summarize
 
 if TYPE_CHECKING:
+    from rich.console import Group
     from rich.table import Table
 
 __all__ = ["COLUMNS", "DASH", "FORMATS", "markdown", "rich_table", "write_report"]
@@ -121,66 +122,110 @@ COLUMNS: tuple[Column, ...] = (
 )
 
 
-# The terminal is narrower: short headers (the caption spells them out), percentiles apart,
-# end-to-end tok/s only, no cost per call or load time, the quality value alone.
+# The terminal gets three narrow tables, each within 80 columns for labels of ~20 characters:
+# what each model did, what it cost, how open and reachable it is. Short headers; the caption
+# spells them out.
+def _model_cell(s: ModelSummary) -> str:
+    return s.label if s.role == "candidate" else f"{s.label} ({s.role})"
+
+
+def _priced(s: ModelSummary) -> str:
+    return f"{s.cost_known_calls}/{s.calls}"
+
+
 TERMINAL_COLUMNS: tuple[Column, ...] = (
-    Column(
-        "model", "model", lambda s: s.label if s.role == "candidate" else f"{s.label} ({s.role})"
-    ),
+    Column("model", "model", _model_cell),
     *(c for c in COLUMNS if c.header == "calls"),
-    Column("ok", "model", lambda s: fmt_rate(s.success_rate), True),
-    Column("p50 s", "speed", lambda s: fmt_number(s.latency_p50_s), True),
-    Column("p90 s", "speed", lambda s: fmt_number(s.latency_p90_s), True),
-    Column("p99 s", "speed", lambda s: fmt_number(s.latency_p99_s), True),
-    Column("TTFT s", "speed", lambda s: fmt_number(s.ttft_p50_s), True),
+    Column(
+        "ok", "model", lambda s: DASH if s.success_rate is None else f"{s.success_rate:.0%}", True
+    ),
+    Column("p50 ms", "speed", lambda s: fmt_ms(s.latency_p50_s), True),
+    Column("p90 ms", "speed", lambda s: fmt_ms(s.latency_p90_s), True),
+    Column("p99 ms", "speed", lambda s: fmt_ms(s.latency_p99_s), True),
+    Column("TTFT ms", "speed", lambda s: fmt_ms(s.ttft_p50_s), True),
     Column("tok/s", "speed", lambda s: fmt_number(s.output_tokens_per_s), True),
-    *(c for c in COLUMNS if c.header == "cost / 1k calls"),
-    Column("quality", "quality", lambda s: DASH if s.quality is None else f"{s.quality:.3f}", True),
+    Column("quality", "quality", lambda s: DASH if s.quality is None else f"{s.quality:.2f}", True),
+)
+
+
+def fmt_ms(seconds: float | None) -> str:
+    return fmt_number(None if seconds is None else seconds * 1000)
+
+
+COST_COLUMNS: tuple[Column, ...] = (
+    Column("model", "model", _model_cell),
+    Column("per call", "cost", lambda s: fmt_usd(s.cost_per_call), True),
+    Column("per 1k calls", "cost", lambda s: fmt_usd(s.cost_per_1k_calls), True),
+    Column("priced", "cost", _priced, True),
+    Column("basis", "cost", lambda s: s.cost_basis),
+)
+ACCESS_COLUMNS: tuple[Column, ...] = (
+    Column("model", "model", _model_cell),
     Column("channel", "access", lambda s: s.distribution),
     Column("open", "access", lambda s: fmt_bool(s.open_weights)),
     Column("licence", "access", lambda s: s.license or DASH),
     Column("params", "access", lambda s: fmt_params(s.parameters), True),
     Column("leaves", "access", lambda s: fmt_bool(s.data_leaves_machine)),
     Column("offline", "access", lambda s: fmt_bool(s.offline_capable)),
+    Column("key", "access", lambda s: fmt_bool(s.requires_api_key)),
 )
 TERMINAL_CAPTION = (
-    "Warm-up calls excluded. ok: success rate; p50/p90/p99: latency of ok calls; TTFT: median "
-    "time to first token; tok/s: output tokens per second, end to end. Access (cyan): open "
-    "weights, licence, parameters, data leaves the machine, works offline."
+    "Warm-up calls left out. ok: success rate; p50/p90/p99: latency of ok calls; TTFT: median "
+    "time to first token; tok/s: output tokens per second, end to end."
+)
+ACCESS_CAPTION = (
+    "open: open weights; leaves: the prompt leaves this machine; offline: works with no "
+    "network; key: needs an API key."
 )
 
 
-def rich_table(summaries: Sequence[ModelSummary]) -> Table:
-    """The summary as a ``rich`` table for the terminal; access columns in cyan.
+def rich_table(summaries: Sequence[ModelSummary], *, title: str | None = None) -> Group:
+    """The summary for the terminal: measurements, cost, then access, as three tables."""
+    from rich.console import Group
 
-    Columns are split by spaces, not rules, to leave the room to the numbers; only the model
-    label, the cost (with its basis) and the licence wrap, and never below a readable width.
-    """
+    return Group(
+        _table(summaries, TERMINAL_COLUMNS, title=title, caption=_caption(summaries)),
+        _table(summaries, COST_COLUMNS, title="Cost (USD)", caption=None),
+        _table(summaries, ACCESS_COLUMNS, title="Access", caption=ACCESS_CAPTION),
+    )
+
+
+def _table(
+    summaries: Sequence[ModelSummary],
+    columns: Sequence[Column],
+    *,
+    title: str | None,
+    caption: str | None,
+) -> Table:
     from rich import box
     from rich.table import Table
 
     table = Table(
-        caption=_caption(summaries), box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
+        title=title,
+        caption=caption,
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 1),
+        collapse_padding=True,
+        title_justify="left",
+        caption_justify="left",
     )
-    longest = max((len(TERMINAL_COLUMNS[0].cell(s)) for s in summaries), default=5)
-    min_widths = {"model": min(longest, 24), "cost / 1k calls": 12, "licence": 7}
-    for column in TERMINAL_COLUMNS:
-        access = column.group == "access"
+    for column in columns:
         table.add_column(
             column.header,
             justify="right" if column.numeric else "left",
-            header_style="bold cyan" if access else "bold",
-            style="cyan" if access else None,
-            no_wrap=column.header not in min_widths,
-            overflow="fold",  # break a long word rather than hide its end
-            min_width=min_widths.get(column.header),
+            header_style="bold cyan" if column.group == "access" else "bold",
+            no_wrap=column.header != "model",
+            overflow="fold",
+            min_width=min(18, max(len(c) for c in (*map(_model_cell, summaries), "model")))
+            if column.header == "model"
+            else None,
         )
     for i, s in enumerate(summaries):
         # a rule between the candidates and the judges (and any other role) graded with them
-        boundary = i > 0 and s.role != "candidate" and summaries[i - 1].role == "candidate"
-        if boundary:
+        if i > 0 and s.role != "candidate" and summaries[i - 1].role == "candidate":
             table.add_section()
-        table.add_row(*(column.cell(s) for column in TERMINAL_COLUMNS))
+        table.add_row(*(column.cell(s) for column in columns))
     return table
 
 

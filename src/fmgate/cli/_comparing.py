@@ -1,0 +1,251 @@
+"""``fmgate compare`` and ``fmgate report``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from . import CALLS_FAILED, NOTHING, OK
+from ._run import _positive_int
+
+FORMATS = ("html", "md", "csv", "jsonl")
+
+
+def add_commands(commands: Any) -> None:
+    compare = commands.add_parser(
+        "compare",
+        help="run a prompt set through several models and write a report",
+        description="Run every prompt through every model (local models batched, APIs "
+        "concurrent), grade the answers if a scorer is given, store the records and write a "
+        "report: a table here, and Markdown, HTML with plots, CSV and JSONL under --out.",
+    )
+    compare.add_argument(
+        "-m",
+        "--model",
+        action="append",
+        required=True,
+        dest="models",
+        metavar="MODEL",
+        help="a spec or alias; repeat for each model",
+    )
+    compare.add_argument(
+        "--prompts",
+        required=True,
+        metavar="FILE|NAME",
+        help="a .jsonl or .csv file with 'prompt' and optional 'expected' and "
+        "'id', or a bundled set (capitals, arithmetic, pairs)",
+    )
+    compare.add_argument(
+        "--scorer",
+        metavar="NAME",
+        help="exact, contains, regex (expected is a pattern) or judge:<model>",
+    )
+    compare.add_argument(
+        "--repeat",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="passes over the prompt set (default 1)",
+    )
+    compare.add_argument(
+        "--warmup",
+        type=_non_negative_int,
+        default=1,
+        metavar="N",
+        help="calls per model before timing starts, left out of the statistics (default 1)",
+    )
+    compare.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        metavar="N",
+        help="requests in flight per API model (default 8)",
+    )
+    compare.add_argument("--max-tokens", type=_positive_int, metavar="N")
+    compare.add_argument("--temperature", type=float, metavar="T")
+    _add_output(compare, default_out=None)
+    compare.set_defaults(handler=_compare)
+
+    report = commands.add_parser(
+        "report",
+        help="rebuild a report from stored records",
+        description="Read records (and their scores) from the store and write the same report "
+        "as compare. Filters combine with AND.",
+    )
+    report.add_argument("--since", metavar="WHEN", help="an age (30m, 12h, 7d, 2w) or ISO date")
+    report.add_argument("--until", metavar="WHEN")
+    report.add_argument("--run", metavar="ID", help="one compare run ('latest' for the newest)")
+    report.add_argument("--alias", action="append", metavar="NAME", help="repeatable")
+    report.add_argument("--store", metavar="FILE", help="a store file (default: the default store)")
+    _add_output(report, default_out=None)
+    report.set_defaults(handler=_report)
+
+
+def _add_output(parser: argparse.ArgumentParser, *, default_out: str | None) -> None:
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        default=default_out,
+        help="write the report files here (report.html, report.md, summary.csv, "
+        "records.jsonl, records.csv)",
+    )
+    parser.add_argument(
+        "--format",
+        metavar="LIST",
+        default=",".join(FORMATS),
+        type=_formats,
+        help=f"which files to write (default {','.join(FORMATS)})",
+    )
+    parser.add_argument("--title", default=None, help="the report's title")
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    chosen = tuple(f.strip() for f in text.split(",") if f.strip())
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(FORMATS)}; got {text!r}")
+    return chosen
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .._compare import get_scorer, load_prompts
+    from .._load import load
+
+    items = load_prompts(args.prompts)
+    scorer = get_scorer(args.scorer) if args.scorer else None
+    params = {
+        k: v
+        for k, v in (("max_tokens", args.max_tokens), ("temperature", args.temperature))
+        if v is not None
+    }
+    with ExitStack() as stack:
+        models = [stack.enter_context(load(spec)) for spec in args.models]
+        run = _run_with_progress(models, items, args, scorer, params)
+    title = args.title or f"fmgate compare {run.run_id}"
+    show(run.records, run.scores, title=title, out=args.out, formats=args.format)
+    print(
+        f"run id: {run.run_id} (fmgate report --run {run.run_id} rebuilds this report)",
+        file=sys.stderr,
+    )
+    return CALLS_FAILED if run.errors else OK
+
+
+def _run_with_progress(
+    models: Sequence[Any],
+    items: Sequence[Any],
+    args: argparse.Namespace,
+    scorer: Any,
+    params: dict[str, Any],
+) -> Any:
+    from .._compare import run_compare
+
+    with progress(models, items, repeat=args.repeat, warmup=args.warmup) as on_progress:
+        return run_compare(
+            models,
+            items,
+            repeat=args.repeat,
+            warmup=args.warmup,
+            scorer=scorer,
+            concurrency=args.concurrency,
+            params=params,
+            on_progress=on_progress,
+        )
+
+
+@contextmanager
+def progress(
+    models: Sequence[Any], items: Sequence[Any], *, repeat: int, warmup: int
+) -> Iterator[Any]:
+    """A rich progress bar per model on stderr; yields the ``on_progress(label, done)`` hook."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .._compare import planned_calls
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    )
+    totals = {
+        m.alias or m.spec: planned_calls([m], items, repeat=repeat, warmup=warmup) for m in models
+    }
+    tasks = {label: bar.add_task(label, total=total) for label, total in totals.items()}
+
+    def on_progress(label: str, done: int) -> None:
+        if label not in tasks:
+            tasks[label] = bar.add_task(label, total=None)
+        bar.update(tasks[label], completed=done)
+
+    with bar:
+        yield on_progress
+
+
+def show(
+    records: Sequence[Any],
+    scores: Sequence[Any],
+    *,
+    title: str,
+    out: str | None,
+    formats: Sequence[str],
+) -> None:
+    """Print the summary table; write the report files when ``out`` is given."""
+    from rich.console import Console
+
+    from .._report import rich_table, summarize, write_report
+
+    console = Console()
+    console.print(rich_table(summarize(records, scores), title=title))
+    if out is not None:
+        written = write_report(out, records, scores, title=title, formats=formats)
+        console.print("Written: " + ", ".join(str(path) for path in written.values()))
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .._store import _resolve
+
+    store = _resolve(args.store)
+    tags = None
+    if args.run:
+        tags = {"fmgate.run": _latest_run(store) if args.run == "latest" else args.run}
+    aliases = args.alias or [None]
+    records = [
+        r
+        for alias in aliases
+        for r in store.records(alias=alias, since=args.since, until=args.until, tags=tags)
+    ]
+    if not records:
+        print(
+            "fmgate report: no records match; widen --since or check --store/--run.",
+            file=sys.stderr,
+        )
+        return NOTHING
+    scores = store.scores([r.id for r in records])
+    show(records, scores, title=args.title or "fmgate report", out=args.out, formats=args.format)
+    return OK
+
+
+def _latest_run(store: Any) -> str:
+    from .._errors import InvalidRequestError
+
+    for record in reversed(store.records(limit=10_000)):
+        run = record.tags.get("fmgate.run")
+        if run:
+            return str(run)
+    raise InvalidRequestError("No compare run in the store: run fmgate compare first.")
+
+
+def report_path(out: str) -> Path:
+    return Path(out) / "report.html"

@@ -1,0 +1,67 @@
+"""Short human forms of record values for the command line."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from .._record import CallRecord
+
+DASH = "–"
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return DASH
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def usd(amount: Decimal | None) -> str:
+    if amount is None:
+        return DASH
+    return f"${amount:.6f}" if amount < 1 else f"${amount:,.2f}"
+
+
+def count(n: int | None) -> str:
+    """0.5B, 22.7M, 1.2k."""
+    if n is None:
+        return DASH
+    for size, unit in ((10**9, "B"), (10**6, "M"), (10**3, "k")):
+        if n >= size:
+            return f"{n / size:.1f}".rstrip("0").rstrip(".") + unit
+    return str(n)
+
+
+def yes_no(value: bool | None) -> str:
+    return DASH if value is None else ("yes" if value else "no")
+
+
+def summary_line(record: CallRecord) -> str:
+    """One line: model, outcome, tokens, latency, cost, and where the data went."""
+    usage, latency, access = record.usage, record.latency, record.access
+    label = record.alias or f"{record.backend}:{record.model_id}"
+    parts = [label]
+    if not record.ok:
+        parts.append(f"FAILED {record.outcome.error_type}")
+    parts.append(f"{usage.input_tokens or DASH} in / {usage.output_tokens or DASH} out")
+    timing = seconds(latency.total_s)
+    if latency.ttft_s is not None:
+        timing += f" (TTFT {seconds(latency.ttft_s)})"
+    if latency.load_s:
+        timing += f" + {seconds(latency.load_s)} cold start"
+    parts.append(timing)
+    cost = record.cost
+    parts.append("cost unknown" if cost.amount is None else f"{usd(cost.amount)} {cost.basis}")
+    weights = {True: "open weights", False: "closed weights", None: "weights ?"}
+    where = {True: "data left the machine", False: "data stayed local", None: ""}
+    parts.append(
+        ", ".join(
+            x
+            for x in (
+                record.distribution,
+                weights[access.open_weights],
+                where[access.data_leaves_machine],
+            )
+            if x
+        )
+    )
+    return " · ".join(parts)
