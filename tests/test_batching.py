@@ -84,3 +84,21 @@ async def test_async_batches(model: fmgate.Model) -> None:
     rs = await model.agenerate_many([f"q{i}" for i in range(5)])
     assert [r.text for r in rs] == [f"Q{i}" for i in range(5)]
     assert backend(model).batches == [4, 1]
+
+
+def test_per_prompt_tags_reach_each_record_of_a_batch(model: fmgate.Model) -> None:
+    labels = [{"item": str(i)} for i in range(5)]
+    with fmgate.tagged(run="r"):
+        rs = model.generate_many([f"p{i}" for i in range(5)], batch_size=4, tags=labels)
+    assert [r.record.tags for r in rs] == [{"run": "r", "item": str(i)} for i in range(5)]
+
+
+async def test_per_prompt_tags_in_async_batches(model: fmgate.Model) -> None:
+    rs = await model.agenerate_many(["a", "b"], tags=[{"item": "a"}, {"item": "b"}])
+    assert [r.record.tags for r in rs] == [{"item": "a"}, {"item": "b"}]
+
+
+@pytest.mark.parametrize("bad", [[{"item": "1"}], {"item": "1"}, [{"item": 1}, {"item": "2"}]])
+def test_tags_must_be_one_mapping_of_strings_per_prompt(model: fmgate.Model, bad: object) -> None:
+    with pytest.raises(fmgate.InvalidRequestError, match="one mapping per prompt"):
+        model.generate_many(["a", "b"], tags=bad)  # type: ignore[arg-type]

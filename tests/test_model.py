@@ -347,3 +347,16 @@ def test_the_sdk_exception_stays_chained(model: fmgate.Model) -> None:
     with pytest.raises(fmgate.ServerError) as info:
         model.generate("hi")
     assert isinstance(info.value.__cause__, KeyError)
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_generate_many_tags_each_prompt_record(model: fmgate.Model, concurrency: int) -> None:
+    labels = [{"item": str(i)} for i in range(6)]
+    with fmgate.tagged(run="r", item="outer"):
+        rs = model.generate_many([f"p{i}" for i in range(6)], concurrency=concurrency, tags=labels)
+    assert [r.record.tags for r in rs] == [{"run": "r", "item": str(i)} for i in range(6)]
+
+
+async def test_agenerate_many_tags_each_prompt_record(model: fmgate.Model) -> None:
+    rs = await model.agenerate_many(["a", "b", "c"], concurrency=2, tags=[{"i": x} for x in "abc"])
+    assert [r.record.tags for r in rs] == [{"i": "a"}, {"i": "b"}, {"i": "c"}]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, overload
 
 from ._errors import FmgateError, InvalidRequestError, MalformedResponseError
 from ._record import Access
 from ._recording import CallTimer, Sink, as_backend_error
 from ._stream import AsyncStream, Stream
+from ._tags import tagged
 from ._types import (
     ChatRequest,
     Completion,
@@ -231,6 +232,7 @@ class Model:
         concurrency: int = 8,
         batch_size: int | None = None,
         return_exceptions: Literal[False] = False,
+        tags: Sequence[Mapping[str, str]] | None = None,
         **params: Any,
     ) -> list[Response]: ...
 
@@ -242,6 +244,7 @@ class Model:
         concurrency: int = 8,
         batch_size: int | None = None,
         return_exceptions: Literal[True],
+        tags: Sequence[Mapping[str, str]] | None = None,
         **params: Any,
     ) -> list[Response | FmgateError]: ...
 
@@ -252,6 +255,7 @@ class Model:
         concurrency: int = 8,
         batch_size: int | None = None,
         return_exceptions: bool = False,
+        tags: Sequence[Mapping[str, str]] | None = None,
         **params: Any,
     ) -> list[Response] | list[Response | FmgateError]:
         """Generate for each prompt; results keep the prompts' order, one record per prompt.
@@ -259,22 +263,26 @@ class Model:
         Backends that batch (local models) run ``batch_size`` prompts per forward pass (default:
         the backend's maximum); the others make ``concurrency`` calls at a time. With
         ``return_exceptions=True`` a failed prompt gives its error in place of a Response (every
-        call is recorded either way); otherwise the first failure is raised.
+        call is recorded either way); otherwise the first failure is raised. ``tags``, one
+        mapping per prompt, label each prompt's record on top of the tags in force.
         """
         prompts = list(prompts)
+        labels = _per_prompt(tags, len(prompts))
         size = self._batch_size(concurrency, batch_size)
         if size > 1:
             results: list[Response | FmgateError] = []
             for start in range(0, len(prompts), size):
-                batch = self._prepare(prompts[start : start + size], params)
+                span = slice(start, start + size)
+                batch = self._prepare(prompts[span], params, labels[span])
                 if batch.requests:
                     batch.settle(self._batch_call(self._backend.complete_batch, batch))
                 results.extend(batch.results(return_exceptions))
             return results
 
-        def one(prompt: Prompt) -> Response | FmgateError:
+        def one(prompt: Prompt, label: Mapping[str, str]) -> Response | FmgateError:
             try:
-                return self.generate(prompt, **params)
+                with tagged(label):
+                    return self.generate(prompt, **params)
             except FmgateError as exc:
                 if return_exceptions:
                     return exc
@@ -284,10 +292,13 @@ class Model:
         from contextvars import copy_context
 
         if concurrency == 1 or len(prompts) <= 1:
-            return [one(p) for p in prompts]
+            return [one(p, label) for p, label in zip(prompts, labels, strict=True)]
         with ThreadPoolExecutor(max_workers=min(concurrency, len(prompts))) as pool:
             # Each call runs in a copy of the caller's context: its tags reach the records.
-            futures = [pool.submit(copy_context().run, one, p) for p in prompts]
+            futures = [
+                pool.submit(copy_context().run, one, p, label)
+                for p, label in zip(prompts, labels, strict=True)
+            ]
             return [f.result() for f in futures]
 
     @overload
@@ -298,6 +309,7 @@ class Model:
         concurrency: int = 8,
         batch_size: int | None = None,
         return_exceptions: Literal[False] = False,
+        tags: Sequence[Mapping[str, str]] | None = None,
         **params: Any,
     ) -> list[Response]: ...
 
@@ -309,6 +321,7 @@ class Model:
         concurrency: int = 8,
         batch_size: int | None = None,
         return_exceptions: Literal[True],
+        tags: Sequence[Mapping[str, str]] | None = None,
         **params: Any,
     ) -> list[Response | FmgateError]: ...
 
@@ -319,6 +332,7 @@ class Model:
         concurrency: int = 8,
         batch_size: int | None = None,
         return_exceptions: bool = False,
+        tags: Sequence[Mapping[str, str]] | None = None,
         **params: Any,
     ) -> list[Response] | list[Response | FmgateError]:
         """Generate for each prompt; results keep the prompts' order, one record per prompt.
@@ -326,32 +340,36 @@ class Model:
         Backends that batch (local models) run ``batch_size`` prompts per forward pass (default:
         the backend's maximum); the others make ``concurrency`` calls at a time. With
         ``return_exceptions=True`` a failed prompt gives its error in place of a Response (every
-        call is recorded either way); otherwise the first failure is raised.
+        call is recorded either way); otherwise the first failure is raised. ``tags``, one
+        mapping per prompt, label each prompt's record on top of the tags in force.
         """
         import asyncio
 
         prompts = list(prompts)
+        labels = _per_prompt(tags, len(prompts))
         size = self._batch_size(concurrency, batch_size)
         if size > 1:
             results: list[Response | FmgateError] = []
             for start in range(0, len(prompts), size):
-                batch = self._prepare(prompts[start : start + size], params)
+                span = slice(start, start + size)
+                batch = self._prepare(prompts[span], params, labels[span])
                 if batch.requests:
                     batch.settle(await self._abatch_call(batch))
                 results.extend(batch.results(return_exceptions))
             return results
         gate = asyncio.Semaphore(concurrency)
 
-        async def one(prompt: Prompt) -> Response | FmgateError:
+        async def one(prompt: Prompt, label: Mapping[str, str]) -> Response | FmgateError:
             async with gate:
                 try:
-                    return await self.agenerate(prompt, **params)
+                    with tagged(label):
+                        return await self.agenerate(prompt, **params)
                 except FmgateError as exc:
                     if return_exceptions:
                         return exc
                     raise
 
-        return await asyncio.gather(*(one(p) for p in prompts))
+        return await asyncio.gather(*(one(p, t) for p, t in zip(prompts, labels, strict=True)))
 
     def embed(self, texts: str | Sequence[str]) -> Embeddings:
         """One embedding vector per text (embedding models only)."""
@@ -429,14 +447,17 @@ class Model:
             return 1
         return batch_size or self._backend.default_batch_size
 
-    def _prepare(self, prompts: Sequence[Prompt], params: dict[str, Any]) -> _Batch:
+    def _prepare(
+        self, prompts: Sequence[Prompt], params: dict[str, Any], labels: Sequence[Mapping[str, str]]
+    ) -> _Batch:
         """Check and time each prompt of a batch; refused prompts get their error in place."""
         params = dict(params)
         system = params.pop("system", None)
         batch = _Batch(self, len(prompts))
-        for i, prompt in enumerate(prompts):
+        for i, (prompt, label) in enumerate(zip(prompts, labels, strict=True)):
             try:
-                timer, request = self._begin(prompt, system, stream=False, params=params)
+                with tagged(label):  # the timer takes the tags in force as it is made
+                    timer, request = self._begin(prompt, system, stream=False, params=params)
             except InvalidRequestError as exc:
                 batch.slots[i] = exc
                 continue
@@ -472,6 +493,25 @@ class Model:
             first_token_at=completion.first_token_at,
         )
         return Response(completion.text, completion.finish_reason, completion.usage, record)
+
+
+def _per_prompt(tags: Sequence[Mapping[str, str]] | None, n: int) -> list[Mapping[str, str]]:
+    if tags is None:
+        return [{}] * n
+    if (
+        isinstance(tags, Mapping)
+        or len(tags) != n
+        or not all(isinstance(t, Mapping) and _all_str(t) for t in tags)
+    ):
+        raise InvalidRequestError(
+            f"tags must be a sequence of one mapping per prompt ({n}), e.g. "
+            '[{"item": "1"}, {"item": "2"}]; use fmgate.tagged() to tag every prompt alike.'
+        )
+    return list(tags)
+
+
+def _all_str(tags: Mapping[Any, Any]) -> bool:
+    return all(isinstance(k, str) and k and isinstance(v, str) for k, v in tags.items())
 
 
 def _check_positive(name: str, value: int) -> None:

@@ -148,13 +148,14 @@ def test_local_models_that_batch_run_one_batch_at_a_time(memory: fmgate.MemorySi
     assert len(run.records) == 11 and [s.value for s in run.scores] == [1.0] * 10
     measured = candidates(run.records)
     assert [r.params["batch_size"] for r in measured] == [4] * 8 + [2] * 2
-    # A batch's calls start together: they carry the tags the batch shares.
-    first = measured[0].tags
-    assert first == {RUN: run.run_id, REPEAT: "0", ROLE: "candidate"}
-    assert PROMPT not in measured[4].tags and REPEAT not in measured[4].tags  # "4" r0 + r1
+    # A batch's calls start together, yet each record carries its own item's tags.
+    assert measured[0].tags == {RUN: run.run_id, PROMPT: "0", REPEAT: "0", ROLE: "candidate"}
+    assert [(r.tags[PROMPT], r.tags[REPEAT]) for r in measured[3:7]] == [
+        ("3", "0"), ("4", "0"), ("0", "1"), ("1", "1"),
+    ]  # fmt: skip
     assert measured[-1].tags[REPEAT] == "1"
     warm = candidates(run.records, warmup=True)[0].tags
-    assert warm[PROMPT] == "0" and warm[WARMUP] == "true"  # a batch of one keeps them all
+    assert warm[PROMPT] == "0" and warm[WARMUP] == "true"
 
 
 def test_a_failed_row_of_a_batch_counts_as_one_error() -> None:

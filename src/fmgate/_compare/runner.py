@@ -6,10 +6,8 @@ one batch at a time; the others run one call per item, ``concurrency`` at a time
 graded on this thread after the model's pass; encoders (which embed and cannot generate) run a
 retrieval task instead, graded ``retrieval@1``.
 
-Tags and batches: a record takes the tags in force when its call starts, and one batch starts its
-calls together, so a batched record carries only the tags its batch shares (run, repeat, role; the
-prompt id only for a batch of one). Its score still names the record, which is what the report
-joins on; for one call per item each record carries its own prompt id.
+Every record carries its own item's tags (run, prompt, repeat, role; batched calls take them
+through ``generate_many(tags=...)``), and every score names the record it grades.
 """
 
 from __future__ import annotations
@@ -199,13 +197,13 @@ class _Session:
         results: list[tuple[_Call, _Outcome]] = []
         for start in range(0, len(calls), size):
             batch = calls[start : start + size]
-            with tagged(_shared([c.tags(self.run.run_id) for c in batch])):
-                outcomes = model.generate_many(
-                    [c.item.prompt for c in batch],
-                    batch_size=size,
-                    return_exceptions=True,
-                    **self._params,
-                )
+            outcomes = model.generate_many(
+                [c.item.prompt for c in batch],
+                batch_size=size,
+                return_exceptions=True,
+                tags=[c.tags(self.run.run_id) for c in batch],
+                **self._params,
+            )
             results += zip(batch, outcomes, strict=True)
             self._advance(model, len(batch))
         return results
@@ -293,9 +291,3 @@ class _Session:
 
 
 _NO_INDEX = ScoreResult(None, "the index call (embedding the expected texts) failed")
-
-
-def _shared(tag_sets: list[dict[str, str]]) -> dict[str, str]:
-    """The tags every call of a batch has: the batch's calls start together, in one block."""
-    first, *rest = tag_sets
-    return {k: v for k, v in first.items() if all(t.get(k) == v for t in rest)}
