@@ -121,6 +121,14 @@ def test_write_report_writes_every_file(tmp_path: Path, records: list[CallRecord
     assert summary[0]["cost_per_1k_calls"] == "0.3000"
 
 
+def test_notes_head_the_html_and_markdown_pages(tmp_path: Path, records: list[CallRecord]) -> None:
+    notes = ["tiny: random <weights>", "stub: canned replies"]
+    paths = write_report(tmp_path, records, formats=("html", "md"), notes=notes)
+    md = paths["md"].read_text()
+    assert md.index("- stub: canned replies") < md.index("| model |")
+    assert "<li>tiny: random &lt;weights&gt;</li>" in paths["html"].read_text()
+
+
 def test_write_report_only_the_formats_asked(tmp_path: Path, records: list[CallRecord]) -> None:
     paths = write_report(tmp_path, records, formats=("md",))
     assert list(paths) == ["md"] and [p.name for p in tmp_path.iterdir()] == ["report.md"]

@@ -62,10 +62,14 @@ def render_html(
     scores: Sequence[Score] = (),
     *,
     title: str,
+    notes: Sequence[str] = (),
 ) -> str:
-    """The whole page as a string."""
+    """The whole page as a string; ``notes`` (plain text) are listed under the title."""
     require_matplotlib()
-    body = [f"<h1>{escape(title)}</h1>", _plots(summaries, records), "<h2>Summary</h2>"]
+    body = [f"<h1>{escape(title)}</h1>"]
+    if notes:
+        body.append("<ul>" + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>")
+    body += [_plots(summaries, records), "<h2>Summary</h2>"]
     body += [_table(summaries), _how_to_read(), _errors(summaries), _footer(records)]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -235,10 +235,13 @@ def _caption(summaries: Sequence[ModelSummary]) -> str:
     return text + (f" Quality: mean {', '.join(scorers)} score." if scorers else "")
 
 
-def markdown(summaries: Sequence[ModelSummary], *, title: str) -> str:
-    """A Markdown page: one table row per model, then the errors per model."""
+def markdown(summaries: Sequence[ModelSummary], *, title: str, notes: Sequence[str] = ()) -> str:
+    """A Markdown page: the notes, one table row per model, then the errors per model."""
     headers = [c.header for c in COLUMNS]
-    lines = [f"# {title}", "", _md_row(headers)]
+    lines = [f"# {title}", ""]
+    if notes:
+        lines += [f"- {_md_escape(n)}" for n in notes] + [""]
+    lines.append(_md_row(headers))
     lines.append("|" + "|".join("---:" if c.numeric else "---" for c in COLUMNS) + "|")
     lines += [_md_row(c.cell(s) for c in COLUMNS) for s in summaries]
     lines += ["", NOTES_TEXT]
@@ -323,8 +326,11 @@ def write_report(
     *,
     title: str = "fmgate report",
     formats: Collection[str] = FORMATS,
+    notes: Sequence[str] = (),
 ) -> dict[str, Path]:
     """Write the report files into ``out_dir`` and return their paths by format.
+
+    ``notes`` (plain text, e.g. what the models are) head the HTML and Markdown pages.
 
     ``html``: report.html; ``md``: report.md; ``csv``: summary.csv (one row per model, key
     ``csv``) and records.csv (one row per record, key ``records_csv``); ``jsonl``: records.jsonl.
@@ -342,10 +348,12 @@ def write_report(
     written: dict[str, Path] = {}
     if "html" in formats:
         written["html"] = out / "report.html"
-        written["html"].write_text(render_html(summaries, records, scores, title=title), "utf-8")
+        written["html"].write_text(
+            render_html(summaries, records, scores, title=title, notes=notes), "utf-8"
+        )
     if "md" in formats:
         written["md"] = out / "report.md"
-        written["md"].write_text(markdown(summaries, title=title), encoding="utf-8")
+        written["md"].write_text(markdown(summaries, title=title, notes=notes), "utf-8")
     return written | _write_data(out, summaries, records, scores, formats)
 
 

@@ -200,6 +200,7 @@ def show(
     title: str,
     out: str | None,
     formats: Sequence[str],
+    notes: Sequence[str] = (),
 ) -> None:
     """Print the summary table; write the report files when ``out`` is given."""
     from rich.console import Console
@@ -209,7 +210,7 @@ def show(
     console = Console()
     console.print(rich_table(summarize(records, scores), title=title))
     if out is not None:
-        written = write_report(out, records, scores, title=title, formats=formats)
+        written = write_report(out, records, scores, title=title, formats=formats, notes=notes)
         console.print("Written: " + ", ".join(str(path) for path in written.values()))
 
 

@@ -85,6 +85,7 @@ def _demo(args: argparse.Namespace) -> int:
         title="fmgate demo: capitals",
         out=str(out),
         formats=("html", "md", "csv", "jsonl"),
+        notes=NOTES,
     )
     for note in NOTES:
         print(f"  {note}")
