@@ -291,7 +291,8 @@ class SqliteStore:
             if "params" in at:
                 values[at["params"]] = _to_json(values[at["params"]])
             if "tags" in at:
-                values[at["tags"]] = _to_json(values[at["tags"]])
+                tags = values[at["tags"]]
+                values[at["tags"]] = _to_json(tags) if tags else "{}"  # most records: none
             return tuple(values)
         except Exception:
             logger.exception("fmgate: %r cannot store %r; it is skipped", self, record)
