@@ -8,7 +8,7 @@ import pytest
 
 import fmgate
 from fmgate import _registry
-from fmgate._config import load_config, parse_spec
+from fmgate._config import load_config, parse_config, parse_spec
 
 GOOD = """
 [models.assistant]
@@ -100,6 +100,63 @@ def test_toml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
     cfg = write(tmp_path / "broken.toml", '[models.a]\nbackend = "fake"\nmodel = \n')
     with pytest.raises(fmgate.ConfigFileError, match=r"broken\.toml.*line 3"):
         load_config(cfg)
+    with pytest.raises(fmgate.ConfigFileError) as info:
+        fmgate.load("a", config=cfg)
+    assert str(info.value).startswith(f"{cfg}: line 3, column 9: not valid TOML (Invalid value).")
+    assert "Fix the syntax there" in str(info.value)
+    unclosed = write(tmp_path / "unclosed.toml", '[models.a]\nstop = ["a",\n')
+    with pytest.raises(fmgate.ConfigFileError, match=r"unclosed\.toml: end of document: not valid"):
+        load_config(unclosed)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a = " + "[" * 5000 + "]" * 5000, "nest too deep"),  # RecursionError in tomllib
+        ("a = 1979-02-30", "line 1, column 5: not valid TOML"),
+        ("\udcff", "cannot be read"),
+    ],
+)
+def test_any_unreadable_file_is_a_config_file_error(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    cfg = tmp_path / "odd.toml"
+    cfg.write_bytes(text.encode("utf-8", "surrogateescape"))
+    with pytest.raises(fmgate.ConfigFileError, match=expected):
+        load_config(cfg)
+
+
+def test_config_argument_of_the_wrong_kind(tmp_path: Path) -> None:
+    with pytest.raises(fmgate.ConfigurationError, match="config= takes the path"):
+        fmgate.load("a", config=3)  # type: ignore[arg-type]
+    with pytest.raises(fmgate.ConfigFileError, match="is a folder"):
+        fmgate.load("a", config=tmp_path)
+
+
+# -- found by the properties in test_properties.py -------------------------------------------------
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf", "-inf", "0", "1" + "0" * 400])
+def test_timeout_must_be_positive_and_finite(tmp_path: Path, timeout: str) -> None:
+    cfg = write(
+        tmp_path / "t.toml", f'[models.a]\nbackend = "fake"\nmodel = "m"\ntimeout = {timeout}\n'
+    )
+    with pytest.raises(fmgate.ConfigFileError, match="'timeout' must be a positive number"):
+        fmgate.load("a", config=cfg)
+    with pytest.raises(fmgate.InvalidRequestError, match="'timeout' must be a positive number"):
+        fmgate.load("fake:m", timeout=float(timeout))
+
+
+@pytest.mark.parametrize("path", ["~nosuchuser-fmgate/records.db", "~\x00/x"])
+def test_a_store_path_that_cannot_be_expanded(tmp_path: Path, path: str) -> None:
+    with pytest.raises(fmgate.ConfigFileError, match=r"\[store\]: 'path' .* cannot be expanded"):
+        parse_config({"store": {"path": path}}, source=str(tmp_path / "fmgate.toml"))
+
+
+@pytest.mark.parametrize("alias", ["", " a", "a ", " "])
+def test_an_alias_load_could_not_find_is_refused(alias: str) -> None:
+    with pytest.raises(fmgate.ConfigFileError, match="an alias cannot be empty or start or end"):
+        parse_config({"models": {alias: {"backend": "fake", "model": "m"}}})
 
 
 def test_unknown_backend_in_config_suggests_close_names(tmp_path: Path) -> None:
@@ -186,6 +243,46 @@ def test_load_rejects_non_specs(bad: object) -> None:
 def test_unknown_backend_spec_lists_known_backends() -> None:
     with pytest.raises(fmgate.UnknownBackendError, match="Known backends: .*anthropic.*openai"):
         fmgate.load("nosuch:model")
+    with pytest.raises(fmgate.UnknownBackendError, match="Did you mean 'openai'"):
+        fmgate.load("opnai:gpt-4o-mini")
+
+
+@pytest.mark.parametrize(("backend", "sdk"), [("openai", "openai"), ("anthropic", "anthropic")])
+def test_a_missing_sdk_names_the_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch, backend: str, sdk: str
+) -> None:
+    import sys
+
+    monkeypatch.delitem(sys.modules, f"fmgate.backends.{backend}", raising=False)
+    monkeypatch.setitem(sys.modules, sdk, None)  # import openai -> ImportError, as if missing
+    with pytest.raises(fmgate.MissingExtraError, match=rf'pip install "fmgate\[{sdk}\]"') as info:
+        fmgate.load(f"{backend}:some-model")
+    assert info.value.extra == sdk and isinstance(info.value, ImportError)
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"max_tokens": True}, "max_tokens must be a positive int"),
+        ({"max_tokens": 0}, "max_tokens must be a positive int"),
+        ({"max_tokens": "5"}, "max_tokens must be a positive int"),
+        ({"temperature": 2.01}, r"temperature must lie in \[0, 2\]"),
+        ({"top_p": 0}, r"top_p must lie in \(0, 1\]"),
+        ({"top_p": 1.5}, r"top_p must lie in \(0, 1\]"),
+    ],
+)
+def test_load_refuses_default_params_out_of_range(params: dict[str, object], expected: str) -> None:
+    with pytest.raises(fmgate.InvalidRequestError, match=expected):
+        fmgate.load("fake:m", **params)
+
+
+def test_a_literal_key_in_a_mapping_is_masked_at_once() -> None:
+    secret = "sk-in-memory-0123456789abcdef"
+    config = parse_config({"models": {"a": {"backend": "fake", "model": "m", "api_key": secret}}})
+    entry = config.models["a"]
+    assert entry.api_key is not None and entry.api_key.reveal() == secret
+    assert "api_key" not in entry.settings and secret not in repr(config)
+    assert fmgate.load("a", config=config).backend.config.api_key is entry.api_key
 
 
 @pytest.mark.parametrize(
@@ -195,6 +292,22 @@ def test_unknown_backend_spec_lists_known_backends() -> None:
         ('backend = "fake"\nmodel = "m"\ntemperature = 5\n', r"\[models\.a\]: temperature must"),
         ('backend = "fake"\nmodel = "m"\nstop = []\n', r"\[models\.a\]: stop must be"),
         ('backend = "fake"\nmodel = ""\n', r"\[models\.a\]: 'model' must not be empty"),
+        (
+            'backend = "fake"\nmodel = "m"\ntop_p = 0\n',
+            r"\[models\.a\]: top_p must lie in \(0, 1\]",
+        ),
+        (
+            'backend = "fake"\nmodel = "m"\nmax_tokens = true\n',
+            r"'max_tokens' must be int, not bool",
+        ),
+        (
+            'backend = "fake"\nmodel = "m"\nmax_tokens = 1.5\n',
+            r"'max_tokens' must be int, not float",
+        ),
+        (
+            'backend = "fake"\nmodel = "m"\ntemperature = -0.1\n',
+            r"temperature must lie in \[0, 2\]",
+        ),
     ],
 )
 def test_bad_values_in_a_file_name_the_file_and_table(

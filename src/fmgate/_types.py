@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from ._errors import InvalidRequestError
 from ._record import CallRecord, Usage
@@ -20,6 +20,16 @@ Prompt = str | Sequence[Mapping[str, Any]]
 class Message:
     role: Role
     content: str
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut short for a message: a huge value would drown it, and an int past
+    ``sys.get_int_max_str_digits()`` cannot be printed at all."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"an {type(value).__name__} too large to print"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def normalize_messages(prompt: Prompt, system: str | None = None) -> tuple[Message, ...]:
@@ -43,6 +53,10 @@ def normalize_messages(prompt: Prompt, system: str | None = None) -> tuple[Messa
         messages.insert(0, Message("system", system))
     if all(m.role == "system" for m in messages):
         raise InvalidRequestError("The messages hold only a system prompt: add a user message.")
+    if not any(m.content.strip() for m in messages if m.role != "system"):
+        raise InvalidRequestError(
+            "The prompt is empty: every user and assistant message is blank; give one some text."
+        )
     return tuple(messages)
 
 
@@ -56,18 +70,18 @@ def _message(index: int, raw: object) -> Message:
     if extra or "role" not in raw or "content" not in raw:
         raise InvalidRequestError(
             f"Message {index} must have exactly the keys 'role' and 'content' "
-            f"(got {sorted(map(str, raw))})."
+            f"(got {', '.join(sorted(map(shown, raw)))})."
         )
     role, content = raw["role"], raw["content"]
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:  # a list or dict role is unhashable
         raise InvalidRequestError(
-            f"Message {index} has role {role!r}; use one of 'system', 'user', 'assistant'."
+            f"Message {index} has role {shown(role)}; use one of 'system', 'user', 'assistant'."
         )
     if not isinstance(content, str):
         raise InvalidRequestError(
             f"Message {index} content must be a str, not {type(content).__name__}."
         )
-    return Message(role, content)
+    return Message(cast(Role, role), content)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,14 +148,27 @@ def make_params(values: Mapping[str, Any], prefixes: Sequence[str]) -> Generatio
     return GenerationParams(**common, extra=extra)
 
 
+# Past these no server takes the value, and the record store (64-bit integers) could not hold it.
+MAX_TOKENS_LIMIT = 2**31 - 1
+SEED_RANGE = (-(2**63), 2**63 - 1)
+
+
 def _check_param(key: str, value: Any) -> Any:
     if key == "max_tokens":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InvalidRequestError(f"max_tokens must be a positive int, not {value!r}.")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not 1 <= value <= MAX_TOKENS_LIMIT
+        ):
+            raise InvalidRequestError(
+                f"max_tokens must be a positive int (at most 2**31 - 1), not {shown(value)}."
+            )
         return value
     if key == "seed":
         if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidRequestError(f"seed must be an int, not {value!r}.")
+            raise InvalidRequestError(f"seed must be an int, not {shown(value)}.")
+        if not SEED_RANGE[0] <= value <= SEED_RANGE[1]:
+            raise InvalidRequestError(f"seed must fit in 64 bits, not {shown(value)}.")
         return value
     if key == "stop":
         stops = (value,) if isinstance(value, str) else value
@@ -152,11 +179,13 @@ def _check_param(key: str, value: Any) -> Any:
         ):
             raise InvalidRequestError("stop must be a non-empty str or a list of non-empty str.")
         return tuple(stops)
-    bounds = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0)}[key]
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidRequestError(f"{key} must be a number, not {value!r}.")
-    if not bounds[0] <= value <= bounds[1]:
-        raise InvalidRequestError(f"{key} must lie in [{bounds[0]}, {bounds[1]}], not {value!r}.")
+        raise InvalidRequestError(f"{key} must be a number, not {shown(value)}.")
+    # Comparisons are False for nan, so nan is refused as well.
+    if key == "temperature" and not 0 <= value <= 2:
+        raise InvalidRequestError(f"temperature must lie in [0, 2], not {shown(value)}.")
+    if key == "top_p" and not 0 < value <= 1:  # top_p = 0 would keep no token at all
+        raise InvalidRequestError(f"top_p must lie in (0, 1], not {shown(value)}.")
     return float(value)
 
 

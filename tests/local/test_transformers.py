@@ -475,6 +475,24 @@ def test_a_prompt_longer_than_the_context_window(models: dict[str, fmgate.Model]
     assert response.usage.output_tokens == room and response.finish_reason == "length"
 
 
+def test_a_context_overflow_is_refused_before_generating_and_recorded(
+    models: dict[str, fmgate.Model], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = models["gpt2"]
+    generated: list[object] = []
+    monkeypatch.setattr(_backend(model).loaded.model, "generate", generated.append)
+    with pytest.raises(fmgate.ContextLengthError, match="shorten the prompt") as plain:
+        model.generate("the cat " * 1100, max_tokens=5)
+    with pytest.raises(fmgate.ContextLengthError) as streamed:
+        "".join(chunk.text for chunk in model.stream("the cat " * 1100, max_tokens=5))
+    assert generated == []  # counted with the real tokenizer, refused before model.generate
+    for error in (plain.value, streamed.value):
+        record = error.record
+        assert record is not None and record.outcome.status == "error"
+        assert record.outcome.error_type == "ContextLengthError"
+        assert not error.retryable
+
+
 def test_a_prompt_too_long_fails_alone_in_a_batch(models: dict[str, fmgate.Model]) -> None:
     model = models["gpt2"]
     rs = model.generate_many(

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Protocol
 from .._errors import FmgateError, InvalidRequestError
 from .._providers import ProviderInfo
 from .._record import Access, Cost, Distribution, Usage
+from .._secrets import Secret
 from .._types import ChatRequest, Completion, Delta, GenerationParams
 
 
@@ -27,6 +28,8 @@ class BackendConfig:
     provider: ProviderInfo
     base_url: str | None = None
     api_key_env: str | None = None
+    # A key given in the config file itself; backends prefer it to the env var.
+    api_key: Secret | None = None
     timeout: float | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
 

@@ -232,6 +232,8 @@ def _build(cls: type[_Client], config: BackendConfig, base_url: str, key: Secret
 
 
 def _read_key(config: BackendConfig) -> Secret | None:
+    if config.api_key is not None:
+        return config.api_key
     env_var = config.api_key_env or config.provider.api_key_env
     if env_var is None:
         return None
