@@ -35,6 +35,7 @@ class FakeBackend(Backend):
         super().__init__(config)
         self.requests: list[ChatRequest] = []
         self.fail: Exception | None = None
+        self.fail_next: list[Exception] = []  # raised one per request, before any success
         self.cut_after: int | None = None
         self.delay_s = 0.0
         self.closed_streams = 0
@@ -60,6 +61,8 @@ class FakeBackend(Backend):
 
     def _reply(self, request: ChatRequest) -> Completion:
         self.requests.append(request)
+        if self.fail_next:
+            raise self.fail_next.pop(0)
         if self.fail is not None:
             raise self.fail
         text = request.messages[-1].content.upper()

@@ -199,12 +199,12 @@ def test_every_record_field_is_exported() -> None:
         revision="001",
         stream=True,
         usage=Usage(10, 5, 2, 1, 3, "provider"),
-        latency=Latency(1.0, 0.1, 0.5, 40.0, 0.2),
+        latency=Latency(1.0, 0.1, 0.5, 40.0, 0.2, 1.7),
         cost=Cost(Decimal("0.01"), "list_price", "USD", "genai-prices 0.1", 3.0),
         access=Access(
             True, "apache-2.0", 7, "bf16", "q4", 1, 2, 8192, True, True, True, False, "x"
         ),
-        outcome=Outcome("error", "length", "ServerError", "boom", 500, 2, "other", 4),
+        outcome=Outcome("error", "length", "ServerError", "boom", 500, 2, "other", 4, "why"),
         environment=Environment("1.0", "openai 1.0", "3.11"),
     )
     semconv = {

@@ -7,6 +7,7 @@
     max_tokens = 256              #   stop, seed, system, and <wire>_<name> backend params
     base_url = "https://..."      # optional endpoint override
     api_key_env = "MY_OPENAI_KEY" # optional: which env var holds the key
+    # api_key = "sk-..."          # or the key itself: only in a file no one else can read
     timeout = 30                  # seconds
 
     [store]
@@ -15,17 +16,30 @@
 The file is found from ``config=``, then ``$FMGATE_CONFIG``, then ``./fmgate.toml``, then the user
 config dir (``platformdirs.user_config_dir("fmgate")``). Every error names the file, the table and
 the key.
+
+A literal ``api_key`` is accepted only from a file that its owner alone may read and write (POSIX
+mode ``0600``: ``mode & 0o077 == 0``), and a WARNING names the file and the aliases once per file.
+It is wrapped in a :class:`~fmgate.Secret` as soon as it is read, so no repr, error, record or log
+line shows it.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import os
+import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ._errors import ConfigFileError, ConfigurationError, SpecError
+from ._secrets import Secret
+from ._types import shown
+
+logger = logging.getLogger("fmgate")
 
 CONFIG_ENV = "FMGATE_CONFIG"
 FILE_NAME = "fmgate.toml"
@@ -37,6 +51,9 @@ CONNECTION_KEYS: dict[str, tuple[type, ...]] = {
     "base_url": (str,),
     "api_key_env": (str,),
     "timeout": (int, float),
+    "max_retries": (int,),
+    "backoff": (int, float),
+    "fallback": (list, tuple),
 }
 PARAM_KEYS: dict[str, tuple[type, ...]] = {
     "max_tokens": (int,),
@@ -48,6 +65,13 @@ PARAM_KEYS: dict[str, tuple[type, ...]] = {
 }
 TOP_LEVEL_KEYS = frozenset({"models", "store"})
 STORE_KEYS: dict[str, tuple[type, ...]] = {"path": (str,)}
+# A literal key: never among the settings, so that load() and the record never see it.
+LITERAL_KEY = "api_key"
+# tomllib's messages end with where the error is; Python 3.14 also gives lineno and colno.
+_TOML_WHERE = re.compile(r" \(at (line \d+, column \d+|end of document)\)$")
+# Files whose literal keys were already reported, so that the warning comes once per file.
+_WARNED: set[str] = set()
+_WARNED_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +83,8 @@ class AliasConfig:
     model: str
     settings: Mapping[str, Any] = field(default_factory=dict)
     source: str = "<dict>"
+    # A literal ``api_key`` from the table, masked; load() prefers it to any env var.
+    api_key: Secret | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,16 +102,15 @@ class Config:
 def find_config_path(config: str | os.PathLike[str] | None) -> Path | None:
     """The config file to use, or None when there is none anywhere."""
     if config is not None:
-        path = Path(config)
-        if not path.is_file():
-            raise ConfigFileError(f"Config file {path} does not exist.")
-        return path
+        if not isinstance(config, str | os.PathLike):
+            kind = type(config).__name__
+            raise ConfigurationError(
+                f"config= takes the path of an fmgate.toml or a Config, not {kind}."
+            )
+        return _existing(Path(config), f"Config file {config}")
     env = os.environ.get(CONFIG_ENV)
     if env:
-        path = Path(env)
-        if not path.is_file():
-            raise ConfigFileError(f"{CONFIG_ENV} points to {path}, which does not exist.")
-        return path
+        return _existing(Path(env), f"{CONFIG_ENV} points to {env}, which")
     local = Path.cwd() / FILE_NAME
     if local.is_file():
         return local
@@ -93,6 +118,14 @@ def find_config_path(config: str | os.PathLike[str] | None) -> Path | None:
 
     user = Path(user_config_dir("fmgate")) / FILE_NAME
     return user if user.is_file() else None
+
+
+def _existing(path: Path, what: str) -> Path:
+    if path.is_dir():
+        raise ConfigFileError(f"{what} is a folder: name the fmgate.toml file in it.")
+    if not path.is_file():
+        raise ConfigFileError(f"{what} does not exist.")
+    return path
 
 
 def load_config(config: str | os.PathLike[str] | Config | None = None) -> Config:
@@ -104,15 +137,39 @@ def load_config(config: str | os.PathLike[str] | Config | None = None) -> Config
     import tomllib
 
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as file:  # the mode of the file read, not of one swapped in later
+            mode = os.fstat(file.fileno()).st_mode
+            text = file.read().decode("utf-8")
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigFileError(f"{path}: not valid TOML: {exc}") from exc
+        raise _syntax_error(path, exc) from exc
+    except RecursionError as exc:
+        raise ConfigFileError(f"{path}: not valid TOML: arrays or tables nest too deep.") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigFileError(f"{path}: cannot be read: {exc}") from exc
-    return parse_config(data, source=str(path))
+    except ValueError as exc:  # an int past sys.get_int_max_str_digits(), which tomllib lets out
+        raise ConfigFileError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_config(data, source=str(path), mode=mode)
 
 
-def parse_config(data: Mapping[str, Any], *, source: str = "<dict>") -> Config:
+def _syntax_error(path: Path, exc: ValueError) -> ConfigFileError:
+    """The file, the line and the column first, then what tomllib found there."""
+    text = str(exc)
+    found = _TOML_WHERE.search(text)
+    where = found.group(1) if found else "somewhere"
+    what = text[: found.start()] if found else text
+    return ConfigFileError(
+        f"{path}: {where}: not valid TOML ({what}). Fix the syntax there: strings need quotes, "
+        'tables read [models.<alias>], each setting is key = value (e.g. model = "gpt-4o-mini").'
+    )
+
+
+def parse_config(
+    data: Mapping[str, Any], *, source: str = "<dict>", mode: int | None = None
+) -> Config:
+    """Check ``data`` read from the file ``source`` (whose ``st_mode`` is ``mode``; ``None``:
+    stat it), or built in memory when ``source`` is ``"<dict>"``: a literal ``api_key`` needs no
+    file permissions there, as there is no file."""
     unknown = set(data) - TOP_LEVEL_KEYS
     if unknown:
         raise ConfigFileError(
@@ -122,9 +179,12 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<dict>") -> Config:
     models = data.get("models", {})
     if not isinstance(models, Mapping):
         raise ConfigFileError(f"{source}: 'models' must be a table of [models.<alias>] tables.")
-    parsed = {alias: _parse_alias(alias, table, source) for alias, table in models.items()}
+    file = _KeyFile(source, mode)
+    parsed = {alias: _parse_alias(alias, table, file) for alias, table in models.items()}
     path = None if source == "<dict>" else Path(source)
-    return Config(path, parsed, _parse_store(data.get("store", {}), source, path))
+    config = Config(path, parsed, _parse_store(data.get("store", {}), source, path))
+    _warn_literal_keys(source, [a for a, entry in parsed.items() if entry.api_key is not None])
+    return config
 
 
 def _parse_store(table: Any, source: str, path: Path | None) -> str | None:
@@ -142,19 +202,29 @@ def _parse_store(table: Any, source: str, path: Path | None) -> str | None:
         raise ConfigFileError(f"{where}: 'path' must not be empty; write \"none\" to turn it off.")
     if raw.strip().lower() == "none":
         return "none"
-    store = Path(raw).expanduser()
+    try:
+        store = Path(raw).expanduser()
+    except (RuntimeError, ValueError) as exc:  # "~nosuchuser/...", or a NUL byte
+        raise ConfigFileError(
+            f"{where}: 'path' {shown(raw)} cannot be expanded ({exc}): write the full path."
+        ) from exc
     if not store.is_absolute() and path is not None:
         store = path.parent / store
     return str(store)
 
 
-def _parse_alias(alias: str, table: Any, source: str) -> AliasConfig:
-    where = f"{source}: [models.{alias}]"
+def _parse_alias(alias: str, table: Any, file: _KeyFile) -> AliasConfig:
+    where = f"{file.source}: [models.{alias}]"
     if not isinstance(table, Mapping):
         raise ConfigFileError(f"{where} must be a table, not {type(table).__name__}.")
     if ":" in alias:
         raise ConfigFileError(
             f"{where}: an alias cannot contain ':' (that marks a backend:model spec)."
+        )
+    if not alias.strip() or alias != alias.strip():
+        raise ConfigFileError(
+            f"{where}: an alias cannot be empty or start or end with a space "
+            "(load() strips the name it is given)."
         )
     for required in ("backend", "model"):
         if required not in table:
@@ -164,8 +234,76 @@ def _parse_alias(alias: str, table: Any, source: str) -> AliasConfig:
     for required in ("backend", "model"):
         if not table[required].strip():
             raise ConfigFileError(f"{where}: {required!r} must not be empty.")
-    settings = {k: v for k, v in table.items() if k not in ("backend", "model")}
-    return AliasConfig(alias, table["backend"], table["model"], settings, source)
+    api_key = file.literal_key(alias, table)
+    settings = {k: v for k, v in table.items() if k not in ("backend", "model", LITERAL_KEY)}
+    return AliasConfig(alias, table["backend"], table["model"], settings, file.source, api_key)
+
+
+class _KeyFile:
+    """Where a literal ``api_key`` comes from, and whether it may come from there."""
+
+    def __init__(self, source: str, mode: int | None) -> None:
+        self.source = source
+        self._mode = mode
+
+    def literal_key(self, alias: str, table: Mapping[str, Any]) -> Secret | None:
+        if LITERAL_KEY not in table:
+            return None
+        value = table[LITERAL_KEY]
+        where = f"{self.source}: [models.{alias}]"
+        # The messages below never show the value: it may be a real key in the wrong place.
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigFileError(f"{where}: 'api_key' must be a non-empty str.")
+        key = Secret(value.strip())  # registered for redaction before anything else happens
+        if "api_key_env" in table:
+            raise ConfigFileError(
+                f"{where}: set api_key or api_key_env, not both (api_key_env is the safer one)."
+            )
+        self._check_private(where)
+        return key
+
+    def _check_private(self, where: str) -> None:
+        if self.source == "<dict>":  # a mapping built in memory: there is no file to protect
+            return
+        fix = (
+            f'Keep the key in an environment variable and name it (api_key_env = "MY_KEY"), '
+            f"or make the file private: chmod 600 {self.source}"
+        )
+        if os.name != "posix":
+            raise ConfigFileError(
+                f"{where}: a literal api_key is accepted only where fmgate can check that no one "
+                f"else can read the file (POSIX permissions). {fix}."
+            )
+        mode = self._mode
+        if mode is None:
+            try:
+                mode = os.stat(self.source).st_mode
+            except OSError as exc:
+                raise ConfigFileError(
+                    f"{where}: cannot check who may read the file that holds api_key ({exc}). "
+                    f"{fix}."
+                ) from exc
+        if mode & 0o077:
+            raise ConfigFileError(
+                f"{where}: a literal api_key is refused because other users may read or change "
+                f"the file (mode {mode & 0o777:o}). {fix}."
+            )
+
+
+def _warn_literal_keys(source: str, aliases: list[str]) -> None:
+    if not aliases or source == "<dict>":
+        return
+    with _WARNED_LOCK:
+        if source in _WARNED:
+            return
+        _WARNED.add(source)
+    tables = ", ".join(f"[models.{alias}]" for alias in aliases)
+    logger.warning(
+        "%s holds a literal api_key in %s. It is accepted because only the file's owner may read "
+        "it; an environment variable named by api_key_env keeps keys out of files.",
+        source,
+        tables,
+    )
 
 
 def _check_key(where: str, key: str, value: Any) -> None:
@@ -182,8 +320,38 @@ def check_type(
     if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
         names = " or ".join(t.__name__ for t in types)
         raise error(f"{where}: {key!r} must be {names}, not {type(value).__name__}.")
-    if key == "timeout" and isinstance(value, int | float) and value <= 0:
-        raise error(f"{where}: 'timeout' must be a positive number of seconds.")
+    if key == "timeout" and isinstance(value, int | float) and not _positive_seconds(value):
+        raise error(f"{where}: 'timeout' must be a positive number of seconds, not {shown(value)}.")
+    _check_retry_keys(where, key, value, error)
+
+
+def _check_retry_keys(where: str, key: str, value: Any, error: type[ConfigurationError]) -> None:
+    if key == "max_retries" and not 0 <= value <= 100:
+        raise error(f"{where}: 'max_retries' must be between 0 and 100, not {shown(value)}.")
+    if key == "backoff" and not (value == 0 or _positive_seconds(value)):
+        raise error(
+            f"{where}: 'backoff' must be 0 or a positive number of seconds, not {shown(value)}."
+        )
+    if key == "fallback" and not all(_is_model_name(v) for v in value):
+        raise error(
+            f"{where}: 'fallback' must list aliases or 'backend:model' specs, e.g. "
+            '["local-small", "anthropic:claude-3-5-haiku-latest"].'
+        )
+
+
+def _is_model_name(value: Any) -> bool:
+    from ._model import Model  # load() also takes Model objects
+
+    return isinstance(value, Model) or (isinstance(value, str) and bool(value.strip()))
+
+
+def _positive_seconds(value: float) -> bool:
+    """A positive, finite float: not 0, nan, inf, nor an int too large for a float."""
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return False
+    return math.isfinite(seconds) and seconds > 0
 
 
 @dataclass(frozen=True, slots=True)

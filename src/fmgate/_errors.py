@@ -8,6 +8,7 @@
     │   ├── ConfigFileError       fmgate.toml: syntax, unknown key, wrong type (file, table, key)
     │   ├── MissingAPIKeyError    the env var that should hold the key is unset (named)
     │   ├── MissingExtraError     an optional dependency is not installed (pip command given)
+    │   ├── OfflineError          FMGATE_OFFLINE=1 and the call would leave this machine
     │   └── InvalidRequestError   a prompt, message list or parameter fmgate refuses before sending
     └── BackendError              the model or service failed the call
         ├── AuthenticationError   401/403: the key is wrong or lacks access
@@ -47,6 +48,7 @@ __all__ = [
     "MissingAPIKeyError",
     "MissingExtraError",
     "NotFoundError",
+    "OfflineError",
     "RateLimitError",
     "ServerError",
     "SpecError",
@@ -100,6 +102,10 @@ class MissingExtraError(ConfigurationError, ImportError):
     def __init__(self, message: str, *, extra: str) -> None:
         super().__init__(message)
         self.extra = extra
+
+
+class OfflineError(ConfigurationError):
+    """Offline mode (``FMGATE_OFFLINE=1``) refused a call that would leave this machine."""
 
 
 class InvalidRequestError(ConfigurationError):

@@ -9,7 +9,15 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ._config import AliasConfig, Config, Settings, classify, load_config, parse_spec
+from ._config import (
+    LITERAL_KEY,
+    AliasConfig,
+    Config,
+    Settings,
+    classify,
+    load_config,
+    parse_spec,
+)
 from ._errors import (
     ConfigFileError,
     ConfigurationError,
@@ -20,7 +28,8 @@ from ._errors import (
 from ._model import Model
 from ._recording import Sink
 from ._registry import resolve
-from ._types import make_params
+from ._retry import DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRIES, RetryPolicy
+from ._types import make_params, shown
 from .backends._base import BackendConfig
 
 
@@ -33,21 +42,29 @@ def load(
 ) -> Model:
     """Build a :class:`Model` from ``"backend:model"`` or an alias defined in ``fmgate.toml``.
 
-    ``overrides`` replace the alias's settings: ``base_url``, ``api_key_env``, ``timeout``, and
+    ``overrides`` replace the alias's settings: ``base_url``, ``api_key_env``, ``timeout``,
+    ``max_retries``, ``backoff`` (seconds; the base of the exponential wait), ``fallback`` (aliases,
+    specs or Models tried in order when a call fails: see docs/reliability.md), and
     default generation params (``max_tokens``, ``temperature``, ``top_p``, ``stop``, ``seed``,
     ``system``, ``<backend>_<param>``). ``sinks`` receive this model's records in addition to
     the process-wide ones.
     """
     if not isinstance(spec_or_alias, str) or not spec_or_alias.strip():
         raise ConfigurationError(
-            f"load() takes a 'backend:model' spec or an alias, not {spec_or_alias!r}."
+            f"load() takes a 'backend:model' spec or an alias, not {shown(spec_or_alias)}."
         )
     name = spec_or_alias.strip()
+    if LITERAL_KEY in overrides:
+        raise InvalidRequestError(
+            f"load({name!r}) takes no api_key: keep the key in an environment variable and name "
+            "it with api_key_env=..., or put it in fmgate.toml (a file only you may read)."
+        )
     entry: AliasConfig | None = None
     if ":" in name:
         backend_name, model = parse_spec(name)
     else:
-        entry = _find_alias(name, load_config(config))
+        config = load_config(config)
+        entry = _find_alias(name, config)
         backend_name, model = entry.backend, entry.model
     cls, provider = _resolve(backend_name, entry)
     prefixes = tuple(dict.fromkeys((cls.wire, backend_name)))
@@ -63,12 +80,15 @@ def load(
     system = param_values.pop("system", None)
     if system is not None and not isinstance(system, str):
         raise InvalidRequestError(f"load({name!r}): system must be a str.")
+    # The alias's literal key, unless load() names an env var to read instead.
+    api_key = entry.api_key if entry is not None and "api_key_env" not in given.connection else None
     backend_config = BackendConfig(
         name=backend_name,
         model=model,
         provider=provider,
         base_url=connection.get("base_url"),
         api_key_env=connection.get("api_key_env"),
+        api_key=api_key,
         timeout=float(connection["timeout"]) if "timeout" in connection else None,
         options={**settings.options, **given.options},
     )
@@ -77,7 +97,27 @@ def load(
     backend = cls(backend_config)
     load_s = time.perf_counter() - t0
     alias = entry.alias if entry is not None else None
-    return Model(backend, alias=alias, defaults=defaults, system=system, sinks=sinks, load_s=load_s)
+    return Model(
+        backend,
+        alias=alias,
+        defaults=defaults,
+        system=system,
+        sinks=sinks,
+        load_s=load_s,
+        retry=_retry_policy(connection),
+        fallback=connection.get("fallback", ()),
+        config=config,
+    )
+
+
+def _retry_policy(connection: dict[str, Any]) -> RetryPolicy | None:
+    """The alias's or load()'s retry settings over the defaults; None: the model's default."""
+    if "max_retries" not in connection and "backoff" not in connection:
+        return None
+    return RetryPolicy(
+        max_retries=connection.get("max_retries", DEFAULT_MAX_RETRIES),
+        backoff_s=float(connection.get("backoff", DEFAULT_BACKOFF_S)),
+    )
 
 
 def _resolve(backend_name: str, entry: AliasConfig | None) -> Any:

@@ -6,9 +6,14 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, overload
 
-from ._errors import FmgateError, InvalidRequestError, MalformedResponseError
+from . import _retry as retry
+from ._batching import Batch, per_prompt
+from ._errors import FmgateError, InvalidRequestError, OfflineError
+from ._fallback import Fallbacks
+from ._offline import offline
 from ._record import Access
 from ._recording import CallTimer, Sink, as_backend_error
+from ._retry import NO_RETRIES, RetryPolicy
 from ._stream import AsyncStream, Stream
 from ._tags import tagged
 from ._types import (
@@ -40,8 +45,15 @@ class Model:
         system: str | None = None,
         sinks: Sequence[Sink] = (),
         load_s: float | None = None,
+        retry: RetryPolicy | None = None,
+        fallback: Sequence[str | Model] = (),
+        config: Any = None,
     ) -> None:
         self._backend = backend
+        remote = backend.distribution != "local"
+        # Local failures (out of memory, a bad input) do not heal with time: no retries there.
+        self._retry = retry or (RetryPolicy() if remote else NO_RETRIES)
+        self._fallback = Fallbacks(fallback, config) if fallback else None
         self._alias = alias
         self._defaults = backend.default_params().merged(defaults or GenerationParams())
         self._system = system
@@ -54,6 +66,10 @@ class Model:
     @property
     def backend(self) -> Backend:
         return self._backend
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return self._retry
 
     @property
     def alias(self) -> str | None:
@@ -102,23 +118,23 @@ class Model:
 
         Backend-specific parameters pass through with their prefix (``openai_logprobs=True``).
         """
-        timer, request = self._begin(
-            prompt,
-            system,
-            stream=False,
-            params=dict(
-                max_tokens=max_tokens,
-                temperature=temperature,
-                top_p=top_p,
-                stop=stop,
-                seed=seed,
-                **backend_params,
-            ),
+        params = dict(
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            seed=seed,
+            **backend_params,
         )
+        timer, request = self._begin(prompt, system, stream=False, params=params)
         try:
-            completion = self._backend.complete(request)
+            completion = retry.call(
+                self._retry, timer, lambda: self._backend.complete(request), self._backend.provider
+            )
         except Exception as exc:
             error = self._failed(timer, exc)
+            if self._fallback is not None and self._fallback.applies(error):
+                return self._fallback.generate(self, error, prompt, system, params)
             if error is exc:
                 raise  # already mapped by the backend, with the SDK's exception as its cause
             raise error from exc
@@ -140,23 +156,23 @@ class Model:
 
         Backend-specific parameters pass through with their prefix (``openai_logprobs=True``).
         """
-        timer, request = self._begin(
-            prompt,
-            system,
-            stream=False,
-            params=dict(
-                max_tokens=max_tokens,
-                temperature=temperature,
-                top_p=top_p,
-                stop=stop,
-                seed=seed,
-                **backend_params,
-            ),
+        params = dict(
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            seed=seed,
+            **backend_params,
         )
+        timer, request = self._begin(prompt, system, stream=False, params=params)
         try:
-            completion = await self._backend.acomplete(request)
+            completion = await retry.acall(
+                self._retry, timer, lambda: self._backend.acomplete(request), self._backend.provider
+            )
         except Exception as exc:
             error = self._failed(timer, exc)
+            if self._fallback is not None and self._fallback.applies(error):
+                return await self._fallback.agenerate(self, error, prompt, system, params)
             if error is exc:
                 raise  # already mapped by the backend, with the SDK's exception as its cause
             raise error from exc
@@ -267,7 +283,7 @@ class Model:
         mapping per prompt, label each prompt's record on top of the tags in force.
         """
         prompts = list(prompts)
-        labels = _per_prompt(tags, len(prompts))
+        labels = per_prompt(tags, len(prompts))
         size = self._batch_size(concurrency, batch_size)
         if size > 1:
             results: list[Response | FmgateError] = []
@@ -346,7 +362,7 @@ class Model:
         import asyncio
 
         prompts = list(prompts)
-        labels = _per_prompt(tags, len(prompts))
+        labels = per_prompt(tags, len(prompts))
         size = self._batch_size(concurrency, batch_size)
         if size > 1:
             results: list[Response | FmgateError] = []
@@ -375,8 +391,9 @@ class Model:
         """One embedding vector per text (embedding models only)."""
         timer = CallTimer(self, operation="embeddings", stream=False, params={})
         try:
+            self._check_online()
             batch = _texts(texts)
-        except InvalidRequestError as exc:
+        except (InvalidRequestError, OfflineError) as exc:
             timer.fail(exc, sent=False)
             raise
         try:
@@ -393,8 +410,9 @@ class Model:
         """One embedding vector per text (embedding models only)."""
         timer = CallTimer(self, operation="embeddings", stream=False, params={})
         try:
+            self._check_online()
             batch = _texts(texts)
-        except InvalidRequestError as exc:
+        except (InvalidRequestError, OfflineError) as exc:
             timer.fail(exc, sent=False)
             raise
         try:
@@ -431,13 +449,25 @@ class Model:
         self, prompt: Prompt, system: str | None, *, stream: bool, params: dict[str, Any]
     ) -> tuple[CallTimer, ChatRequest]:
         try:
+            self._check_online()
             merged = self._defaults.merged(make_params(params, self._prefixes))
             messages = normalize_messages(prompt, system if system is not None else self._system)
-        except InvalidRequestError as exc:
+        except (InvalidRequestError, OfflineError) as exc:
             CallTimer(self, operation="chat", stream=stream, params={}).fail(exc, sent=False)
             raise
         timer = CallTimer(self, operation="chat", stream=stream, params=merged.to_record())
         return timer, ChatRequest(messages, merged)
+
+    def _check_online(self) -> None:
+        """In offline mode, refuse before sending unless the model is known not to need the
+        network (in-process, or a server on loopback)."""
+        if offline() and self.access.requires_network is not False:
+            where = self._backend.endpoint or "an endpoint fmgate cannot place"
+            raise OfflineError(
+                f"{self.spec} is reached over the network ({where}) and FMGATE_OFFLINE is set: "
+                "nothing was sent. Unset FMGATE_OFFLINE, or use a local model or a server on "
+                "loopback (base_url http://127.0.0.1:...)."
+            )
 
     def _batch_size(self, concurrency: int, batch_size: int | None) -> int:
         _check_positive("concurrency", concurrency)
@@ -449,11 +479,11 @@ class Model:
 
     def _prepare(
         self, prompts: Sequence[Prompt], params: dict[str, Any], labels: Sequence[Mapping[str, str]]
-    ) -> _Batch:
+    ) -> Batch:
         """Check and time each prompt of a batch; refused prompts get their error in place."""
         params = dict(params)
         system = params.pop("system", None)
-        batch = _Batch(self, len(prompts))
+        batch = Batch(self, len(prompts))
         for i, (prompt, label) in enumerate(zip(prompts, labels, strict=True)):
             try:
                 with tagged(label):  # the timer takes the tags in force as it is made
@@ -467,14 +497,14 @@ class Model:
         return batch
 
     def _batch_call(
-        self, run: Callable[[list[ChatRequest]], list[Completion | FmgateError]], batch: _Batch
+        self, run: Callable[[list[ChatRequest]], list[Completion | FmgateError]], batch: Batch
     ) -> list[Completion | FmgateError] | FmgateError:
         try:
             return run(batch.requests)
         except Exception as exc:
             return as_backend_error(exc, self._backend.provider)
 
-    async def _abatch_call(self, batch: _Batch) -> list[Completion | FmgateError] | FmgateError:
+    async def _abatch_call(self, batch: Batch) -> list[Completion | FmgateError] | FmgateError:
         try:
             return await self._backend.acomplete_batch(batch.requests)
         except Exception as exc:
@@ -495,66 +525,9 @@ class Model:
         return Response(completion.text, completion.finish_reason, completion.usage, record)
 
 
-def _per_prompt(tags: Sequence[Mapping[str, str]] | None, n: int) -> list[Mapping[str, str]]:
-    if tags is None:
-        return [{}] * n
-    if (
-        isinstance(tags, Mapping)
-        or len(tags) != n
-        or not all(isinstance(t, Mapping) and _all_str(t) for t in tags)
-    ):
-        raise InvalidRequestError(
-            f"tags must be a sequence of one mapping per prompt ({n}), e.g. "
-            '[{"item": "1"}, {"item": "2"}]; use fmgate.tagged() to tag every prompt alike.'
-        )
-    return list(tags)
-
-
-def _all_str(tags: Mapping[Any, Any]) -> bool:
-    return all(isinstance(k, str) and k and isinstance(v, str) for k, v in tags.items())
-
-
 def _check_positive(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidRequestError(f"{name} must be a positive int, not {value!r}.")
-
-
-class _Batch:
-    """The prompts of one batch: their timers and requests, then their results in order."""
-
-    def __init__(self, model: Model, size: int) -> None:
-        self._model = model
-        self.slots: list[Response | FmgateError | None] = [None] * size
-        self._index: list[int] = []
-        self.timers: list[CallTimer] = []
-        self.requests: list[ChatRequest] = []
-
-    def add(self, index: int, timer: CallTimer, request: ChatRequest) -> None:
-        self._index.append(index)
-        self.timers.append(timer)
-        self.requests.append(request)
-
-    def settle(self, outcome: list[Completion | FmgateError] | FmgateError) -> None:
-        """Record each prompt: a whole-batch error fails them all, a row error fails its row."""
-        if not isinstance(outcome, FmgateError) and len(outcome) != len(self.requests):
-            outcome = MalformedResponseError(
-                f"the backend returned {len(outcome)} completions for {len(self.requests)} prompts"
-            )
-        for n, (index, timer) in enumerate(zip(self._index, self.timers, strict=True)):
-            result = outcome if isinstance(outcome, FmgateError) else outcome[n]
-            if isinstance(result, FmgateError):
-                timer.fail(result)
-                self.slots[index] = result
-            else:
-                self.slots[index] = self._model._finish(timer, result)
-
-    def results(self, return_exceptions: bool) -> list[Response | FmgateError]:
-        done = [slot for slot in self.slots if slot is not None]
-        if not return_exceptions:
-            for slot in done:
-                if isinstance(slot, FmgateError):
-                    raise slot
-        return done
 
 
 def _texts(texts: str | Sequence[str]) -> list[str]:

@@ -19,7 +19,7 @@ CostBasis = Literal["list_price", "hardware_time", "energy_measured", "energy_es
 Operation = Literal["chat", "embeddings"]
 Status = Literal["ok", "error"]
 
-SCHEMA_VERSION = 2  # 2: tags
+SCHEMA_VERSION = 3  # 2: tags; 3: latency.wall_s, outcome.fallback_reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +48,8 @@ class Latency:
     token (measured on the client, streams and local generation only); ``load_s`` is the cold start
     (model load or client setup) paid by this call and kept out of the other numbers.
     ``decode_tokens_per_s`` is (n_out - 1) / (total - ttft); ``e2e_per_token_s`` is total / n_out.
+    With retries these describe the final try; ``wall_s`` is what the caller waited in all:
+    every try, the waits between them and the cold start.
     """
 
     total_s: float | None = None
@@ -55,6 +57,7 @@ class Latency:
     load_s: float | None = None
     decode_tokens_per_s: float | None = None
     e2e_per_token_s: float | None = None
+    wall_s: float | None = None
 
     @classmethod
     def measure(
@@ -64,13 +67,14 @@ class Latency:
         ttft_s: float | None = None,
         load_s: float | None = None,
         output_tokens: int | None = None,
+        wall_s: float | None = None,
     ) -> Latency:
         decode = None
         if ttft_s is not None and output_tokens is not None and output_tokens > 1:
             decode_time = total_s - ttft_s
             decode = (output_tokens - 1) / decode_time if decode_time > 0 else None
         per_token = total_s / output_tokens if output_tokens else None
-        return cls(total_s, ttft_s, load_s, decode, per_token)
+        return cls(total_s, ttft_s, load_s, decode, per_token, wall_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +113,11 @@ class Access:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """Whether the call succeeded; a failed call is recorded too."""
+    """Whether the call succeeded; a failed call is recorded too.
+
+    ``attempts`` counts tries (1 without retries). A call served by a fallback model names the
+    model that failed in ``fallback_from`` and its error in ``fallback_reason``.
+    """
 
     status: Status = "ok"
     finish_reason: str | None = None
@@ -119,6 +127,7 @@ class Outcome:
     attempts: int = 1
     fallback_from: str | None = None
     chunks: int | None = None
+    fallback_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

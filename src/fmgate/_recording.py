@@ -23,7 +23,18 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ._cost import Priced, list_price, unknown
 from ._errors import BackendError, FmgateError
-from ._record import Access, CallRecord, Cost, Environment, Latency, Operation, Outcome, Usage
+from ._fallback import serving_fallback
+from ._record import (
+    Access,
+    CallRecord,
+    Cost,
+    Environment,
+    Latency,
+    Operation,
+    Outcome,
+    Status,
+    Usage,
+)
 from ._secrets import redact, scrub
 from ._store import DEFAULT_STORE
 from ._tags import current_tags
@@ -174,6 +185,10 @@ class CallTimer:
         "_share",
         "_tags",
         "_meter",
+        "_wall_t0",
+        "_early_setup",
+        "_fallback",
+        "attempts",
         "chunks",
     )
 
@@ -192,7 +207,10 @@ class CallTimer:
         self._params = params
         self._share = share
         self._tags = current_tags()
+        self._fallback = serving_fallback()
         self._ttft: float | None = None
+        self._early_setup = 0.0
+        self.attempts = 1
         self.chunks = 0
         self.restart()
 
@@ -200,6 +218,16 @@ class CallTimer:
         """Start the clock now (a stream starts when it is first iterated, not when created)."""
         self._meter = self._model.backend.start_meter()
         self._started_at = datetime.now(UTC)
+        self._t0 = self._wall_t0 = time.perf_counter()
+
+    def retry(self) -> None:
+        """Start the next try: its latency is measured afresh; the wall clock runs on."""
+        # A client built during an earlier try is cold start, but not part of this try's time.
+        self._early_setup += self._model.backend.take_setup_s() or 0.0
+        self.attempts += 1
+        self._ttft = None
+        self.chunks = 0
+        self._meter = self._model.backend.start_meter()
         self._t0 = time.perf_counter()
 
     def in_batch(self, size: int) -> None:
@@ -228,24 +256,42 @@ class CallTimer:
         priced = self._price(resolved, usage, total)
         access = self._access(context_window=priced.context_window)
         latency = Latency.measure(
-            total, ttft_s=ttft, load_s=load_s, output_tokens=usage.output_tokens
+            total,
+            ttft_s=ttft,
+            load_s=load_s,
+            output_tokens=usage.output_tokens,
+            wall_s=self._wall(),
         )
-        outcome = Outcome("ok", finish_reason, chunks=self.chunks if self._stream else None)
+        outcome = self._outcome("ok", finish_reason)
         return self._record(resolved, usage, latency, priced.cost, access, outcome)
+
+    def _wall(self) -> float:
+        return time.perf_counter() - self._wall_t0
+
+    def _outcome(self, status: Status, finish_reason: str | None = None, **error: Any) -> Outcome:
+        fallback_from, reason = self._fallback or (None, None)
+        return Outcome(
+            status,
+            finish_reason,
+            chunks=self.chunks if self._stream else None,
+            attempts=self.attempts,
+            fallback_from=fallback_from,
+            fallback_reason=reason,
+            **error,
+        )
 
     def fail(self, error: BaseException, *, sent: bool = True) -> CallRecord:
         """Record a failed call; ``sent=False`` for input refused before anything ran."""
         total = time.perf_counter() - self._t0
         status = error.status_code if isinstance(error, BackendError) else None
-        outcome = Outcome(
+        outcome = self._outcome(
             "error",
             error_type=type(error).__name__,
             error_message=redact(str(error))[:2000],
             http_status=status,
-            chunks=self.chunks if self._stream else None,
         )
         total, ttft, load_s = self._cold_start(total) if sent else (total, None, None)
-        latency = Latency(total_s=total, ttft_s=ttft, load_s=load_s)
+        latency = Latency(total_s=total, ttft_s=ttft, load_s=load_s, wall_s=self._wall())
         backend = self._model.backend
         if not sent:
             cost = unknown("refused before sending: nothing ran")
@@ -268,6 +314,8 @@ class CallTimer:
             total = max(0.0, total - setup)
             ttft = max(0.0, ttft - setup) if ttft is not None else None
             load_s = (load_s or 0.0) + setup
+        if self._early_setup:
+            load_s = (load_s or 0.0) + self._early_setup
         return total, ttft, load_s
 
     def _access(self, *, context_window: int | None = None) -> Access:
@@ -311,7 +359,7 @@ class CallTimer:
             distribution=backend.distribution,
             endpoint=backend.endpoint,
             params=_redacted(self._params),
-            tags=dict(self._tags),
+            tags={k: redact(v) for k, v in self._tags.items()} if self._tags else {},
             stream=self._stream,
             usage=usage,
             latency=latency,
@@ -334,10 +382,21 @@ class CallTimer:
 
 
 def _redacted(params: dict[str, Any]) -> dict[str, Any]:
-    """Params as recorded: a key passed as a parameter value (``openai_user=...``) is masked."""
-    if not any(isinstance(v, str) for v in params.values()):
-        return params
-    return {k: redact(v) if isinstance(v, str) else v for k, v in params.items()}
+    """Params as recorded: a key passed as a parameter value (``openai_user=...``, or inside
+    ``openai_metadata={...}``) is masked, at any depth."""
+    if all(isinstance(v, int | float | type(None)) for v in params.values()):
+        return params  # the common case: numbers only, nothing to mask
+    return {k: _masked(v) for k, v in params.items()}
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {_masked(k): _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    return value
 
 
 class ModelLike(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
+from . import _retry
 from ._errors import FmgateError
 from ._record import CallRecord, Usage
 from ._recording import CallTimer, as_backend_error
@@ -79,6 +80,14 @@ class _StreamState:
         record = self._timer.succeed(usage=usage, model_id=self._model_id, finish_reason=reason)
         self._response = Response(self.text, reason, usage, record)
 
+    def _retry_wait(self, tries: int, exc: Exception) -> float | None:
+        """Seconds before trying again, or None. Once text has reached the caller a failure is
+        final: a retry would repeat what they already saw."""
+        if self._parts:
+            return None
+        error = as_backend_error(exc, self._model.backend.provider)
+        return self._model.retry.delay(tries, error)
+
     def _error(self, exc: Exception) -> FmgateError:
         error = as_backend_error(exc, self._model.backend.provider)
         record = self._timer.fail(error)
@@ -109,20 +118,28 @@ class Stream(_StreamState):
 
     def _read(self) -> Iterator[Chunk]:
         self._start()
-        try:
-            self._source = self._model.backend.stream(self._request)
-            for delta in self._source:
-                chunk = self._take(delta)
-                if chunk is not None:
-                    yield chunk
-        except GeneratorExit:
-            self.close()
-            raise
-        except Exception as exc:
-            error = self._error(exc)
-            if error is exc:
-                raise  # already mapped by the backend, with the SDK's exception as its cause
-            raise error from exc
+        tries = 1
+        while True:
+            try:
+                self._source = self._model.backend.stream(self._request)
+                for delta in self._source:
+                    chunk = self._take(delta)
+                    if chunk is not None:
+                        yield chunk
+                break
+            except GeneratorExit:
+                self.close()
+                raise
+            except Exception as exc:
+                wait = self._retry_wait(tries, exc)
+                if wait is None:
+                    error = self._error(exc)
+                    if error is exc:
+                        raise  # already mapped by the backend, with the SDK's exception as cause
+                    raise error from exc
+            _retry.sleep(wait)
+            tries += 1
+            self._timer.retry()
         self._complete()
 
     def close(self) -> None:
@@ -173,20 +190,28 @@ class AsyncStream(_StreamState):
 
     async def _read(self) -> AsyncIterator[Chunk]:
         self._start()
-        try:
-            self._source = self._model.backend.astream(self._request)
-            async for delta in self._source:
-                chunk = self._take(delta)
-                if chunk is not None:
-                    yield chunk
-        except GeneratorExit:
-            await self.aclose()
-            raise
-        except Exception as exc:
-            error = self._error(exc)
-            if error is exc:
-                raise  # already mapped by the backend, with the SDK's exception as its cause
-            raise error from exc
+        tries = 1
+        while True:
+            try:
+                self._source = self._model.backend.astream(self._request)
+                async for delta in self._source:
+                    chunk = self._take(delta)
+                    if chunk is not None:
+                        yield chunk
+                break
+            except GeneratorExit:
+                await self.aclose()
+                raise
+            except Exception as exc:
+                wait = self._retry_wait(tries, exc)
+                if wait is None:
+                    error = self._error(exc)
+                    if error is exc:
+                        raise  # already mapped by the backend, with the SDK's exception as cause
+                    raise error from exc
+            await _retry.asleep(wait)
+            tries += 1
+            self._timer.retry()
         self._complete()
 
     async def aclose(self) -> None:

@@ -58,9 +58,12 @@ class Source:
 
 
 def hub_offline() -> bool:
-    """``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) as set now, not at import time."""
+    """``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``, or fmgate's ``FMGATE_OFFLINE``) as set
+    now, not at import time."""
+    from .._offline import offline
+
     value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
-    return value.strip().lower() in _TRUE
+    return value.strip().lower() in _TRUE or offline()
 
 
 def looks_local(model: str) -> bool:

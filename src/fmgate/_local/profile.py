@@ -422,6 +422,10 @@ def hub_license(repo_id: str, revision: str | None = None, *, timeout_s: float =
 def _hub_offline() -> bool:
     # Read the environment now: huggingface_hub reads HF_HUB_OFFLINE once, at its import.
     # TRANSFORMERS_OFFLINE is the older spelling users still set.
+    from .._offline import offline
+
+    if offline():
+        return True
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         if os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE"):
             return True

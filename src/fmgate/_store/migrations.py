@@ -156,3 +156,10 @@ def m002_tags_and_scores(db: sqlite3.Connection) -> None:
         )
         """
     )
+
+
+@migration
+def m003_retries_and_fallback(db: sqlite3.Connection) -> None:
+    # schema_version 3: the caller's whole wait across retries, and why a fallback served.
+    db.execute("ALTER TABLE records ADD COLUMN latency_wall_s REAL")
+    db.execute("ALTER TABLE records ADD COLUMN outcome_fallback_reason TEXT")

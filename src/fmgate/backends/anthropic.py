@@ -142,7 +142,7 @@ class AnthropicBackend(Backend):
         provider = config.provider
         self._base_url = config.base_url or provider.base_url or "https://api.anthropic.com"
         env_var = config.api_key_env or provider.api_key_env or "ANTHROPIC_API_KEY"
-        key = key_from_env(env_var, required=True, backend=config.name)
+        key = config.api_key or key_from_env(env_var, required=True, backend=config.name)
         assert key is not None  # required=True raises instead
         self._key: Secret = key
         self._endpoint = host_port(self._base_url)
@@ -462,7 +462,8 @@ def _send_error(exc: anthropic.AnthropicError, provider: str) -> BackendError:
 
 def _status_error(exc: anthropic.APIStatusError, provider: str) -> BackendError:
     kind = exc.type or "error"
-    detail = (exc.api_message or exc.message)[:500]
+    # Redact, then cut: a key straddling the cut would keep a piece no pattern matches.
+    detail = redact(exc.api_message or exc.message)[:500]
     request_id = f" (request-id {exc.request_id})" if exc.request_id else ""
     return _status_class(exc)(
         redact(f"{provider}: HTTP {exc.status_code} {kind}: {detail}{request_id}"),
