@@ -103,7 +103,10 @@ def resolve_source(model: str, revision: str | None = None) -> Source:
 def check_folder(path: Path, model: str) -> None:
     """Refuse a folder that cannot hold a transformers model, naming what is missing."""
     if not path.exists():
-        raise ConfigurationError(f"The model folder {path} does not exist (from {model!r}).")
+        raise ConfigurationError(
+            f"The model folder {path} does not exist (from {model!r}): check the path, or give a "
+            "Hugging Face repo id such as 'Qwen/Qwen2.5-0.5B-Instruct'."
+        )
     if not path.is_dir():
         raise ConfigurationError(f"{path} is a file; a local model is a folder (from {model!r}).")
     if not (path / "config.json").is_file():

@@ -30,7 +30,7 @@ def profile(entry: AliasConfig) -> Profile:
     if row.distribution == "local":
         return _local(entry.model)
     key_env = entry.settings.get("api_key_env") or row.api_key_env
-    has_key = bool(key_env and os.environ.get(key_env))
+    has_key = entry.api_key is not None or bool(key_env and os.environ.get(key_env))
     base_url = entry.settings.get("base_url") or row.base_url or ""
     access = remote_access(row, entry.model, base_url, has_key=has_key)
     return Profile(
@@ -40,7 +40,7 @@ def profile(entry: AliasConfig) -> Profile:
         parameters=access.parameters,
         data_leaves_machine=access.data_leaves_machine,
         requires_api_key=access.requires_api_key,
-        key_set=has_key if key_env else None,
+        key_set=has_key if key_env or entry.api_key is not None else None,
     )
 
 
