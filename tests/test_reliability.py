@@ -279,3 +279,13 @@ def test_bad_retry_settings_name_the_file_and_key(
     conf.write_text(f'[models.main]\nbackend = "fake"\nmodel = "echo"\n{setting}\n')
     with pytest.raises(fmgate.ConfigFileError, match=message):
         fmgate.load("main", config=conf)
+
+
+def test_an_interrupted_call_is_still_recorded(memory: fmgate.MemorySink) -> None:
+    m = make()
+    fake(m).fail = KeyboardInterrupt()
+    with pytest.raises(KeyboardInterrupt):
+        m.generate("hi")
+    with pytest.raises(KeyboardInterrupt):
+        m.stream("hi").collect()
+    assert [r.outcome.error_type for r in memory.records] == ["KeyboardInterrupt"] * 2

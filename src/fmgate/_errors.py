@@ -19,7 +19,7 @@
         ├── ContextLengthError    the prompt and max_tokens exceed the context window
         ├── BadRequestError       other 4xx: the service refused the request
         ├── ServerError           5xx (retryable)
-        └── MalformedResponseError  a body or stream fmgate could not read, or one cut short
+        └── MalformedResponseError  a body or stream fmgate could not read, or a stream cut short
 
 Backends map their SDK's exceptions onto this tree by type and chain the original with
 ``raise ... from``. Messages are redacted of secrets before they are stored on the exception.

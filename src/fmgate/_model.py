@@ -138,6 +138,9 @@ class Model:
             if error is exc:
                 raise  # already mapped by the backend, with the SDK's exception as its cause
             raise error from exc
+        except BaseException as exc:  # cancelled or interrupted: the request may have gone out
+            timer.fail(exc)
+            raise
         return self._finish(timer, completion)
 
     async def agenerate(
@@ -176,6 +179,9 @@ class Model:
             if error is exc:
                 raise  # already mapped by the backend, with the SDK's exception as its cause
             raise error from exc
+        except BaseException as exc:  # cancelled or interrupted: the request may have gone out
+            timer.fail(exc)
+            raise
         return self._finish(timer, completion)
 
     def stream(
@@ -403,6 +409,9 @@ class Model:
             if error is exc:
                 raise  # already mapped by the backend, with the SDK's exception as its cause
             raise error from exc
+        except BaseException as exc:  # cancelled or interrupted: the request may have gone out
+            timer.fail(exc)
+            raise
         record = timer.succeed(usage=result.usage, model_id=result.model_id, finish_reason=None)
         return Embeddings(result.vectors, result.usage, record)
 
@@ -422,6 +431,9 @@ class Model:
             if error is exc:
                 raise  # already mapped by the backend, with the SDK's exception as its cause
             raise error from exc
+        except BaseException as exc:  # cancelled or interrupted: the request may have gone out
+            timer.fail(exc)
+            raise
         record = timer.succeed(usage=result.usage, model_id=result.model_id, finish_reason=None)
         return Embeddings(result.vectors, result.usage, record)
 

@@ -88,6 +88,11 @@ class _StreamState:
         error = as_backend_error(exc, self._model.backend.provider)
         return self._model.retry.delay(tries, error)
 
+    def _interrupted(self, exc: BaseException) -> None:
+        if self._response is None:
+            record = self._timer.fail(exc)
+            self._response = Response(self.text, None, self._usage or Usage(), record)
+
     def _error(self, exc: Exception) -> FmgateError:
         error = as_backend_error(exc, self._model.backend.provider)
         record = self._timer.fail(error)
@@ -137,6 +142,9 @@ class Stream(_StreamState):
                     if error is exc:
                         raise  # already mapped by the backend, with the SDK's exception as cause
                     raise error from exc
+            except BaseException as exc:  # cancelled or interrupted mid-call: record, go on
+                self._interrupted(exc)
+                raise
             _retry.sleep(wait)
             tries += 1
             self._timer.retry()
@@ -209,6 +217,9 @@ class AsyncStream(_StreamState):
                     if error is exc:
                         raise  # already mapped by the backend, with the SDK's exception as cause
                     raise error from exc
+            except BaseException as exc:  # cancelled or interrupted mid-call: record, go on
+                self._interrupted(exc)
+                raise
             await _retry.asleep(wait)
             tries += 1
             self._timer.retry()
