@@ -48,7 +48,11 @@ def summary_line(record: CallRecord) -> str:
         timing += f" (TTFT {seconds(latency.ttft_s)})"
     if latency.load_s:
         timing += f" + {seconds(latency.load_s)} cold start"
+    if record.outcome.attempts > 1:
+        timing += f", {record.outcome.attempts} tries in {seconds(latency.wall_s)}"
     parts.append(timing)
+    if record.outcome.fallback_from:
+        parts.append(f"fallback for {record.outcome.fallback_from}")
     cost = record.cost
     parts.append("cost unknown" if cost.amount is None else f"{usd(cost.amount)} {cost.basis}")
     weights = {True: "open weights", False: "closed weights", None: "weights ?"}
