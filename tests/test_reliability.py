@@ -289,3 +289,9 @@ def test_an_interrupted_call_is_still_recorded(memory: fmgate.MemorySink) -> Non
     with pytest.raises(KeyboardInterrupt):
         m.stream("hi").collect()
     assert [r.outcome.error_type for r in memory.records] == ["KeyboardInterrupt"] * 2
+
+
+def test_offline_mode_keeps_local_models_off_the_hub(offline: None) -> None:
+    from fmgate._local.loading import hub_offline
+
+    assert hub_offline()  # as if HF_HUB_OFFLINE=1: a model must already be on disk
