@@ -9,7 +9,17 @@ import sys
 import fmgate
 from fmgate import AsyncStream, Model, Stream
 
-HEAVY = ("torch", "transformers", "openai", "anthropic", "genai_prices", "httpx2", "httpx")
+HEAVY = (
+    "torch",
+    "transformers",
+    "openai",
+    "anthropic",
+    "genai_prices",
+    "httpx2",
+    "httpx",
+    "starlette",
+    "uvicorn",
+)
 
 
 def test_import_loads_no_heavy_dependency() -> None:

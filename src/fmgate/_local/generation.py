@@ -246,31 +246,43 @@ class Tracker(StoppingCriteria):
         return done
 
 
-class TextPieces(BaseStreamer):
-    """Turns the tokens of a one-prompt ``generate`` into text pieces as they are decoded.
+class RowText:
+    """The text of one row, decoded incrementally as its tokens arrive.
 
     Decoding is incremental, as in vLLM and TGI: each step decodes a few tokens of context plus
     the new one, so a token that only completes a character (or merges with the one before) is
     never shown broken. Text that might still change is held back: a trailing U+FFFD (an
-    incomplete UTF-8 sequence) and any tail that could begin a stop string.
+    incomplete UTF-8 sequence) and any tail that could begin a stop string. The row ends at its
+    first end-of-sequence token: what a batch pads it with afterwards is not its text.
     """
 
-    def __init__(self, tokenizer: Any, stops: tuple[str, ...], emit: Callable[[str], None]):
+    def __init__(
+        self,
+        tokenizer: Any,
+        stops: tuple[str, ...],
+        ends: frozenset[int],
+        emit: Callable[[str], None],
+    ) -> None:
         self._tokenizer = tokenizer
         self._stops = stops
+        self._ends = ends
         self._emit = emit
         self._ids: list[int] = []
         self._prefix = 0
         self._read = 0
         self._text = ""
+        self._ended = False
         self.sent = ""
-        self._prompt_seen = False
 
-    def put(self, value: torch.Tensor) -> None:
-        if not self._prompt_seen:  # generate() first hands over the prompt
-            self._prompt_seen = True
+    def feed(self, ids: Sequence[int]) -> None:
+        if self._ended:
             return
-        self._ids.extend(value.reshape(-1).tolist())
+        for i, token in enumerate(ids):
+            if token in self._ends:
+                self._ended = True
+                ids = ids[:i]
+                break
+        self._ids.extend(ids)
         before = decode(self._tokenizer, self._ids[self._prefix : self._read])
         now = decode(self._tokenizer, self._ids[self._prefix :])
         if len(now) > len(before) and not now.endswith("\ufffd"):
@@ -284,6 +296,37 @@ class TextPieces(BaseStreamer):
             piece = safe[len(self.sent) :]
             self.sent = safe
             self._emit(piece)
+
+
+class TextPieces(BaseStreamer):
+    """Turns the tokens of a ``generate`` into text pieces as they are decoded, row by row: each
+    row with a listener gets its own :class:`RowText`; rows without one are not decoded."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        stops: tuple[str, ...],
+        ends: Sequence[int],
+        emits: Sequence[Callable[[str], None] | None],
+    ) -> None:
+        end_ids = frozenset(ends)
+        self.rows = [
+            RowText(tokenizer, stops, end_ids, emit) if emit is not None else None for emit in emits
+        ]
+        self._prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self._prompt_seen:  # generate() first hands over the prompt
+            self._prompt_seen = True
+            return
+        for row, ids in zip(self.rows, value.reshape(len(self.rows), -1).tolist(), strict=True):
+            if row is not None:
+                row.feed(ids)
+
+    def sent(self, row: int) -> str:
+        """The text row ``row`` has been given so far."""
+        text = self.rows[row]
+        return text.sent if text is not None else ""
 
     def end(self) -> None:
         pass
@@ -320,12 +363,18 @@ def run(
     requests: Sequence[ChatRequest],
     *,
     cancel: threading.Event | None = None,
-    on_text: Callable[[str], None] | None = None,
+    on_text: Sequence[Callable[[str], None] | None] | None = None,
 ) -> tuple[list[Completion], TextPieces | None]:
-    """One ``generate`` for requests that share their parameters; the streamer when streaming."""
+    """One ``generate`` for requests that share their parameters; the streamer when streaming.
+
+    ``on_text``, one entry per request, receives that row's text pieces as they are decoded
+    (``None``: the row is not streamed).
+    """
     params = requests[0].params
     stops = params.stop or ()
-    streamer = TextPieces(loaded.tokenizer, stops, on_text) if on_text is not None else None
+    streamer = None
+    if on_text is not None and any(emit is not None for emit in on_text):
+        streamer = TextPieces(loaded.tokenizer, stops, eos_ids(loaded), on_text)
     # Tokenizing takes the lock too: a fast tokenizer is not safe to share between threads (its
     # padding settings are set per call: "RuntimeError: Already borrowed").
     with loaded.lock:

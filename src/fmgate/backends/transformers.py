@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 _END = object()
 _Push = Callable[[object], None]
+OnText = Callable[[str], None]
 
 
 class TransformersBackend(Backend):
@@ -56,6 +57,8 @@ class TransformersBackend(Backend):
     library = "transformers"
     supports_embeddings = True
     default_batch_size = 8
+    # complete_batch takes on_text: each row's text as it is decoded (fmgate serve's streams)
+    streams_batches = True
     settings: ClassVar[dict[str, tuple[type, ...]]] = {
         "device": (str,),
         "dtype": (str,),
@@ -143,9 +146,16 @@ class TransformersBackend(Backend):
     async def acomplete(self, request: ChatRequest) -> Completion:
         return (await self._agenerate([request]))[0]
 
-    def complete_batch(self, requests: Sequence[ChatRequest]) -> list[Completion | FmgateError]:
-        """The requests in one left-padded ``generate`` (one per distinct parameter set)."""
-        return self._generate_rows(requests)
+    def complete_batch(
+        self, requests: Sequence[ChatRequest], on_text: Sequence[OnText | None] | None = None
+    ) -> list[Completion | FmgateError]:
+        """The requests in one left-padded ``generate`` (one per distinct parameter set).
+
+        ``on_text``, one entry per request, is called on the generating thread with each piece
+        of that request's text as it is decoded (``fmgate serve`` streams a batch this way);
+        the pieces add up to the start of the row's final text, its stop string cut.
+        """
+        return self._generate_rows(requests, on_text=on_text)
 
     async def acomplete_batch(
         self, requests: Sequence[ChatRequest]
@@ -201,9 +211,9 @@ class TransformersBackend(Backend):
         try:
             loaded = self._causal()
             (completion,), pieces = run(
-                loaded, [request], cancel=cancel, on_text=lambda text: push(Delta(text))
+                loaded, [request], cancel=cancel, on_text=[lambda text: push(Delta(text))]
             )
-            sent = pieces.sent if pieces is not None else ""
+            sent = pieces.sent(0) if pieces is not None else ""
             rest = completion.text[len(sent) :] if completion.text.startswith(sent) else ""
             push(Delta(rest, completion.finish_reason, completion.usage))
             push(_END)
@@ -211,31 +221,50 @@ class TransformersBackend(Backend):
             push(exc)
 
     def _generate(
-        self, requests: Sequence[ChatRequest], cancel: threading.Event | None = None
+        self,
+        requests: Sequence[ChatRequest],
+        cancel: threading.Event | None = None,
+        on_text: Sequence[OnText | None] | None = None,
     ) -> list[Completion]:
         loaded = self._causal()
         results: dict[int, Completion] = {}
         for indices in _same_params(requests):
-            completions, _ = run(loaded, [requests[i] for i in indices], cancel=cancel)
+            rows = [on_text[i] for i in indices] if on_text is not None else None
+            completions, _ = run(
+                loaded, [requests[i] for i in indices], cancel=cancel, on_text=rows
+            )
             results.update(zip(indices, completions, strict=True))
         return [results[i] for i in range(len(requests))]
 
     def _generate_rows(
-        self, requests: Sequence[ChatRequest], cancel: threading.Event | None = None
+        self,
+        requests: Sequence[ChatRequest],
+        cancel: threading.Event | None = None,
+        on_text: Sequence[OnText | None] | None = None,
     ) -> list[Completion | FmgateError]:
-        """Like _generate, but a prompt too long for the window fails alone, not its batch."""
-        try:
-            return list(self._generate(requests, cancel))
-        except ContextLengthError:
-            if len(requests) == 1:
-                raise
-        rows: list[Completion | FmgateError] = []
-        for request in requests:
+        """Like _generate, but a prompt too long for the window fails alone, not its batch.
+
+        Each parameter set is tried whole, then (if a prompt does not fit) row by row: the window
+        is checked before anything is generated, so no row's text is produced twice.
+        """
+        if len(requests) == 1:
+            return list(self._generate(requests, cancel, on_text))
+        rows: dict[int, Completion | FmgateError] = {}
+        for indices in _same_params(requests):
+            group = [requests[i] for i in indices]
+            listeners = [on_text[i] for i in indices] if on_text is not None else None
             try:
-                rows.extend(self._generate([request], cancel))
-            except ContextLengthError as exc:
-                rows.append(exc)
-        return rows
+                rows.update(zip(indices, self._generate(group, cancel, listeners), strict=True))
+                continue
+            except ContextLengthError:
+                pass
+            for n, i in enumerate(indices):
+                try:
+                    one = [listeners[n]] if listeners is not None else None
+                    rows[i] = self._generate([requests[i]], cancel, one)[0]
+                except ContextLengthError as exc:
+                    rows[i] = exc
+        return [rows[i] for i in range(len(requests))]
 
     async def _agenerate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         cancel = threading.Event()

@@ -31,7 +31,7 @@ Models are 'backend:model' specs (fmgate backends lists the backends) or aliases
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import _comparing, _demo, _run
+    from . import _comparing, _demo, _run, _serve
 
     parser = argparse.ArgumentParser(
         prog="fmgate",
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         "./fmgate.toml, then the user config dir)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (_demo, _run, _comparing):
+    for module in (_demo, _run, _comparing, _serve):
         module.add_commands(commands)
     return parser
 

@@ -1,0 +1,226 @@
+"""Throughput of ``fmgate serve`` under concurrency, side by side with ``transformers serve``.
+
+Both servers get the same tiny random-weight llama (``make_tiny_model``, built offline into a
+temporary folder) on the CPU, and the same requests from the async ``openai`` client: at each
+concurrency level, ``--requests`` chat completions with ``max_tokens`` and greedy decoding, kept
+``c`` in flight at a time. It prints requests/s and output tokens/s (from each reply's usage) per
+level, and their ratio. Each server runs in its own process, started with its own command line;
+warm-up requests are not timed.
+
+    python benchmarks/serve_throughput.py                       # levels 1, 8, 32
+    python benchmarks/serve_throughput.py --quick               # a smoke run
+    python benchmarks/serve_throughput.py --tf-python /path/to/python   # transformers serve
+                                                                # from another environment
+
+``transformers serve`` needs the ``transformers[serving]`` extra (fastapi, uvicorn, accelerate,
+...); without it the script measures fmgate alone and says so. It asserts nothing about time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import openai
+
+PROMPTS = [
+    "Write a short story about a brave mouse.",
+    "What is the capital of France?",
+    "Name the fruit in the garden.",
+    "How many days are there in a week?",
+]
+
+
+@dataclass(frozen=True)
+class Result:
+    requests: int
+    output_tokens: int
+    seconds: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def tps(self) -> float:
+        return self.output_tokens / self.seconds
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def _server(command: list[str], port: int, env: dict[str, str], log: Path) -> Iterator[str]:
+    """Start a server process, wait for /health; stop it with SIGINT (then SIGKILL) after."""
+    with log.open("w") as out:
+        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_healthy(port, proc, log)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.send_signal(2)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    import http.client
+
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited; its log:\n{log.read_text()[-3000:]}")
+        with contextlib.suppress(OSError):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/health")
+            if conn.getresponse().status == 200:
+                return
+        time.sleep(0.2)
+    raise SystemExit(f"the server did not become healthy; its log:\n{log.read_text()[-3000:]}")
+
+
+async def _drive(url: str, model: str, concurrency: int, requests: int, max_tokens: int) -> Result:
+    async with openai.AsyncOpenAI(base_url=url, api_key="-", max_retries=0, timeout=600) as sdk:
+
+        async def one(i: int) -> int:
+            reply = await sdk.chat.completions.create(
+                model=model,
+                messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
+                max_tokens=max_tokens,
+                temperature=0,
+            )
+            assert reply.usage is not None
+            return reply.usage.completion_tokens
+
+        await asyncio.gather(*(one(i) for i in range(min(concurrency, 4))))  # warm-up
+        queue = iter(range(requests))
+        tokens: list[int] = []
+
+        async def worker() -> None:
+            for i in queue:
+                tokens.append(await one(i))
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return Result(requests, sum(tokens), time.perf_counter() - start)
+
+
+def _measure(
+    url: str, model: str, levels: list[int], requests: int, max_tokens: int
+) -> dict[int, Result]:
+    results = {}
+    for c in levels:
+        results[c] = asyncio.run(_drive(url, model, c, max(requests, c), max_tokens))
+        r = results[c]
+        print(f"  c={c:<3} {r.rps:8.2f} req/s {r.tps:10.1f} tok/s ({r.seconds:.1f} s)", flush=True)
+    return results
+
+
+def _has_transformers_serve(python: str) -> bool:
+    check = "import fastapi, uvicorn, accelerate, transformers.cli.serve"
+    done = subprocess.run([python, "-c", check], capture_output=True)
+    return done.returncode == 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--requests", type=int, default=96, help="requests per level")
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--max-batch", type=int, default=32, help="fmgate serve --max-batch")
+    parser.add_argument("--tf-python", default=sys.executable, help="python for transformers serve")
+    parser.add_argument(
+        "--tf-continuous-batching",
+        action="store_true",
+        help="transformers serve --continuous-batching",
+    )
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="OMP_NUM_THREADS for both servers (1: on a small machine shared with the client, "
+        "torch's one thread per core spins against the client and the event loop)",
+    )
+    parser.add_argument("--quick", action="store_true", help="a smoke run: few requests")
+    args = parser.parse_args()
+    if args.quick:
+        args.requests, args.max_tokens = 16, 16
+
+    from fmgate.testing import make_tiny_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = make_tiny_model("llama", Path(tmp) / "tiny-llama")
+        env = {
+            **os.environ,
+            "FMGATE_STORE": str(Path(tmp) / "records.sqlite3"),
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_VERBOSITY": "error",
+            "OMP_NUM_THREADS": str(args.torch_threads),
+        }
+        print(
+            f"tiny llama ({folder.name}), CPU, {os.cpu_count()} cores, Python "
+            f"{platform.python_version()}; {args.requests} requests per level, "
+            f"max_tokens={args.max_tokens}, greedy, OMP_NUM_THREADS={args.torch_threads}"
+        )
+        spec = f"transformers:{folder}"
+        port = _free_port()
+        fmgate_cmd = [sys.executable, "-m", "fmgate", "serve", spec, "--port", str(port)]
+        fmgate_cmd += ["--max-batch", str(args.max_batch)]
+        print(f"fmgate serve (--max-batch {args.max_batch}):")
+        with _server(fmgate_cmd, port, env, Path(tmp) / "fmgate.log") as url:
+            ours = _measure(url, spec, args.levels, args.requests, args.max_tokens)
+
+        theirs: dict[int, Result] = {}
+        if _has_transformers_serve(args.tf_python):
+            port = _free_port()
+            tf_cmd = [args.tf_python, "-m", "transformers.cli.transformers", "serve", str(folder)]
+            tf_cmd += ["--port", str(port), "--host", "127.0.0.1", "--device", "cpu"]
+            if args.tf_continuous_batching:
+                tf_cmd.append("--continuous-batching")
+            mode = " --continuous-batching" if args.tf_continuous_batching else ""
+            print(f"transformers serve{mode}:")
+            with _server(tf_cmd, port, env, Path(tmp) / "transformers.log") as url:
+                theirs = _measure(url, str(folder), args.levels, args.requests, args.max_tokens)
+        else:
+            print(
+                f"transformers serve: not measured ({args.tf_python} lacks the serving extra: "
+                "pip install 'transformers[serving]')"
+            )
+        _table(ours, theirs)
+
+
+def _table(ours: dict[int, Result], theirs: dict[int, Result]) -> None:
+    print()
+    head = f"{'c':>4} | {'fmgate req/s':>12} {'tok/s':>8}"
+    if theirs:
+        head += f" | {'tf serve req/s':>14} {'tok/s':>8} | {'fmgate/tf':>9}"
+    print(head)
+    print("-" * len(head))
+    for c, r in ours.items():
+        line = f"{c:>4} | {r.rps:>12.2f} {r.tps:>8.1f}"
+        if c in theirs:
+            t = theirs[c]
+            line += f" | {t.rps:>14.2f} {t.tps:>8.1f} | {r.tps / t.tps:>8.2f}x"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,330 @@
+"""The ASGI app: OpenAI's routes over fmgate models.
+
+``POST /v1/chat/completions`` (plain, or SSE with ``stream``), ``POST /v1/embeddings``,
+``GET /v1/models`` and ``GET /v1/models/{id}`` need a bearer key when the server has keys;
+``GET /health`` does not. Every model call goes through the served :class:`~fmgate.Model`, so it
+is recorded like any other call, tagged ``fmgate.served=true``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import Response as HttpResponse
+from starlette.routing import Route
+
+from .._errors import FmgateError
+from .._model import Model
+from .._tags import tagged
+from .._types import Response
+from . import _wire as wire
+from ._auth import Keys
+from ._batcher import Batcher, Job, QueueFull
+from ._errors import ApiError, from_fmgate, internal, invalid, not_found, queue_full
+
+logger = logging.getLogger("fmgate.serve")
+
+SERVED_TAGS: Mapping[str, str] = {"fmgate.served": "true"}
+_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+Endpoint = Callable[[Request], Awaitable[HttpResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_body_bytes: int
+    max_queue: int
+    max_batch: int | None
+    max_wait_s: float
+
+
+class Served:
+    """One model under the name clients use; local models that batch get a :class:`Batcher`."""
+
+    def __init__(self, name: str, model: Model, limits: Limits) -> None:
+        self.name = name
+        self.model = model
+        backend = model.backend
+        self.local = backend.distribution == "local"
+        self._max_queue = limits.max_queue
+        self._in_flight = 0
+        self.batcher: Batcher | None = None
+        if backend.default_batch_size > 1:
+            self.batcher = Batcher(
+                model,
+                max_batch=limits.max_batch or backend.default_batch_size,
+                max_wait_s=limits.max_wait_s,
+                max_queue=limits.max_queue,
+                tags=SERVED_TAGS,
+                streams=bool(getattr(backend, "streams_batches", False)),
+            )
+
+    def error(self, exc: FmgateError) -> ApiError:
+        return from_fmgate(
+            exc, served=self.name, model_id=self.model.backend.model, local=self.local
+        )
+
+    async def generate(self, call: wire.ChatCall) -> Response:
+        if self.batcher is not None:
+            item = await self._submit(call, stream=False).items.get()
+            if isinstance(item, FmgateError):
+                raise item
+            assert isinstance(item, Response)
+            return item
+        async with self._slot():
+            with tagged(SERVED_TAGS):
+                return await self.model.agenerate(call.messages, **call.params)
+
+    async def events(self, call: wire.ChatCall) -> AsyncGenerator[str | Response, None]:
+        """The reply's text pieces as they come, then its Response."""
+        if self.batcher is not None and self.batcher.streams:
+            job = self._submit(call, stream=True)
+            sent = ""
+            try:
+                while isinstance(item := await job.items.get(), str):
+                    sent += item
+                    yield item
+            finally:
+                job.closed = not job.done
+            if isinstance(item, FmgateError):
+                raise item
+            # Text held back while it could still change (a character cut in two by the last
+            # token) is final now.
+            if len(item.text) > len(sent) and item.text.startswith(sent):
+                yield item.text[len(sent) :]
+            yield item
+            return
+        async with self._slot():
+            with tagged(SERVED_TAGS):
+                stream = self.model.astream(call.messages, **call.params)
+            async with stream:  # closed early (the client left): recorded as client_closed
+                async for piece in stream:
+                    yield piece.text
+            yield stream.response
+
+    async def embed(self, texts: list[str]) -> Any:
+        async with self._slot():
+            with tagged(SERVED_TAGS):
+                return await self.model.aembed(texts)
+
+    def _submit(self, call: wire.ChatCall, *, stream: bool) -> Job:
+        assert self.batcher is not None
+        job = Job(call.messages, call.params, stream=stream)
+        try:
+            self.batcher.submit(job)
+        except QueueFull:
+            raise queue_full() from None
+        return job
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """Calls that do not go through the batcher are bounded by ``max_queue`` as well."""
+        if self._in_flight >= self._max_queue:
+            raise queue_full()
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+
+
+class Server:
+    """The routes, over the served models."""
+
+    def __init__(self, models: Mapping[str, Model], keys: Keys, limits: Limits) -> None:
+        self.models = {name: Served(name, model, limits) for name, model in models.items()}
+        self._keys = keys
+        self._limits = limits
+        self._created = wire.now()
+
+    def app(self) -> Starlette:
+        routes = [
+            Route("/health", self.health, methods=["GET"]),
+            Route("/v1/models", _answers(self.list_models), methods=["GET"]),
+            Route("/v1/models/{name:path}", _answers(self.get_model), methods=["GET"]),
+            Route("/v1/chat/completions", _answers(self.chat), methods=["POST"]),
+            Route("/v1/embeddings", _answers(self.embeddings), methods=["POST"]),
+        ]
+        handlers = {404: _http_error, 405: _http_error}
+        return Starlette(routes=routes, lifespan=self._lifespan, exception_handlers=handlers)
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        batchers = [s.batcher for s in self.models.values() if s.batcher is not None]
+        for batcher in batchers:
+            batcher.start()
+        try:
+            yield
+        finally:
+            for batcher in batchers:
+                await batcher.stop()
+
+    # -- routes ---------------------------------------------------------------------------------
+
+    async def health(self, request: Request) -> HttpResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def list_models(self, request: Request) -> HttpResponse:
+        self._keys.check(request.headers.get("authorization"))
+        data = [wire.model_object(name, self._created) for name in self.models]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def get_model(self, request: Request) -> HttpResponse:
+        self._keys.check(request.headers.get("authorization"))
+        name = request.path_params["name"]
+        if name not in self.models:
+            raise not_found(name)
+        return JSONResponse(wire.model_object(name, self._created))
+
+    async def chat(self, request: Request) -> HttpResponse:
+        self._keys.check(request.headers.get("authorization"))
+        call = wire.read_chat(await self._body(request))
+        served = self._find(call.model)
+        ident, created = wire.completion_id(), wire.now()
+        try:
+            if not call.stream:
+                reply = await served.generate(call)
+                return JSONResponse(
+                    wire.completion(
+                        ident, created, call.model, reply.text, reply.finish_reason, reply.usage
+                    )
+                )
+            events = served.events(call)
+            try:  # the status is known only once the first piece (or the error) is
+                first = await anext(events)
+            except BaseException:
+                await events.aclose()
+                raise
+        except FmgateError as exc:
+            raise served.error(exc) from exc
+        body = _sse(served, events, first, ident, created, call.model, call.include_usage)
+        return EventStream(body, media_type="text/event-stream", headers=_SSE_HEADERS)
+
+    async def embeddings(self, request: Request) -> HttpResponse:
+        self._keys.check(request.headers.get("authorization"))
+        call = wire.read_embeddings(await self._body(request))
+        served = self._find(call.model)
+        try:
+            result = await served.embed(call.texts)
+        except FmgateError as exc:
+            raise served.error(exc) from exc
+        return JSONResponse(wire.embeddings(call.model, result.vectors, result.usage, call.base64))
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _find(self, name: str) -> Served:
+        served = self.models.get(name)
+        if served is None:
+            raise not_found(name)
+        return served
+
+    async def _body(self, request: Request) -> dict[str, Any]:
+        """The JSON object sent, read no further than ``max_body_bytes``."""
+        limit = self._limits.max_body_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise _too_large(limit)
+        raw = bytearray()
+        async for part in request.stream():
+            raw += part
+            if len(raw) > limit:
+                raise _too_large(limit)
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise invalid(
+                "We could not parse the JSON body of your request: send a JSON object."
+            ) from None
+        if not isinstance(data, dict):
+            raise invalid("The request body must be a JSON object.")
+        return data
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        f"The request body is larger than this server accepts ({limit} bytes).",
+        code="request_too_large",
+    )
+
+
+async def _sse(
+    served: Served,
+    events: AsyncGenerator[str | Response, None],
+    first: str | Response,
+    ident: str,
+    created: int,
+    model: str,
+    include_usage: bool,
+) -> AsyncIterator[bytes]:
+    """OpenAI's chunk sequence: the role, the content pieces, the finish reason, the usage
+    (``include_usage``), ``[DONE]``. A failure after the first byte becomes an error event."""
+
+    def chunk(delta: dict[str, Any], reason: str | None = None) -> bytes:
+        return _event(wire.chunk(ident, created, model, delta, reason, include_usage=include_usage))
+
+    item = first
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        while isinstance(item, str):
+            yield chunk({"content": item})
+            item = await anext(events)
+        yield chunk({}, wire.finish_reason(item.finish_reason))
+        if include_usage:
+            yield _event(wire.usage_chunk(ident, created, model, item.usage))
+        yield b"data: [DONE]\n\n"
+    except FmgateError as exc:
+        yield _event(served.error(exc).body())
+    except StopAsyncIteration:
+        yield _event(internal().body())
+    finally:
+        await events.aclose()
+
+
+def _event(data: Mapping[str, Any]) -> bytes:
+    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+
+
+class EventStream(StreamingResponse):
+    """A streamed response that closes its source however it ends (the client may leave)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                await close()
+
+
+def _answers(endpoint: Endpoint) -> Endpoint:
+    """Errors as OpenAI's error object; anything unexpected is logged and answered 500."""
+
+    async def answer(request: Request) -> HttpResponse:
+        try:
+            return await endpoint(request)
+        except ApiError as exc:
+            return _error_response(exc)
+        except Exception:
+            logger.exception("fmgate serve: %s %s failed", request.method, request.url.path)
+            return _error_response(internal())
+
+    return answer
+
+
+def _error_response(exc: ApiError) -> HttpResponse:
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> HttpResponse:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    message = "Not found." if status == 404 else "Method not allowed."
+    return _error_response(ApiError(status, f"{message} ({request.method} {request.url.path})"))

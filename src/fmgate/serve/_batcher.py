@@ -1,0 +1,260 @@
+"""Dynamic batching: requests to one local model that arrive together are generated together.
+
+Each request becomes a :class:`Job` in the model's queue. One worker per model takes the oldest
+job and every waiting job that can share its ``generate`` (the same generation parameters), and
+runs at most ``max_batch`` of them as one left-padded batch on a worker thread, so the event loop
+stays free. Before it starts a batch it waits for more jobs to come, but never longer than
+``max_wait_s`` (from the later of the oldest job's arrival and the end of the previous batch),
+and only while fewer jobs wait than were recently in the server at once (waiting or running): a
+lone client is served at once, while the clients of a busy server, whose requests come back
+together after each batch, are gathered into one. More jobs than ``max_queue`` (waiting and
+running) are refused (429).
+
+A batch may mix streamed and plain requests. Streamed rows get their text pieces as the batch
+decodes them (the transformers streamer calls each row's listener), so every client sees its own
+tokens as they come. Each request has its own record, made through the Model's recording wrapper
+as ``generate_many`` makes them: ``stream`` as the client asked, TTFT from the batch's start to
+that row's first text, ``params.batch_size`` the batch it ran in, cost its share of the batch's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, cast
+
+from .._batching import Batch
+from .._errors import FmgateError, ServerError
+from .._model import Model
+from .._recording import CallTimer, as_backend_error
+from .._stream import CLIENT_CLOSED
+from .._tags import tagged
+from .._types import ChatRequest, Completion, Response
+
+logger = logging.getLogger("fmgate.serve")
+
+Item = str | Response | FmgateError
+
+
+class Job:
+    """One request in a batcher's queue: pieces of text, then its Response or error, arrive on
+    ``items`` (put from the generating thread through the event loop)."""
+
+    def __init__(self, messages: list[dict[str, str]], params: dict[str, Any], *, stream: bool):
+        self.messages = messages
+        self.params = params
+        self.stream = stream
+        self.arrived = time.monotonic()
+        self.key = _batch_key(params)
+        self.items: asyncio.Queue[Item] = asyncio.Queue()
+        self.closed = False  # the client went away: its row's text goes nowhere
+        self.done = False
+        self._loop = asyncio.get_running_loop()
+
+    def put(self, item: Item) -> None:
+        """Hand ``item`` to the request's handler; callable from any thread."""
+        if isinstance(item, Response | FmgateError):
+            self.done = True
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting any more
+            self._loop.call_soon_threadsafe(self.items.put_nowait, item)
+
+
+def _batch_key(params: Mapping[str, Any]) -> object:
+    """Jobs with equal keys can share a ``generate``. A seeded sampled job runs alone: a seed
+    reproduces a text only when nothing else draws from the same random stream."""
+    if params.get("seed") is not None and params.get("temperature"):
+        return object()
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items()))
+
+
+class QueueFull(Exception):
+    pass
+
+
+class StreamsBatches(Protocol):
+    """A backend whose ``complete_batch`` hands each row's text to a listener as it is decoded
+    (it says so with ``streams_batches = True``)."""
+
+    def complete_batch(
+        self,
+        requests: Sequence[ChatRequest],
+        on_text: Sequence[Callable[[str], None] | None] | None = None,
+    ) -> list[Completion | FmgateError]: ...
+
+
+class Batcher:
+    """The queue and worker of one local model."""
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        max_batch: int,
+        max_wait_s: float,
+        max_queue: int,
+        tags: Mapping[str, str],
+        streams: bool,
+    ) -> None:
+        self.model = model
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.max_queue = max_queue
+        self.streams = streams  # the backend gives each row's text as it is decoded
+        self._tags = dict(tags)
+        self._waiting: collections.deque[Job] = collections.deque()
+        self._running = 0
+        self._arrived: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._free_since = 0.0
+        # The most jobs in the server at once (waiting or running) while each of the last
+        # batches formed and ran: how many a batch may wait for.
+        self._peak = 0
+        self._peaks: collections.deque[int] = collections.deque(maxlen=8)
+
+    def start(self) -> None:
+        self._arrived = asyncio.Event()
+        self._task = asyncio.create_task(self._work(), name=f"fmgate-batcher-{self.model!r}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for job in self._waiting:
+            job.put(ServerError("The server is shutting down."))
+        self._waiting.clear()
+
+    def submit(self, job: Job) -> None:
+        if self._arrived is None:
+            raise RuntimeError("the batcher was not started")
+        if len(self._waiting) + self._running >= self.max_queue:
+            raise QueueFull
+        self._waiting.append(job)
+        self._peak = max(self._peak, len(self._waiting) + self._running)
+        self._arrived.set()
+
+    async def _work(self) -> None:
+        while True:
+            jobs = await self._next_batch()
+            if not jobs:
+                continue
+            self._running = len(jobs)
+            self._peaks.append(self._peak)
+            self._peak = len(self._waiting) + self._running
+            try:
+                await asyncio.to_thread(execute, self.model, jobs, self._tags)
+            except Exception:  # a bug here must not leave clients waiting forever
+                logger.exception("fmgate serve: a batch of %d failed", len(jobs))
+                for job in jobs:
+                    if not job.done:
+                        job.put(FmgateError("The batch failed."))
+            finally:
+                self._running = 0
+                self._free_since = time.monotonic()
+
+    async def _next_batch(self) -> list[Job]:
+        assert self._arrived is not None
+        while not self._waiting:
+            self._arrived.clear()
+            await self._arrived.wait()
+        first = self._waiting[0]
+        deadline = max(first.arrived, self._free_since) + self.max_wait_s
+        target = min(self.max_batch, max(self._peaks, default=1))
+        while self._count(first.key) < target:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), left)
+            except TimeoutError:
+                break
+        return self._take(first.key)
+
+    def _count(self, key: object) -> int:
+        return sum(1 for job in self._waiting if job.key == key)
+
+    def _take(self, key: object) -> list[Job]:
+        taken: list[Job] = []
+        rest: collections.deque[Job] = collections.deque()
+        for job in self._waiting:
+            if job.key == key and len(taken) < self.max_batch and not job.closed:
+                taken.append(job)
+            elif not job.closed:
+                rest.append(job)
+        self._waiting = rest
+        return taken
+
+
+# -- on the worker thread -------------------------------------------------------------------------
+
+
+def execute(model: Model, jobs: list[Job], tags: Mapping[str, str]) -> None:
+    """Run ``jobs`` as one batch through ``model``'s recording wrapper; each job gets its result.
+
+    This is ``Model.generate_many``'s batch path (``_begin``, ``Batch.settle``) with two things
+    it lacks: a record per job that says whether the client streamed, and each streamed row's
+    text handed over as it is decoded.
+    """
+    batch = Batch(model, len(jobs))
+    live: list[tuple[Job, CallTimer]] = []
+    for i, job in enumerate(jobs):
+        try:
+            with tagged(tags):
+                timer, request = model._begin(
+                    job.messages, None, stream=job.stream, params=job.params
+                )
+        except FmgateError as exc:  # refused before running, and recorded so
+            batch.slots[i] = exc
+            continue
+        batch.add(i, timer, request)
+        live.append((job, timer))
+    for timer in batch.timers:
+        timer.in_batch(len(batch.timers))
+    if live:
+        batch.settle(_closed_rows(live, _run(model, batch, live)))
+    for job, slot in zip(jobs, batch.slots, strict=True):
+        assert slot is not None
+        job.put(slot)
+
+
+def _run(
+    model: Model, batch: Batch, live: list[tuple[Job, CallTimer]]
+) -> list[Completion | FmgateError] | FmgateError:
+    backend = model.backend
+    try:
+        if any(job.stream for job, _ in live):
+            listeners = [_listener(job, timer) if job.stream else None for job, timer in live]
+            streaming = cast(StreamsBatches, backend)
+            return streaming.complete_batch(batch.requests, on_text=listeners)
+        return backend.complete_batch(batch.requests)
+    except Exception as exc:
+        return as_backend_error(exc, backend.provider)
+
+
+def _listener(job: Job, timer: CallTimer) -> Callable[[str], None]:
+    def on_text(text: str) -> None:
+        timer.first_token()
+        timer.chunks += 1
+        if not job.closed:
+            job.put(text)
+
+    return on_text
+
+
+def _closed_rows(
+    live: list[tuple[Job, CallTimer]], outcome: list[Completion | FmgateError] | FmgateError
+) -> list[Completion | FmgateError] | FmgateError:
+    """A row whose client left mid-stream ran to its end, unread: its record says so."""
+    if isinstance(outcome, FmgateError) or len(outcome) != len(live):
+        return outcome
+    return [
+        dataclasses.replace(row, finish_reason=CLIENT_CLOSED)
+        if job.closed and isinstance(row, Completion)
+        else row
+        for (job, _), row in zip(live, outcome, strict=True)
+    ]

@@ -1,0 +1,355 @@
+"""OpenAI's wire, server side: request bodies read and checked, response bodies built.
+
+The request schemas follow OpenAI's Chat Completions and Embeddings references. A field OpenAI
+does not define is refused ("Unrecognized request argument supplied"), as OpenAI refuses it; a
+field it defines but fmgate cannot honour (tools, logprobs, ``n`` above 1, ...) is refused too,
+unless it holds its no-op value, so that no client believes it got what it did not.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import struct
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .._record import Usage
+from ._errors import invalid, unrecognized
+
+# What fmgate honours.
+_CHAT_USED = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "stop",
+        "seed",
+        "n",
+        "stream",
+        "stream_options",
+    }
+)
+# Labels and hints that change nothing about the reply: accepted and ignored.
+_CHAT_IGNORED = frozenset(
+    {
+        "user",
+        "metadata",
+        "store",
+        "safety_identifier",
+        "prompt_cache_key",
+        "service_tier",
+        "parallel_tool_calls",
+    }
+)
+# Defined by OpenAI, not available here: accepted only with the value that means "off".
+_CHAT_OFF: Mapping[str, tuple[Any, ...]] = {
+    "frequency_penalty": (0, 0.0),
+    "presence_penalty": (0, 0.0),
+    "logprobs": (False,),
+    "top_logprobs": (0,),
+    "logit_bias": ({},),
+    "tools": ([],),
+    "tool_choice": ("none",),
+    "functions": ([],),
+    "function_call": ("none",),
+    "response_format": ({"type": "text"},),
+    "modalities": (["text"],),
+    "audio": (),
+    "prediction": (),
+    "reasoning_effort": (),
+    "verbosity": (),
+    "web_search_options": (),
+}
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+_MESSAGE_KEYS = frozenset({"role", "content", "name"})
+# Assistant-message fields that only tool use fills.
+_ASSISTANT_OFF = frozenset({"tool_calls", "function_call", "refusal", "audio"})
+_MAX_STOPS = 4
+_INT_LIMIT = 2**31 - 1
+_SEED_LIMIT = 2**63
+
+
+@dataclass(frozen=True, slots=True)
+class ChatCall:
+    """A checked chat request: what the Model is asked, and how the answer is sent back."""
+
+    model: str
+    messages: list[dict[str, str]]
+    params: dict[str, Any]
+    stream: bool
+    include_usage: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedCall:
+    model: str
+    texts: list[str]
+    base64: bool
+
+
+def model_name(body: Mapping[str, Any]) -> str:
+    name = body.get("model")
+    if not isinstance(name, str) or not name:
+        raise invalid("You must provide a model parameter.", "model")
+    return name
+
+
+def read_chat(body: Mapping[str, Any]) -> ChatCall:
+    given = {k: v for k, v in body.items() if v is not None}
+    for field in given:
+        if field in _CHAT_USED or field in _CHAT_IGNORED:
+            continue
+        if field not in _CHAT_OFF:
+            raise unrecognized(field)
+        if given[field] not in _CHAT_OFF[field]:
+            raise invalid(f"{field} is not supported by this server (fmgate serve).", field)
+    stream = _bool(given, "stream")
+    options = given.get("stream_options")
+    if options is not None and not stream:
+        raise invalid(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            "stream_options",
+        )
+    return ChatCall(
+        model=model_name(given),
+        messages=_messages(given.get("messages")),
+        params=_params(given),
+        stream=stream,
+        include_usage=_include_usage(options),
+    )
+
+
+def _params(body: Mapping[str, Any]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if body.get("n", 1) != 1 or isinstance(body.get("n"), bool):
+        raise invalid("n must be 1: this server gives one choice per request.", "n")
+    for field in ("max_completion_tokens", "max_tokens"):
+        if field in body:
+            params["max_tokens"] = _int(body, field, 1, _INT_LIMIT)
+    if "temperature" in body:
+        params["temperature"] = _number(body, "temperature", 0.0, 2.0)
+    if "top_p" in body:
+        params["top_p"] = _number(body, "top_p", 0.0, 1.0, open_low=True)
+    if "seed" in body:
+        params["seed"] = _int(body, "seed", -_SEED_LIMIT, _SEED_LIMIT - 1)
+    if "stop" in body:
+        params["stop"] = _stops(body["stop"])
+    return params
+
+
+def _messages(raw: Any) -> list[dict[str, str]]:
+    if not isinstance(raw, list) or not raw:
+        raise invalid("messages must be a non-empty array of message objects.", "messages")
+    return [_message(i, m) for i, m in enumerate(raw)]
+
+
+def _message(index: int, raw: Any) -> dict[str, str]:
+    where = f"messages[{index}]"
+    if not isinstance(raw, dict):
+        raise invalid(f"{where} must be an object with 'role' and 'content'.", where)
+    role = raw.get("role")
+    if not isinstance(role, str) or role not in _ROLES:
+        raise invalid(
+            f"{where}.role must be one of 'system', 'developer', 'user', 'assistant' "
+            "(tool messages are not supported).",
+            f"{where}.role",
+        )
+    for key, value in raw.items():
+        if key in _MESSAGE_KEYS or (key in _ASSISTANT_OFF and value is None):
+            continue
+        raise invalid(f"{where}.{key} is not supported by this server.", f"{where}.{key}")
+    if raw.get("name") is not None and not isinstance(raw["name"], str):
+        raise invalid(f"{where}.name must be a string.", f"{where}.name")
+    return {"role": _ROLES[role], "content": _content(raw.get("content"), f"{where}.content")}
+
+
+def _content(raw: Any, where: str) -> str:
+    """A string, or an array of text parts (joined): images and audio are not read here."""
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, list) and raw:
+        texts = []
+        for i, part in enumerate(raw):
+            if not isinstance(part, dict) or part.get("type") != "text":
+                raise invalid(f"{where}[{i}]: only text content parts are supported.", where)
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise invalid(f"{where}[{i}].text must be a string.", where)
+            texts.append(text)
+        return "".join(texts)
+    raise invalid(f"{where} must be a string or an array of text parts.", where)
+
+
+def _bool(body: Mapping[str, Any], field: str) -> bool:
+    value = body.get(field, False)
+    if not isinstance(value, bool):
+        raise invalid(f"{field} must be a boolean.", field)
+    return value
+
+
+def _include_usage(options: Any) -> bool:
+    if options is None:
+        return False
+    if not isinstance(options, dict):
+        raise invalid("stream_options must be an object.", "stream_options")
+    for key in options:
+        if key not in ("include_usage", "include_obfuscation"):
+            raise unrecognized(f"stream_options.{key}")
+    return _bool(options, "include_usage")
+
+
+def _int(body: Mapping[str, Any], field: str, low: int, high: int) -> int:
+    value = body[field]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise invalid(f"{field} must be an integer from {low} to {high}.", field)
+    return value
+
+
+def _number(
+    body: Mapping[str, Any], field: str, low: float, high: float, *, open_low: bool = False
+) -> float:
+    value = body[field]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise invalid(f"{field} must be a number.", field)
+    if value > high or value < low or (open_low and value == low):
+        bound = f"({low}, {high}]" if open_low else f"[{low}, {high}]"
+        raise invalid(f"{field} must lie in {bound}, not {value}.", field)
+    return float(value)
+
+
+def _stops(raw: Any) -> list[str]:
+    stops = [raw] if isinstance(raw, str) else raw
+    if (
+        not isinstance(stops, list)
+        or not 1 <= len(stops) <= _MAX_STOPS
+        or not all(isinstance(s, str) and s for s in stops)
+    ):
+        raise invalid("stop must be a non-empty string or an array of up to 4 of them.", "stop")
+    return stops
+
+
+def read_embeddings(body: Mapping[str, Any]) -> EmbedCall:
+    given = {k: v for k, v in body.items() if v is not None}
+    for field in given:
+        if field not in ("model", "input", "encoding_format", "dimensions", "user"):
+            raise unrecognized(field)
+    if "dimensions" in given:
+        raise invalid("dimensions is not supported by this server (fmgate serve).", "dimensions")
+    fmt = given.get("encoding_format", "float")
+    if fmt not in ("float", "base64"):
+        raise invalid("encoding_format must be 'float' or 'base64'.", "encoding_format")
+    raw = given.get("input")
+    texts = [raw] if isinstance(raw, str) else raw
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
+        raise invalid(
+            "input must be a non-empty string or a non-empty array of non-empty strings "
+            "(token arrays are not supported).",
+            "input",
+        )
+    return EmbedCall(model_name(given), texts, fmt == "base64")
+
+
+# -- responses ------------------------------------------------------------------------------------
+
+_FINISH = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
+
+
+def completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def usage(usage: Usage) -> dict[str, int | None]:
+    """Token counts as the model reports them; an unknown count is null, never a guessed 0."""
+    prompt, completion = usage.input_tokens, usage.output_tokens
+    total = prompt + completion if prompt is not None and completion is not None else None
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+
+
+def finish_reason(reason: str | None) -> str:
+    return reason if reason in _FINISH else "stop"
+
+
+def completion(
+    ident: str, created: int, model: str, text: str, reason: str | None, used: Usage
+) -> dict[str, Any]:
+    return {
+        "id": ident,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": finish_reason(reason),
+            }
+        ],
+        "usage": usage(used),
+    }
+
+
+def chunk(
+    ident: str,
+    created: int,
+    model: str,
+    delta: dict[str, Any],
+    reason: str | None = None,
+    *,
+    include_usage: bool,
+) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": ident,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}],
+    }
+    if include_usage:
+        data["usage"] = None
+    return data
+
+
+def usage_chunk(ident: str, created: int, model: str, used: Usage) -> dict[str, Any]:
+    """The last chunk ``include_usage`` asks for: no choices, the whole request's usage."""
+    return {
+        "id": ident,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [],
+        "usage": usage(used),
+    }
+
+
+def embeddings(model: str, vectors: list[list[float]], used: Usage, b64: bool) -> dict[str, Any]:
+    tokens = used.input_tokens
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": _b64(v) if b64 else v}
+            for i, v in enumerate(vectors)
+        ],
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+def _b64(vector: list[float]) -> str:
+    """float32, little-endian, base64: what the openai SDK decodes by default."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+def model_object(name: str, created: int) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": created, "owned_by": "fmgate"}
