@@ -164,7 +164,7 @@ def test_demo_runs_offline_with_no_keys_and_writes_a_report(
     env = {**env, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     done = fmgate("demo", "--out", "demo", env=env, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    for alias in ("tiny-chat-random", "minilm-l6", "stub-server"):
+    for alias in ("tiny-chat-random", "tiny-chat-served", "minilm-l6"):
         assert alias in done.stdout
     assert "random weights" in done.stdout
     html = tmp_path / "demo" / "report.html"

@@ -200,3 +200,18 @@ def test_embeddings_operation_and_no_latency() -> None:
         None,
         None,
     )
+
+
+def test_calls_made_by_fmgate_serve_get_a_row_of_their_own() -> None:
+    from datetime import UTC, datetime
+
+    from fmgate._report.aggregate import label_of
+
+    def rec(**tags: str) -> CallRecord:
+        return CallRecord(
+            id="x", started_at=datetime.now(UTC), backend="transformers", model_id="m",
+            alias="tiny", tags=dict(tags),
+        )  # fmt: skip
+
+    assert label_of(rec()) == "tiny"
+    assert label_of(rec(**{"fmgate.served": "true"})) == "tiny (served)"

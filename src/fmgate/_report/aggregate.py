@@ -80,7 +80,9 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def label_of(record: CallRecord) -> str:
-    return record.alias or f"{record.backend}:{record.model_id}"
+    """The alias or spec; a call made by fmgate serve on a client's behalf is marked apart."""
+    label = record.alias or f"{record.backend}:{record.model_id}"
+    return f"{label} (served)" if record.tags.get("fmgate.served") == "true" else label
 
 
 def role_of(record: CallRecord) -> str:

@@ -23,6 +23,7 @@ examples:
   fmgate compare -m local-small -m gpt -m claude --prompts prompts.jsonl \\
                  --scorer contains --out report/   the same prompts through three models
   fmgate report --since 7d --out report/        rebuild a report from stored records
+  fmgate serve local-small --port 8008          the model as an OpenAI-compatible API
 
 exit codes: 0 ok; 1 some calls failed (recorded, and in the report); 2 bad arguments or
 configuration; 3 no records to report; 130 interrupted.

