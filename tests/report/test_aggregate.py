@@ -215,3 +215,19 @@ def test_calls_made_by_fmgate_serve_get_a_row_of_their_own() -> None:
 
     assert label_of(rec()) == "tiny"
     assert label_of(rec(**{"fmgate.served": "true"})) == "tiny (served)"
+
+
+def test_tries_per_call_and_fallbacks_show_how_available_a_model_was() -> None:
+    from datetime import UTC, datetime
+
+    from fmgate import Outcome
+
+    def rec(i: int, attempts: int, fallback_from: str | None = None) -> CallRecord:
+        outcome = Outcome(attempts=attempts, fallback_from=fallback_from)
+        return CallRecord(
+            id=str(i), started_at=datetime.now(UTC), backend="b", model_id="m", outcome=outcome
+        )
+
+    (s,) = summarize([rec(0, 1), rec(1, 3), rec(2, 2, "main")])
+    assert s.tries_per_call == 2.0  # (1 + 3 + 2) / 3
+    assert s.fallbacks == 1

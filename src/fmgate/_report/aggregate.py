@@ -60,6 +60,8 @@ class ModelSummary:
     requires_api_key: bool | None
     errors: dict[str, int] = field(default_factory=dict)
     warmup: int = 0
+    tries_per_call: float | None = None  # mean outcome.attempts: retries are part of availability
+    fallbacks: int = 0  # calls this model served for another that failed
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -149,6 +151,8 @@ def _summarize_group(
         requires_api_key=access.requires_api_key,
         errors=dict(Counter(r.outcome.error_type or "unknown" for r in counted if not r.ok)),
         warmup=len(group) - len(counted),
+        tries_per_call=sum(r.outcome.attempts for r in counted) / len(counted) if counted else None,
+        fallbacks=sum(1 for r in counted if r.outcome.fallback_from),
     )
 
 

@@ -52,6 +52,14 @@ def fmt_cost(amount: Decimal | None, s: ModelSummary) -> str:
     return f"{fmt_usd(amount)} {s.cost_basis}{partly}"
 
 
+def fmt_tries(s: ModelSummary) -> str:
+    """Mean tries per call (1.00 without retries), and the calls served as a fallback."""
+    if s.tries_per_call is None:
+        return DASH
+    served = f" ({s.fallbacks} as fallback)" if s.fallbacks else ""
+    return f"{s.tries_per_call:.2f}{served}"
+
+
 def fmt_rate(value: float | None) -> str:
     return DASH if value is None else f"{value:.1%}"
 
@@ -94,6 +102,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("role", "model", lambda s: s.role),
     Column("calls", "model", lambda s: str(s.calls), True),
     Column("success", "model", lambda s: fmt_rate(s.success_rate), True),
+    Column("tries / call", "model", lambda s: fmt_tries(s), True),
     Column(
         "latency s p50 / p90 / p99",
         "speed",
