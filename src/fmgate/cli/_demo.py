@@ -28,10 +28,10 @@ API_MODELS = (
 NOTES = (
     "tiny-chat-random: a 2-layer Llama with random weights built on this machine; its answers "
     "are noise; its latency, memory and (estimated energy) cost are real.",
-    "minilm-l6: the real all-MiniLM-L6-v2 (22.7M parameters, apache-2.0); quality is top-1 "
-    "retrieval of the expected answer among all answers (retrieval@1).",
     "tiny-chat-served: the same tiny model behind fmgate serve on loopback, called as a "
     "self-hosted OpenAI-compatible server: the difference from tiny-chat-random is the channel.",
+    "minilm-l6: the real all-MiniLM-L6-v2 (22.7M parameters, apache-2.0); quality is top-1 "
+    "retrieval of the expected answer among all answers (retrieval@1).",
 )
 
 
