@@ -684,3 +684,11 @@ def test_a_bad_store_table_names_the_file_and_key(tmp_path: Path, body: str, mes
     with pytest.raises(fmgate.ConfigFileError, match=message) as info:
         fmgate.load("some-alias", config=conf)
     assert str(conf) in str(info.value)
+
+
+def test_newest_tag_finds_the_latest_value_of_a_tag(store: SqliteStore) -> None:
+    assert store.newest_tag("fmgate.run") is None
+    store.write(record(tags={"fmgate.run": "r1"}))
+    store.write(record(started_at=NOW + timedelta(seconds=1), tags={"fmgate.run": "r2"}))
+    store.write(record(started_at=NOW + timedelta(seconds=2)))  # untagged: skipped
+    assert store.newest_tag("fmgate.run") == "r2"

@@ -400,6 +400,21 @@ class SqliteStore:
             db.close()
         return [Score.from_dict(row) for row in rows]
 
+    def newest_tag(self, key: str) -> str | None:
+        """The value of tag ``key`` on the newest record that has it (e.g. the last compare run),
+        found in SQL rather than by reading records back."""
+        self.flush()
+        db = connect(self.path)
+        try:
+            row = db.execute(
+                "SELECT tag.value FROM records, json_each(records.tags) AS tag WHERE tag.key = ? "
+                "ORDER BY records.started_at DESC, records.rowid DESC LIMIT 1",
+                (key,),
+            ).fetchone()
+        finally:
+            db.close()
+        return None if row is None else str(row[0])
+
     def count(self) -> int:
         """How many records the file holds (after a flush)."""
         self.flush()

@@ -6,7 +6,6 @@ import argparse
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
 from typing import Any
 
 from . import CALLS_FAILED, NOTHING, OK
@@ -240,13 +239,9 @@ def _report(args: argparse.Namespace) -> int:
 
 def _latest_run(store: Any) -> str:
     from .._errors import InvalidRequestError
+    from .._tags import RUN
 
-    for record in reversed(store.records(limit=10_000)):
-        run = record.tags.get("fmgate.run")
-        if run:
-            return str(run)
-    raise InvalidRequestError("No compare run in the store: run fmgate compare first.")
-
-
-def report_path(out: str) -> Path:
-    return Path(out) / "report.html"
+    run = store.newest_tag(RUN)
+    if run is None:
+        raise InvalidRequestError("No compare run in the store: run fmgate compare first.")
+    return str(run)
