@@ -67,7 +67,9 @@ def test_the_examples_load_with_the_same_fields() -> None:
         ("a.jsonl", '["a"]\n', r"line 1: expected a JSON object"),
         ("a.jsonl", '{"prompt": "a"}\n{"expected": "b"}\n', r"line 2: missing or empty 'prompt'"),
         ("a.jsonl", '{"prompt": "   "}\n', r"line 1: missing or empty 'prompt'"),
-        ("a.jsonl", '{"prompt": 3}\n', r"line 1: missing or empty 'prompt'"),
+        ("a.jsonl", '{"prompt": 3}\n', r"line 1: 'prompt' must be a string, got int \(3\)"),
+        ("a.jsonl", '{"prompt": ["a"]}\n', r"line 1: 'prompt' must be a string, got list"),
+        ("a.jsonl", '{"prompt": null}\n', r"line 1: missing or empty 'prompt'"),
         ("a.jsonl", '{"prompt": "a", "answer": "b"}\n', r"line 1: unknown field 'answer'"),
         ("a.jsonl", '{"prompt": "a", "expected": [1]}\n', r"'expected' must be text or a num"),
         ("a.jsonl", '{"prompt": "a", "id": true}\n', r"'id' must be text or a number"),
@@ -100,9 +102,17 @@ def test_text_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
         load_prompts(path)
 
 
-def test_an_unknown_name_lists_the_bundled_sets(tmp_path: Path) -> None:
-    with pytest.raises(InvalidRequestError, match=r"'capitols'.*capitals") as caught:
+def test_an_unknown_name_suggests_the_closest_bundled_set(tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequestError, match=r"'capitols'\. Did you mean 'capitals'\?"):
         load_prompts("capitols")
-    assert "arithmetic" in str(caught.value)
-    with pytest.raises(InvalidRequestError, match="No prompt set"):
-        load_prompts(tmp_path / "missing.jsonl")
+    with pytest.raises(InvalidRequestError) as caught:
+        load_prompts("zzz")
+    assert "Did you mean" not in str(caught.value)
+    assert all(name in str(caught.value) for name in ("arithmetic", "capitals", "pairs"))
+
+
+def test_a_missing_file_is_said_to_be_missing(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.jsonl"
+    with pytest.raises(InvalidRequestError, match="no such file") as caught:
+        load_prompts(missing)
+    assert str(missing) in str(caught.value)

@@ -9,6 +9,7 @@ a misspelt ``expeted`` column would otherwise grade every answer as unscorable.
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
 import os
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import InvalidRequestError
+from .._types import shown
 
 __all__ = ["FIELDS", "PromptItem", "bundled_prompt_sets", "load_prompts"]
 
@@ -78,9 +80,18 @@ def _resolve(source: str | os.PathLike[str]) -> Path:
     bundled = bundled_prompt_sets()
     if str(source) in bundled:
         return bundled[str(source)]
+    raise InvalidRequestError(_no_such_set(str(source), list(bundled)))
+
+
+def _no_such_set(source: str, bundled: list[str]) -> str:
+    """Why ``source`` names no set, with the bundled name it was probably meant to be."""
+    close = difflib.get_close_matches(source, bundled, n=1, cutoff=0.6)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
     names = ", ".join(bundled) or "none"
-    raise InvalidRequestError(
-        f"No prompt set {str(source)!r}: give a .jsonl or .csv file, or a bundled set ({names})."
+    if Path(source).suffix.lower() in _SUFFIXES:
+        return f"{source}: no such file.{hint} Bundled sets: {names}."
+    return (
+        f"No prompt set {source!r}.{hint} Give a .jsonl or .csv file, or a bundled set ({names})."
     )
 
 
@@ -137,7 +148,12 @@ def _check_fields(path: Path, line: int, names: list[str]) -> None:
 def _item(path: Path, line: int, position: int, row: dict[str, Any]) -> PromptItem:
     _check_fields(path, line, list(row))
     prompt = row.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
+    if prompt is not None and not isinstance(prompt, str):
+        raise InvalidRequestError(
+            f"{path}, line {line}: 'prompt' must be a string, got {type(prompt).__name__} "
+            f"({shown(prompt, 40)}); write it in quotes."
+        )
+    if not prompt or not prompt.strip():
         raise InvalidRequestError(
             f"{path}, line {line}: missing or empty 'prompt'; every item needs a prompt text."
         )
