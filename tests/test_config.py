@@ -173,6 +173,49 @@ def test_unknown_alias_suggests_close_aliases(tmp_path: Path) -> None:
         fmgate.load("assistant")
 
 
+@pytest.mark.parametrize(
+    ("name", "spec"),
+    [
+        ("gpt-4o", "openai:gpt-4o"),
+        ("gpt-4o-mini", "openai:gpt-4o-mini"),
+        ("o3-mini", "openai:o3-mini"),
+        ("claude-3-5-haiku-latest", "anthropic:claude-3-5-haiku-latest"),
+        ("gemini-2.0-flash", "gemini:gemini-2.0-flash"),
+        ("deepseek-chat", "deepseek:deepseek-chat"),
+        ("Qwen/Qwen2.5-0.5B-Instruct", "transformers:Qwen/Qwen2.5-0.5B-Instruct"),
+    ],
+)
+def test_a_bare_model_name_suggests_its_exact_spec_first(name: str, spec: str) -> None:
+    with pytest.raises(fmgate.UnknownAliasError) as caught:
+        fmgate.load(name)
+    assert f"Did you mean {spec!r}?" in str(caught.value)
+    # The generic example would read as a suggestion of another model: it goes.
+    assert "e.g." not in str(caught.value)
+
+
+def test_a_model_name_suggests_the_aliases_of_that_model_then_close_aliases(
+    tmp_path: Path,
+) -> None:
+    toml = '[models.gpt]\nbackend = "fake"\nmodel = "gpt-4o"\n'
+    toml += '[models.gpt-4o-x]\nbackend = "fake"\nmodel = "m"\n'
+    cfg = write(tmp_path / "c.toml", toml)
+    with pytest.raises(fmgate.UnknownAliasError) as caught:
+        fmgate.load("gpt-4o", config=cfg)
+    assert "Did you mean 'openai:gpt-4o' or 'gpt' or 'gpt-4o-x'?" in str(caught.value)
+
+
+def test_an_unknown_name_without_guesses_shows_the_spec_form_and_a_valid_table(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(fmgate.UnknownAliasError) as caught:
+        fmgate.load("zzz-qqq")
+    assert "Did you mean" not in str(caught.value)
+    assert "(e.g. 'openai:gpt-4o-mini')" in str(caught.value)
+    assert "[models.zzz-qqq]" in str(caught.value)
+    with pytest.raises(fmgate.UnknownAliasError, match=r'\[models\."my model"\]'):
+        fmgate.load("my model")
+
+
 def test_missing_config_file_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(fmgate.ConfigFileError, match="does not exist"):
         fmgate.load("a", config=tmp_path / "nope.toml")

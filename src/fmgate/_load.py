@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
 import os
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +28,7 @@ from ._errors import (
     UnknownBackendError,
 )
 from ._model import Model
+from ._providers import model_facts
 from ._recording import Sink
 from ._registry import resolve
 from ._retry import DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRIES, RetryPolicy
@@ -144,9 +147,32 @@ def _find_alias(name: str, config: Config) -> AliasConfig:
     if entry is not None:
         return entry
     where = f" in {config.path}" if config.path else " (no fmgate.toml was found)"
-    close = difflib.get_close_matches(name, list(config.models), n=3, cutoff=0.6)
-    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    guesses = _guesses(name, config)
+    hint = f" Did you mean {' or '.join(repr(g) for g in guesses)}?" if guesses else ""
+    example = "" if guesses else " (e.g. 'openai:gpt-4o-mini')"
     raise UnknownAliasError(
-        f"{name!r} is not an alias{where}.{hint} Use 'backend:model' (e.g. 'openai:gpt-4o-mini') "
-        "or define [models." + name + "] in fmgate.toml."
+        f"{name!r} is not an alias{where}.{hint} Use 'backend:model'{example} "
+        f"or define [models.{_toml_key(name)}] in fmgate.toml."
     )
+
+
+def _toml_key(name: str) -> str:
+    """``name`` as a TOML table key: bare where TOML allows it, else quoted."""
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name)
+
+
+def _guesses(name: str, config: Config) -> list[str]:
+    """What a bare name probably meant, likeliest first: the spec of a model it names (a
+    provider's model id, or a Hugging Face repo or folder), aliases of that model, then
+    aliases spelt alike."""
+    guesses = [spec for spec in (_spec_for_model(name),) if spec]
+    guesses += [alias for alias, entry in config.models.items() if entry.model == name]
+    guesses += difflib.get_close_matches(name, list(config.models), n=3, cutoff=0.6)
+    return list(dict.fromkeys(guesses))[:4]
+
+
+def _spec_for_model(name: str) -> str | None:
+    if "/" in name:  # "Qwen/Qwen2.5-0.5B-Instruct" or "./models/x": what transformers loads
+        return f"transformers:{name}"
+    backend = model_facts(name).get("backend")
+    return f"{backend}:{name}" if backend else None
