@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from ._errors import MissingExtraError
+from ._extras import missing_extra
 from ._record import CallRecord
 from ._recording import environment
 
@@ -167,11 +167,7 @@ class OpenTelemetrySink:
         try:
             from opentelemetry import trace
         except ImportError as exc:
-            raise MissingExtraError(
-                f"OpenTelemetrySink needs an optional dependency that is not installed "
-                f'({exc.name}): pip install "fmgate[otel]"',
-                extra="otel",
-            ) from exc
+            raise missing_extra("OpenTelemetrySink", "otel", exc.name) from exc
         self._provider = tracer_provider
         self._include_params = include_params
         version = environment(None).fmgate_version

@@ -6,7 +6,8 @@ import difflib
 import functools
 import importlib
 
-from ._errors import MissingExtraError, UnknownBackendError
+from ._errors import UnknownBackendError
+from ._extras import missing_extra
 from ._providers import ProviderInfo, providers
 from .backends._base import Backend
 
@@ -68,10 +69,7 @@ def _import(target: str, *, extra: str | None) -> type[Backend]:
         missing = exc.name or ""
         if extra is None or missing == "fmgate" or missing.startswith("fmgate."):
             raise
-        raise MissingExtraError(
-            f"This backend needs an optional dependency that is not installed "
-            f'({exc.name}): pip install "fmgate[{extra}]"',
-            extra=extra,
-        ) from exc
+        backend = module_name.rpartition(".")[2]
+        raise missing_extra(f"The {backend} backend", extra, exc.name) from exc
     cls: type[Backend] = getattr(module, attr)
     return cls

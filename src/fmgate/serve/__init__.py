@@ -23,7 +23,8 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._errors import ConfigurationError, MissingExtraError
+from .._errors import ConfigurationError
+from .._extras import missing_extra
 from .._model import Model
 from ._auth import KEYS_ENV, check_bind, is_loopback, keys_from_env
 
@@ -193,7 +194,4 @@ def _require() -> None:
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as exc:
-        raise MissingExtraError(
-            f"fmgate serve needs {exc.name}, which is not installed: pip install 'fmgate[serve]'",
-            extra="serve",
-        ) from exc
+        raise missing_extra("fmgate serve", "serve", exc.name) from exc
