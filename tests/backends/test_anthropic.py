@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -280,13 +281,14 @@ def test_cost_is_the_genai_prices_list_price(
     )
     assert r.record.cost.basis == "list_price"
     assert r.record.cost.amount == expected.total_price
-    # Anthropic's published Claude 3.5 Haiku prices per million tokens: $0.80 fresh input,
-    # $0.08 cache read, $1.00 cache write (5 minutes), $4.00 output.
+    # Fresh input, cache reads and cache writes each at their own price (the prices are read from
+    # the installed genai-prices, which may change them between releases).
+    price = expected.model_price
     published = (
-        1000 * Decimal("0.80")
-        + 2000 * Decimal("0.08")
-        + 500 * Decimal("1.00")
-        + 100 * Decimal("4.00")
+        1000 * price.input_mtok
+        + 2000 * price.cache_read_mtok
+        + 500 * price.cache_write_mtok
+        + 100 * price.output_mtok
     ) / 1_000_000
     assert r.record.cost.amount == published
 
@@ -805,9 +807,25 @@ def test_the_long_call_guard_matches_the_sdks(
     sdk.close()
 
 
-def test_a_deprecated_model_warns_as_the_sdk_does() -> None:
-    with pytest.warns(DeprecationWarning, match="claude-sonnet-4-5.*end-of-life"):
-        fmgate.load("anthropic:claude-sonnet-4-5").close()
+def test_a_deprecated_model_warns_as_the_sdk_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The SDK's list changes between releases: test against a made-up entry in the installed
+    # list, and against whatever the installed release lists, never a hard-coded model.
+    from anthropic._data import DEPRECATED_MODELS
+
+    monkeypatch.setitem(DEPRECATED_MODELS, "claude-made-up-0", "January 1st, 2099")
+    for model, date in DEPRECATED_MODELS.items():
+        with pytest.warns(DeprecationWarning, match=f"{model}.*end-of-life on {date}"):
+            fmgate.load(f"anthropic:{model}").close()
+
+
+def test_a_current_model_does_not_warn() -> None:
+    from anthropic._data import DEPRECATED_MODELS
+
+    current = "claude-made-up-current-0"
+    assert current not in DEPRECATED_MODELS
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fmgate.load(f"anthropic:{current}").close()
 
 
 # -- requests refused before sending ---------------------------------------------------------------
