@@ -204,7 +204,7 @@ def test_every_record_field_is_exported() -> None:
         access=Access(
             True, "apache-2.0", 7, "bf16", "q4", 1, 2, 8192, True, True, True, False, "x"
         ),
-        outcome=Outcome("error", "length", "ServerError", "boom", 500, 2, "other", 4, "why"),
+        outcome=Outcome("error", "length", "ServerError", "boom", 500, 2, "other", 4, "why", True),
         environment=Environment("1.0", "openai 1.0", "3.11"),
     )
     semconv = {

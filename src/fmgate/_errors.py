@@ -116,7 +116,8 @@ class BackendError(FmgateError):
     """The model or the service behind it failed the call.
 
     ``status_code`` is the HTTP status where there was one; ``retryable`` says whether the same
-    request may succeed later (429, 5xx, timeouts, connection failures).
+    request may succeed later (429, 5xx, timeouts, connection failures); ``sent`` is ``False``
+    when no connection was made (a DNS failure, a refused connection), so nothing was sent.
     """
 
     retryable: bool = False
@@ -128,11 +129,13 @@ class BackendError(FmgateError):
         status_code: int | None = None,
         provider: str | None = None,
         retry_after_s: float | None = None,
+        sent: bool = True,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.provider = provider
         self.retry_after_s = retry_after_s
+        self.sent = sent
 
 
 class AuthenticationError(BackendError):

@@ -19,7 +19,7 @@ CostBasis = Literal["list_price", "hardware_time", "energy_measured", "energy_es
 Operation = Literal["chat", "embeddings"]
 Status = Literal["ok", "error"]
 
-SCHEMA_VERSION = 3  # 2: tags; 3: latency.wall_s, outcome.fallback_reason
+SCHEMA_VERSION = 4  # 2: tags; 3: latency.wall_s, outcome.fallback_reason; 4: outcome.sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +117,11 @@ class Outcome:
 
     ``attempts`` counts tries (1 without retries). A call served by a fallback model names the
     model that failed in ``fallback_from`` and its error in ``fallback_reason``.
+
+    ``sent`` says whether this call sent anything to the model: ``False`` for a call refused
+    before sending (offline mode, a bad parameter) or whose connection was never made (a DNS
+    failure, a refused connection), ``None`` where it cannot be known (interrupted mid-send).
+    ``access.data_leaves_machine`` describes the channel; ``sent`` says whether this call used it.
     """
 
     status: Status = "ok"
@@ -128,6 +133,7 @@ class Outcome:
     fallback_from: str | None = None
     chunks: int | None = None
     fallback_reason: str | None = None
+    sent: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

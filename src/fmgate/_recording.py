@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ._cost import Priced, list_price, unknown
-from ._errors import BackendError, FmgateError
+from ._errors import BackendError, ConfigurationError, FmgateError
 from ._fallback import serving_fallback
 from ._record import (
     Access,
@@ -188,6 +188,7 @@ class CallTimer:
         "_wall_t0",
         "_early_setup",
         "_fallback",
+        "_sent_before",
         "attempts",
         "chunks",
     )
@@ -210,6 +211,7 @@ class CallTimer:
         self._fallback = serving_fallback()
         self._ttft: float | None = None
         self._early_setup = 0.0
+        self._sent_before = False
         self.attempts = 1
         self.chunks = 0
         self.restart()
@@ -220,8 +222,12 @@ class CallTimer:
         self._started_at = datetime.now(UTC)
         self._t0 = self._wall_t0 = time.perf_counter()
 
-    def retry(self) -> None:
-        """Start the next try: its latency is measured afresh; the wall clock runs on."""
+    def retry(self, failed: BaseException | None = None) -> None:
+        """Start the next try: its latency is measured afresh; the wall clock runs on.
+
+        ``failed`` is the previous try's error: if that try sent the request, so did the call.
+        """
+        self._sent_before = self._sent_before or sent_anything(failed) is not False
         # A client built during an earlier try is cold start, but not part of this try's time.
         self._early_setup += self._model.backend.take_setup_s() or 0.0
         self.attempts += 1
@@ -262,7 +268,7 @@ class CallTimer:
             output_tokens=usage.output_tokens,
             wall_s=self._wall(),
         )
-        outcome = self._outcome("ok", finish_reason)
+        outcome = self._outcome("ok", finish_reason, sent=True)
         return self._record(resolved, usage, latency, priced.cost, access, outcome)
 
     def _wall(self) -> float:
@@ -280,8 +286,11 @@ class CallTimer:
             **error,
         )
 
-    def fail(self, error: BaseException, *, sent: bool = True) -> CallRecord:
-        """Record a failed call; ``sent=False`` for input refused before anything ran."""
+    def fail(self, error: BaseException, *, sent: bool | None = None) -> CallRecord:
+        """Record a failed call. ``sent`` (whether anything was sent) is read from ``error``
+        unless given: a refused request or a connection never made sent nothing."""
+        if sent is None:  # a stream that received chunks, or an earlier try, sent the request
+            sent = True if self._sent_before or self.chunks else sent_anything(error)
         total = time.perf_counter() - self._t0
         status = error.status_code if isinstance(error, BackendError) else None
         outcome = self._outcome(
@@ -289,12 +298,13 @@ class CallTimer:
             error_type=type(error).__name__,
             error_message=redact(str(error))[:2000],
             http_status=status,
+            sent=sent,
         )
-        total, ttft, load_s = self._cold_start(total) if sent else (total, None, None)
+        total, ttft, load_s = (total, None, None) if sent is False else self._cold_start(total)
         latency = Latency(total_s=total, ttft_s=ttft, load_s=load_s, wall_s=self._wall())
         backend = self._model.backend
-        if not sent:
-            cost = unknown("refused before sending: nothing ran")
+        if sent is False:
+            cost = unknown(_unsent_reason(error))
         elif self._meter is not None:  # a failed local call still used the machine
             cost = self._meter.stop(total, self._share)
         else:
@@ -379,6 +389,22 @@ class CallTimer:
                 latency.total_s or 0.0,
             )
         return record
+
+
+def sent_anything(error: BaseException | None) -> bool | None:
+    """Whether a call that failed with ``error`` sent anything: not when fmgate refused it
+    (a configuration error) or the backend never connected; unknown when it was interrupted."""
+    if isinstance(error, ConfigurationError):
+        return False
+    if isinstance(error, BackendError):
+        return error.sent
+    return True if isinstance(error, Exception) else None
+
+
+def _unsent_reason(error: BaseException) -> str:
+    if isinstance(error, ConfigurationError):
+        return "refused before sending: nothing ran"
+    return "no connection was made: nothing was sent"
 
 
 def _redacted(params: dict[str, Any]) -> dict[str, Any]:

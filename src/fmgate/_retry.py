@@ -63,7 +63,7 @@ NO_RETRIES = RetryPolicy(max_retries=0)
 
 
 class _Timer(Protocol):
-    def retry(self) -> None: ...
+    def retry(self, failed: BaseException | None = None) -> None: ...
 
 
 def call(policy: RetryPolicy, timer: _Timer, send: Callable[[], T], provider: str) -> T:
@@ -76,10 +76,11 @@ def call(policy: RetryPolicy, timer: _Timer, send: Callable[[], T], provider: st
             wait = _wait(policy, tries, exc, provider)
             if wait is None:
                 raise
+            failed = exc
         _pause(wait, tries, provider)
         sleep(wait)
         tries += 1
-        timer.retry()
+        timer.retry(failed)
 
 
 async def acall(
@@ -94,10 +95,11 @@ async def acall(
             wait = _wait(policy, tries, exc, provider)
             if wait is None:
                 raise
+            failed = exc
         _pause(wait, tries, provider)
         await asleep(wait)
         tries += 1
-        timer.retry()
+        timer.retry(failed)
 
 
 def _wait(policy: RetryPolicy, tries: int, exc: Exception, provider: str) -> float | None:

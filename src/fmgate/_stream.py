@@ -142,12 +142,13 @@ class Stream(_StreamState):
                     if error is exc:
                         raise  # already mapped by the backend, with the SDK's exception as cause
                     raise error from exc
+                failed = exc
             except BaseException as exc:  # cancelled or interrupted mid-call: record, go on
                 self._interrupted(exc)
                 raise
             _retry.sleep(wait)
             tries += 1
-            self._timer.retry()
+            self._timer.retry(failed)
         self._complete()
 
     def close(self) -> None:
@@ -217,12 +218,13 @@ class AsyncStream(_StreamState):
                     if error is exc:
                         raise  # already mapped by the backend, with the SDK's exception as cause
                     raise error from exc
+                failed = exc
             except BaseException as exc:  # cancelled or interrupted mid-call: record, go on
                 self._interrupted(exc)
                 raise
             await _retry.asleep(wait)
             tries += 1
-            self._timer.retry()
+            self._timer.retry(failed)
         self._complete()
 
     async def aclose(self) -> None:

@@ -163,3 +163,9 @@ def m003_retries_and_fallback(db: sqlite3.Connection) -> None:
     # schema_version 3: the caller's whole wait across retries, and why a fallback served.
     db.execute("ALTER TABLE records ADD COLUMN latency_wall_s REAL")
     db.execute("ALTER TABLE records ADD COLUMN outcome_fallback_reason TEXT")
+
+
+@migration
+def m004_sent(db: sqlite3.Connection) -> None:
+    # schema_version 4: whether the call sent anything (a refused call left no data anywhere).
+    db.execute("ALTER TABLE records ADD COLUMN outcome_sent BOOLEAN")

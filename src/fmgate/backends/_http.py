@@ -30,6 +30,19 @@ from .._types import Delta
 # -- clients -------------------------------------------------------------------------------------
 
 
+def never_connected(exc: BaseException) -> bool:
+    """Whether ``exc``, or an error it was raised from, is a connection that was never made (a
+    DNS failure, a refused connection, a connect timeout): then the request was not sent."""
+    link: BaseException | None = exc
+    for _ in range(8):  # an SDK error wraps the transport's in a chain of a few links
+        if link is None:
+            break
+        if isinstance(link, httpx2.ConnectError | httpx2.ConnectTimeout):
+            return True
+        link = link.__cause__ or link.__context__
+    return False
+
+
 @functools.cache
 def ssl_context() -> ssl.SSLContext:
     """One TLS context for all clients: loading the CA bundle takes ~25 ms per client, which

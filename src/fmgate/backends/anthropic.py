@@ -51,6 +51,7 @@ from ._http import (
     aevents,
     events,
     json_body,
+    never_connected,
     retry_after_s,
     sdk_client,
 )
@@ -447,13 +448,16 @@ def _send_error(exc: anthropic.AnthropicError, provider: str) -> BackendError:
     """Map what the SDK raised before a 2xx response arrived."""
     if isinstance(exc, anthropic.APIStatusError):
         return _status_error(exc, provider)
+    sent = not never_connected(exc)
     if isinstance(exc, anthropic.APITimeoutError):  # before APIConnectionError, its base
-        return TimeoutError(f"{provider}: no response within the timeout.", provider=provider)
+        message = f"{provider}: no response within the timeout."
+        return TimeoutError(message, provider=provider, sent=sent)
     if isinstance(exc, anthropic.APIConnectionError):
         cause = exc.__cause__ or exc
         return ConnectionError(
             redact(f"{provider}: could not connect: {type(cause).__name__}: {cause}"),
             provider=provider,
+            sent=sent,
         )
     if isinstance(exc, anthropic.APIResponseValidationError):
         return MalformedResponseError(redact(f"{provider}: {exc}"), provider=provider)

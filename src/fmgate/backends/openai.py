@@ -48,6 +48,7 @@ from ._http import (
     aevents,
     events,
     json_body,
+    never_connected,
     retry_after_s,
     sdk_client,
 )
@@ -426,9 +427,9 @@ def map_error(exc: openai.OpenAIError, provider: str) -> BackendError:
     if isinstance(exc, openai.APIStatusError):
         return _status_error(exc, message, provider)
     if isinstance(exc, openai.APITimeoutError):
-        return TimeoutError(message, provider=provider)
+        return TimeoutError(message, provider=provider, sent=not never_connected(exc))
     if isinstance(exc, openai.APIConnectionError):
-        return ConnectionError(message, provider=provider)
+        return ConnectionError(message, provider=provider, sent=not never_connected(exc))
     if isinstance(exc, openai.APIResponseValidationError):
         return MalformedResponseError(message, status_code=exc.status_code, provider=provider)
     if isinstance(exc, openai.APIError):
