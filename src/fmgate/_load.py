@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import functools
 import json
 import os
 import re
@@ -33,7 +32,7 @@ from ._recording import Sink
 from ._registry import resolve
 from ._retry import DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRIES, RetryPolicy
 from ._types import make_params, shown
-from .backends._base import BackendConfig
+from .backends._base import Backend, BackendConfig
 
 
 def load(
@@ -70,14 +69,15 @@ def load(
         entry = _find_alias(name, config)
         backend_name, model = entry.backend, entry.model
     cls, provider = _resolve(backend_name, entry)
-    prefixes = tuple(dict.fromkeys((cls.wire, backend_name)))
-    sort = functools.partial(classify, backend_settings=cls.settings, prefixes=prefixes)
-    settings = Settings({}, {}, {})
-    if entry is not None:
-        where = f"{entry.source}: [models.{entry.alias}]"
-        settings = sort(entry.settings, where=where, error=ConfigFileError)
-        _check_file_params(settings.params, prefixes, where)
-    given = sort(overrides, where=f"load({name!r})", error=InvalidRequestError)
+    prefixes = _prefixes(cls, backend_name)
+    settings = Settings({}, {}, {}) if entry is None else _alias_settings(entry, cls)
+    given = classify(
+        overrides,
+        backend_settings=cls.settings,
+        prefixes=prefixes,
+        where=f"load({name!r})",
+        error=InvalidRequestError,
+    )
     connection = {**settings.connection, **given.connection}
     param_values = {**settings.params, **given.params}
     system = param_values.pop("system", None)
@@ -111,6 +111,32 @@ def load(
         fallback=connection.get("fallback", ()),
         config=config,
     )
+
+
+def check_alias(entry: AliasConfig) -> None:
+    """Raise what ``load(alias)`` would raise about the alias's table (an unknown backend, key
+    or parameter, a missing extra) without building the model: ``fmgate models`` checks with it."""
+    cls, _ = _resolve(entry.backend, entry)
+    _alias_settings(entry, cls)
+
+
+def _alias_settings(entry: AliasConfig, cls: type[Backend]) -> Settings:
+    prefixes = _prefixes(cls, entry.backend)
+    where = f"{entry.source}: [models.{entry.alias}]"
+    settings = classify(
+        entry.settings,
+        backend_settings=cls.settings,
+        prefixes=prefixes,
+        where=where,
+        error=ConfigFileError,
+    )
+    _check_file_params(settings.params, prefixes, where)
+    return settings
+
+
+def _prefixes(cls: type[Backend], backend_name: str) -> tuple[str, ...]:
+    """Who a backend-specific parameter may name: ``<wire>_<param>`` or ``<backend>_<param>``."""
+    return tuple(dict.fromkeys((cls.wire, backend_name)))
 
 
 def _retry_policy(connection: dict[str, Any]) -> RetryPolicy | None:
