@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from ._clean import SANITIZED_TAG, clean_text, clean_usage, clean_value
 from ._cost import Priced, list_price, unknown
 from ._errors import BackendError, ConfigurationError, FmgateError
 from ._fallback import serving_fallback
@@ -258,7 +259,9 @@ class CallTimer:
             self._ttft = max(0.0, first_token_at - self._t0)
         total, ttft, load_s = self._cold_start(total)
         backend = self._model.backend
-        resolved = model_id or backend.model
+        changed: list[str] = []
+        usage = clean_usage(usage, changed)  # an impossible count is unknown, and never priced
+        resolved = clean_text(model_id, "model_id", changed) or backend.model
         priced = self._price(resolved, usage, total)
         access = self._access(context_window=priced.context_window)
         latency = Latency.measure(
@@ -269,7 +272,7 @@ class CallTimer:
             wall_s=self._wall(),
         )
         outcome = self._outcome("ok", finish_reason, sent=True)
-        return self._record(resolved, usage, latency, priced.cost, access, outcome)
+        return self._record(resolved, usage, latency, priced.cost, access, outcome, changed)
 
     def _wall(self) -> float:
         return time.perf_counter() - self._wall_t0
@@ -296,7 +299,7 @@ class CallTimer:
         outcome = self._outcome(
             "error",
             error_type=type(error).__name__,
-            error_message=redact(str(error))[:2000],
+            error_message=redact(str(error))[:2000],  # redacted before the cut: no key half-kept
             http_status=status,
             sent=sent,
         )
@@ -355,8 +358,15 @@ class CallTimer:
         cost: Cost,
         access: Access,
         outcome: Outcome,
+        changed: list[str] | None = None,
     ) -> CallRecord:
         backend = self._model.backend
+        changed = [] if changed is None else changed
+        outcome = _clean_outcome(outcome, changed)
+        params = _clean_params(self._params, changed)
+        tags = clean_value(self._tags, "tags", changed) if self._tags else {}
+        if changed:
+            tags = {**tags, SANITIZED_TAG: ",".join(dict.fromkeys(changed))}
         record = CallRecord(
             id=uuid.uuid4().hex,
             started_at=self._started_at,
@@ -368,8 +378,8 @@ class CallTimer:
             operation=self._operation,
             distribution=backend.distribution,
             endpoint=backend.endpoint,
-            params=_redacted(self._params),
-            tags={k: redact(v) for k, v in self._tags.items()} if self._tags else {},
+            params=params,
+            tags=tags,
             stream=self._stream,
             usage=usage,
             latency=latency,
@@ -407,22 +417,34 @@ def _unsent_reason(error: BaseException) -> str:
     return "no connection was made: nothing was sent"
 
 
-def _redacted(params: dict[str, Any]) -> dict[str, Any]:
+def _clean_params(params: dict[str, Any], changed: list[str]) -> dict[str, Any]:
     """Params as recorded: a key passed as a parameter value (``openai_user=...``, or inside
-    ``openai_metadata={...}``) is masked, at any depth."""
-    if all(isinstance(v, int | float | type(None)) for v in params.values()):
-        return params  # the common case: numbers only, nothing to mask
-    return {k: _masked(v) for k, v in params.items()}
+    ``openai_metadata={...}``) is masked at any depth, and every string made storable."""
+    if all(
+        isinstance(v, int | float | type(None)) and abs(v or 0) < 2**63 for v in params.values()
+    ):
+        return params  # the common case: small numbers only, nothing to mask
+    return {k: clean_value(v, f"params.{k}", changed) for k, v in params.items()}
 
 
-def _masked(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {_masked(k): _masked(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_masked(v) for v in value]
-    return value
+def _small_number(value: Any) -> bool:
+    return (
+        value is None
+        or isinstance(value, float)
+        or (isinstance(value, int) and -(2**63) <= value < 2**63)
+    )
+
+
+def _clean_outcome(outcome: Outcome, changed: list[str]) -> Outcome:
+    """The server's words in an outcome (finish reason, error message), redacted and storable."""
+    if not (outcome.finish_reason or outcome.error_message or outcome.fallback_reason):
+        return outcome
+    return dataclasses.replace(
+        outcome,
+        finish_reason=clean_text(outcome.finish_reason, "outcome_finish_reason", changed),
+        error_message=clean_text(outcome.error_message, "outcome_error_message", changed),
+        fallback_reason=clean_text(outcome.fallback_reason, "outcome_fallback_reason", changed),
+    )
 
 
 class ModelLike(Protocol):

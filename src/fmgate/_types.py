@@ -32,12 +32,26 @@ def shown(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def check_text(text: str, what: str) -> str:
+    """``text``, refused if it holds a lone surrogate: no model and no UTF-8 wire can carry it."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequestError(
+            f"{what} holds a lone surrogate ({text[exc.start]!r} at position {exc.start}), which "
+            "cannot be sent as UTF-8: decode the text with errors='replace' first."
+        ) from None
+    return text
+
+
 def normalize_messages(prompt: Prompt, system: str | None = None) -> tuple[Message, ...]:
     """Turn a prompt into messages, ``system`` first; refuse shapes a provider would reject."""
     if isinstance(prompt, str):
         if not prompt.strip():
             raise InvalidRequestError("The prompt is empty: pass some text or a list of messages.")
-        messages = [Message("user", prompt)]
+        messages = [Message("user", check_text(prompt, "The prompt"))]
     elif isinstance(prompt, Sequence) and not isinstance(prompt, bytes | bytearray):
         messages = [_message(i, m) for i, m in enumerate(prompt)]
         if not messages:
@@ -50,7 +64,7 @@ def normalize_messages(prompt: Prompt, system: str | None = None) -> tuple[Messa
     if system is not None:
         if not isinstance(system, str):
             raise InvalidRequestError(f"system must be a str, not {type(system).__name__}.")
-        messages.insert(0, Message("system", system))
+        messages.insert(0, Message("system", check_text(system, "The system prompt")))
     if all(m.role == "system" for m in messages):
         raise InvalidRequestError("The messages hold only a system prompt: add a user message.")
     if not any(m.content.strip() for m in messages if m.role != "system"):
@@ -81,7 +95,7 @@ def _message(index: int, raw: object) -> Message:
         raise InvalidRequestError(
             f"Message {index} content must be a str, not {type(content).__name__}."
         )
-    return Message(cast(Role, role), content)
+    return Message(cast(Role, role), check_text(content, f"Message {index} content"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +192,7 @@ def _check_param(key: str, value: Any) -> Any:
             or not all(isinstance(s, str) and s for s in stops)
         ):
             raise InvalidRequestError("stop must be a non-empty str or a list of non-empty str.")
-        return tuple(stops)
+        return tuple(check_text(s, "A stop string") for s in stops)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidRequestError(f"{key} must be a number, not {shown(value)}.")
     # Comparisons are False for nan, so nan is refused as well.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import genai_prices
@@ -585,6 +586,44 @@ def test_key_never_reaches_messages_or_records(
     assert KEY not in json.dumps(memory.records[-1].to_dict())
     assert KEY not in repr(m) and KEY not in repr(m.backend)
     assert "Incorrect API key provided" in str(info.value)
+
+
+def test_a_key_echoed_in_success_fields_is_not_recorded(
+    httpx2_mock: respx.Router, memory: fmgate.MemorySink, tmp_path: Path
+) -> None:
+    store = fmgate.SqliteStore(tmp_path / "own" / "s.db")
+    body = wire.chat_completion(model=f"gpt-4o-mini {KEY}", finish_reason=f"stop {KEY}")
+    _json(httpx2_mock.post(CHAT_URL), body)
+    record = fmgate.load("openai:gpt-4o-mini", sinks=[store]).generate("x").record
+    assert record.model_id == "gpt-4o-mini ***" and record.outcome.finish_reason == "stop ***"
+    store.close()
+    for path in (tmp_path / "own").iterdir():  # the database, and its WAL where one is left
+        assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_a_lone_surrogate_from_the_server_is_stored_replaced_and_flagged(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    store = fmgate.SqliteStore(tmp_path / "s.db")
+    body = json.dumps(wire.chat_completion(model="gpt-\ud800x"))  # ASCII: "\\ud800" on the wire
+    headers = {"content-type": "application/json"}
+    httpx2_mock.post(CHAT_URL).mock(return_value=httpx.Response(200, content=body, headers=headers))
+    record = fmgate.load("openai:gpt-4o-mini", sinks=[store]).generate("x").record
+    assert record.model_id == "gpt-\ufffdx"
+    assert record.tags["fmgate.sanitized"] == "model_id"
+    assert [r.model_id for r in store.records()] == ["gpt-\ufffdx"]
+
+
+@pytest.mark.parametrize("count", [-5, 2**62, 2**64])
+def test_an_impossible_token_count_is_unknown_and_never_priced(
+    httpx2_mock: respx.Router, count: int
+) -> None:
+    usage = {"prompt_tokens": count, "completion_tokens": 3, "total_tokens": count + 3}
+    _json(httpx2_mock.post(CHAT_URL), wire.chat_completion(usage_=usage))
+    record = fmgate.load("openai:gpt-4o-mini").generate("x").record
+    assert record.usage.input_tokens is None and record.usage.output_tokens == 3
+    assert record.cost.amount is None and record.cost.basis == "unknown"
+    assert record.tags["fmgate.sanitized"] == "usage_input_tokens"
 
 
 # -- embeddings ------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._clean import SANITIZED_TAG, storable
 from .._errors import ConfigurationError
 from .._record import _GROUPS, CallRecord, Score
 from .migrations import migrate
@@ -159,6 +160,7 @@ class SqliteStore:
         self._lock = threading.Lock()
         self._closed = False
         self._warned_closed = False
+        self._failures = 0  # batches lost to the file (a full disk): one traceback, then counts
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r})"
@@ -170,6 +172,7 @@ class SqliteStore:
         self._getter: Callable[[CallRecord], tuple[Any, ...]] = operator.attrgetter(*paths.values())
         json_keys = ("started_at", "cost_amount", "params", "tags")
         self._at = {k: keys.index(k) for k in json_keys if k in paths}
+        self._keys = keys
         names = ", ".join(keys)
         marks = ", ".join("?" * len(keys))
         self._insert = f"INSERT OR IGNORE INTO records ({names}) VALUES ({marks})"
@@ -317,7 +320,7 @@ class SqliteStore:
                 db.execute("PRAGMA journal_size_limit=67108864")
             db.execute("BEGIN")
             try:
-                db.executemany(self._insert, rows)
+                self._insert_rows(db, rows)
                 if scores:
                     db.executemany(_INSERT_SCORE, scores)
                 db.execute("COMMIT")
@@ -326,10 +329,82 @@ class SqliteStore:
                 raise
             return db
         except Exception:
-            logger.exception("fmgate: %r failed to store %d records", self, len(rows))
+            self._lost(len(rows))
             if db is not None:
                 db.close()
             return None
+
+    def _insert_rows(self, db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        """All rows at once; if one holds a value SQLite cannot bind (a lone surrogate, an int
+        past 64 bits), row by row in the same transaction, so that it costs no other row."""
+        import sqlite3
+
+        unbindable = (
+            OverflowError,
+            UnicodeEncodeError,
+            sqlite3.InterfaceError,
+            sqlite3.ProgrammingError,
+        )
+        db.execute("SAVEPOINT batch")
+        try:
+            db.executemany(self._insert, rows)
+        except unbindable:
+            db.execute("ROLLBACK TO batch")  # undo the rows before the bad one, then one by one
+            for row in rows:
+                try:
+                    db.execute(self._insert, row)
+                except unbindable:
+                    self._insert_fixed(db, row)
+        db.execute("RELEASE batch")
+
+    def _insert_fixed(self, db: sqlite3.Connection, row: tuple[Any, ...]) -> None:
+        fixed, changed = self._storable(row)
+        try:
+            db.execute(self._insert, fixed)
+        except Exception:
+            logger.exception("fmgate: %r cannot store record %s; it is skipped", self, row[0])
+            return
+        logger.warning(
+            "fmgate: %r stored record %s with %s replaced (not storable as given)",
+            self,
+            row[0],
+            ", ".join(changed),
+        )
+
+    def _storable(self, row: tuple[Any, ...]) -> tuple[tuple[Any, ...], list[str]]:
+        """``row`` with each value SQLite cannot hold replaced, and the names of those columns
+        added to the record's ``fmgate.sanitized`` tag."""
+        values, changed = list(row), []
+        for i, value in enumerate(values):
+            if isinstance(value, str) and (fixed := storable(value)) is not value:
+                values[i] = fixed
+            elif isinstance(value, int) and not -(2**63) <= value < 2**63:
+                values[i] = None
+            elif value is not None and not isinstance(value, str | int | float | bytes):
+                values[i] = str(value)
+            else:
+                continue
+            changed.append(self._keys[i])
+        if "tags" in self._at:
+            at = self._at["tags"]
+            tags = json.loads(values[at]) if values[at] else {}
+            tags[SANITIZED_TAG] = ",".join(changed)
+            values[at] = _to_json(tags)
+        return tuple(values), changed
+
+    def _lost(self, n: int) -> None:
+        """Log a lost batch: the first with its traceback, later ones as a count."""
+        self._failures += 1
+        if self._failures == 1:
+            logger.exception("fmgate: %r failed to store %d records", self, n)
+        else:
+            logger.error(
+                "fmgate: %r failed to store %d records (failure %d; the first was logged with "
+                "its cause)",
+                self,
+                n,
+                self._failures,
+            )
 
     # -- reading --------------------------------------------------------------------------------
 
