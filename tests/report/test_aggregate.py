@@ -231,3 +231,39 @@ def test_tries_per_call_and_fallbacks_show_how_available_a_model_was() -> None:
     (s,) = summarize([rec(0, 1), rec(1, 3), rec(2, 2, "main")])
     assert s.tries_per_call == 2.0  # (1 + 3 + 2) / 3
     assert s.fallbacks == 1
+
+
+def test_calls_sent_off_the_machine_come_from_each_records_outcome_sent() -> None:
+    """A call refused before sending (offline mode, a bad parameter) sent nothing, though its
+    channel is one whose data leaves the machine; a local call never sends anything off."""
+    from fmgate import Outcome
+
+    api = build_records()[3]  # gpt-4o-mini: data_leaves_machine
+    refused = Outcome(status="error", error_type="OfflineError", sent=False)
+    rows = [
+        replace(api, id="a", outcome=Outcome(sent=True)),
+        replace(api, id="b", outcome=refused),
+        replace(api, id="c", outcome=Outcome(sent=None)),  # an older record: unknown
+    ]
+    local = [r for r in build_records() if r.alias == "qwen-local"]
+    local = [replace(r, outcome=Outcome(sent=True)) for r in local]
+    api_row, local_row = summarize([*rows, *local])
+    assert (api_row.data_leaves_machine, api_row.sent_off, api_row.sent_unknown) == (True, 1, 1)
+    assert (local_row.data_leaves_machine, local_row.sent_off, local_row.sent_unknown) == (
+        False,
+        0,
+        0,
+    )
+
+
+def test_batched_calls_say_how_many_shared_one_pass() -> None:
+    """generate_many records ``params["batch_size"]``: their latency is the batch's."""
+    local = [r for r in build_records() if r.alias == "qwen-local"]
+    sizes = (8, 8, 4, 1, 8)
+    batched = [replace(r, params={"batch_size": n}) for r, n in zip(local, sizes, strict=True)]
+    (s,) = summarize(batched)
+    assert s.batch_size == 8
+    (alone,) = summarize([replace(r, params={"batch_size": 1}) for r in local])
+    assert alone.batch_size is None
+    (api, *_) = summarize(build_records())
+    assert api.batch_size is None

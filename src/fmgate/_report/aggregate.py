@@ -62,6 +62,11 @@ class ModelSummary:
     warmup: int = 0
     tries_per_call: float | None = None  # mean outcome.attempts: retries are part of availability
     fallbacks: int = 0  # calls this model served for another that failed
+    # outcome.sent on channels whose data leaves the machine: calls that did send (sent_off),
+    # and calls that cannot say (records older than the field, or a send cut off midway).
+    sent_off: int = 0
+    sent_unknown: int = 0
+    batch_size: int | None = None  # the largest generate_many batch: latency is the batch's
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -153,7 +158,22 @@ def _summarize_group(
         warmup=len(group) - len(counted),
         tries_per_call=sum(r.outcome.attempts for r in counted) / len(counted) if counted else None,
         fallbacks=sum(1 for r in counted if r.outcome.fallback_from),
+        sent_off=sum(1 for r in counted if _leaves(r) and r.outcome.sent),
+        sent_unknown=sum(1 for r in counted if _leaves(r) and r.outcome.sent is None),
+        batch_size=_batch_size(counted),
     )
+
+
+def _leaves(record: CallRecord) -> bool:
+    return record.access.data_leaves_machine is not False
+
+
+def _batch_size(counted: list[CallRecord]) -> int | None:
+    """Calls run together in one pass (``params["batch_size"]``, set by ``generate_many``) share
+    one clock: each call's latency is its whole batch's. ``None`` when no call was batched."""
+    sizes = [r.params.get("batch_size") for r in counted]
+    batched = [n for n in sizes if isinstance(n, int) and n > 1]
+    return max(batched, default=None)
 
 
 def _present(values: Iterable[float | None]) -> list[float]:
