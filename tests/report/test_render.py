@@ -1,27 +1,21 @@
-"""Renderers: the rich table, Markdown, the HTML page and its plots, CSV and JSONL files."""
+"""Text renderers: cell formats, the rich table and Markdown."""
 
 from __future__ import annotations
 
-import base64
-import csv
 import io
-import json
+import re
 import subprocess
 import sys
+from dataclasses import replace
 from decimal import Decimal
-from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 
-import fmgate
-from fmgate._record import CallRecord
-from fmgate._report import markdown, rich_table, summarize, write_report
-from fmgate._report.html import pareto_front
-from fmgate._report.render import DASH, fmt_params, fmt_usd
+from fmgate._record import CallRecord, Cost, Outcome, Score
+from fmgate._report import markdown, rich_table, summarize
+from fmgate._report.render import DASH, TERMINAL_TABLES, fmt_ms, fmt_params, fmt_usd, notes_for
+from fmgate._tags import ROLE
 from tests.report import build_records, build_scores
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture
@@ -39,222 +33,186 @@ def test_import_fmgate_loads_neither_rich_nor_matplotlib() -> None:
 
 
 def test_cell_formats() -> None:
-    assert fmt_usd(Decimal("0.00015")) == "$0.000150"
-    assert fmt_usd(Decimal("0.3")) == "$0.300"
     assert fmt_usd(Decimal("12.5")) == "$12.50"
+    assert fmt_usd(Decimal("0.3")) == "$0.300"
+    assert fmt_usd(Decimal("0.015")) == "$0.0150"
     assert fmt_usd(Decimal(0)) == "$0.00"
     assert fmt_usd(None) == DASH == "\u2013"
+    assert fmt_ms(0.0177) == "17.7" and fmt_ms(3.0) == "3000" and fmt_ms(None) == DASH
     assert fmt_params(494_032_768) == "494M"
-    assert fmt_params(500_000_000) == "500M"
     assert fmt_params(22_713_216) == "22.7M"
     assert fmt_params(7_615_616_512) == "7.62B"
     assert fmt_params(None) == DASH
 
 
-def md_rows(text: str) -> list[list[str]]:
-    table = [line for line in text.splitlines() if line.startswith("|")]
-    return [[c.strip() for c in line.strip("|").split(" | ")] for line in table[2:]]
+def test_costs_under_a_cent_are_in_micro_dollars_never_a_string_of_zeros() -> None:
+    """The issue's cases: 2.98e-7 showed as $0.000000, 4.52e-8 as $0.0000000452."""
+    assert fmt_usd(Decimal("2.98e-7")) == "0.298 µ$"
+    assert fmt_usd(Decimal("4.52e-8")) == "0.0452 µ$"
+    assert fmt_usd(Decimal("0.00015")) == "150 µ$"
+    assert fmt_usd(Decimal("0.0000125")) == "12.5 µ$"
+    assert fmt_usd(Decimal("1e-12")) == "1.00e-6 µ$"
+    for exponent in range(-13, 3):
+        for digits in ("1", "2.98", "9.99"):
+            amount = Decimal(f"{digits}e{exponent}")
+            text = fmt_usd(amount)
+            assert not re.search(r"\.000", text), text
+            number = float(text.strip("$ µ"))
+            value = number / 1e6 if "µ$" in text else number
+            assert value == pytest.approx(float(amount), rel=5e-3), text
 
 
-def test_markdown_has_one_row_per_model(records: list[CallRecord]) -> None:
+def md_table(text: str, title: str) -> list[dict[str, str]]:
+    """The rows of the Markdown table under ``## title``, as dicts by header."""
+    section = text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    header, *rows = ([c.strip() for c in line.strip("|").split(" | ")] for line in lines)
+    return [dict(zip(header, row, strict=True)) for row in rows[1:]]
+
+
+def test_markdown_tables(records: list[CallRecord]) -> None:
     summaries = summarize(records, build_scores(records))
     text = markdown(summaries, title="My run")
     assert text.startswith("# My run\n")
-    rows = md_rows(text)
-    assert [r[0] for r in rows] == [s.label for s in summaries]
-    header = [c.strip() for c in text.splitlines()[2].strip("|").split(" | ")]
-    assert all(len(r) == len(header) for r in rows)
-    api, local, vllm, _ = (dict(zip(header, r, strict=True)) for r in rows)
-    assert api["cost / call"] == "$0.000300 list_price (5/6 priced)"
-    assert api["cost / 1k calls"] == "$0.300 list_price (5/6 priced)"
-    assert api["latency s p50 / p90 / p99"] == "3 / 4.6 / 4.96"
-    assert api["TTFT s p50 / p90 / p99"] == DASH
-    assert api["success"] == "83.3%"
-    assert api["quality"] == "0.750 (exact, n=4)"
-    assert local["cost / 1k calls"] == "$0.0125 mixed: energy_measured, hardware_time (4/5 priced)"
-    assert (local["open weights"], local["licence"], local["params"]) == (
-        "yes",
-        "apache-2.0",
-        "494M",
+    summary = md_table(text, "Summary")
+    assert [r["model"] for r in summary] == [
+        "openai:gpt-4o-mini",
+        "qwen-local",
+        "vllm:llama",
+        "anthropic:claude-haiku (judge)",
+    ]
+    api, local, vllm, _ = summary
+    assert (api["cost / call"], api["cost / 1k calls"]) == (
+        "300 µ$ (5/6 priced)",
+        "$0.300 (5/6 priced)",
     )
-    assert (local["data leaves machine"], local["offline capable"]) == ("no", "yes")
-    assert (vllm["cost / call"], vllm["cost / 1k calls"], vllm["quality"]) == (DASH, DASH, DASH)
-    assert vllm["channel"] == "self_hosted"
-    assert "- openai:gpt-4o-mini (candidate): RateLimitError \u00d7 1" in text
+    assert api["cost basis"] == "list_price"
+    assert (api["latency p50 ms"], api["TTFT p50 ms"], api["success"]) == ("3000", DASH, "83.3%")
+    assert (api["quality"], api["scored by"]) == ("0.750", "exact, n=4")
+    assert local["cost / 1k calls"] == "$0.0125 (4/5 priced)"
+    assert local["cost basis"] == "mixed: energy_measured, hardware_time"
+    assert (vllm["cost / call"], vllm["quality"]) == (DASH, DASH)
+    speed = md_table(text, "Speed (ms)")[0]
+    assert (speed["latency p50"], speed["latency p90"], speed["latency p99"]) == (
+        "3000",
+        "4600",
+        "4960",
+    )
+    access = md_table(text, "Access: how open, how reachable")
+    assert access[1]["open weights"] == "yes" and access[1]["licence"] == "apache-2.0"
+    assert (access[1]["data leaves machine"], access[1]["offline capable"]) == ("no", "yes")
+    assert access[2]["channel"] == "self_hosted"
+    assert "- openai:gpt-4o-mini: RateLimitError \u00d7 1" in text
 
 
 def test_markdown_escapes_pipes(records: list[CallRecord]) -> None:
-    from dataclasses import replace
-
     text = markdown(summarize([replace(records[0], alias="a|b")]), title="t")
-    assert "| a\\|b |" in text
+    assert "| a\\|b (judge) |" in text
 
 
-def test_rich_table_renders_every_label(records: list[CallRecord]) -> None:
+def render_terminal(
+    records: list[CallRecord], width: int, scores: list[Score] | None = None
+) -> str:
+    """What a console of ``width`` columns writing to a file (a pipe, a CI log) shows."""
     from rich.console import Console
 
+    out = io.StringIO()
+    console = Console(width=width, file=out, color_system=None)
+    console.print(rich_table(summarize(records, scores or []), title="run"))
+    return out.getvalue()
+
+
+def test_one_unit_of_time_in_the_terminal_markdown_and_html(
+    records: list[CallRecord], tmp_path: object
+) -> None:
+    """gpt-4o-mini's p50 of 3 s reads 3000 (ms) everywhere; no table speaks in seconds."""
+    from fmgate._report.html import render_html
+
     summaries = summarize(records)
-    console = Console(record=True, width=200)
-    console.print(rich_table(summaries))
-    text = console.export_text()
-    for s in summaries:
-        assert s.label in text
-    assert "anthropic:claude-haiku (judge)" in text
-    assert "list_price" in text and DASH in text
-
-
-def test_pareto_front_keeps_points_nothing_beats() -> None:
-    points = [(1.0, 5.0), (2.0, 3.0), (3.0, 4.0), (4.0, 1.0), (2.0, 6.0)]
-    assert pareto_front(points) == [(1.0, 5.0), (2.0, 3.0), (4.0, 1.0)]
-
-
-def test_write_report_writes_every_file(tmp_path: Path, records: list[CallRecord]) -> None:
-    paths = write_report(tmp_path / "out", records, build_scores(records), title="Run <1>")
-    assert set(paths) == {"html", "md", "csv", "records_csv", "jsonl"}
-    names = {p.name for p in paths.values()}
-    assert names == {"report.html", "report.md", "summary.csv", "records.csv", "records.jsonl"}
-    assert all(p.parent == tmp_path / "out" and p.stat().st_size > 0 for p in paths.values())
-    with paths["csv"].open(newline="") as f:
-        summary = list(csv.DictReader(f))
-    assert [row["label"] for row in summary] == [s.label for s in summarize(records)]
-    assert summary[2]["cost_per_call"] == ""  # unknown: empty, not 0
-    assert summary[0]["cost_per_1k_calls"] == "0.3000"
-
-
-def test_notes_head_the_html_and_markdown_pages(tmp_path: Path, records: list[CallRecord]) -> None:
-    notes = ["tiny: random <weights>", "stub: canned replies"]
-    paths = write_report(tmp_path, records, formats=("html", "md"), notes=notes)
-    md = paths["md"].read_text()
-    assert md.index("- stub: canned replies") < md.index("| model |")
-    assert "<li>tiny: random &lt;weights&gt;</li>" in paths["html"].read_text()
-
-
-def test_write_report_only_the_formats_asked(tmp_path: Path, records: list[CallRecord]) -> None:
-    paths = write_report(tmp_path, records, formats=("md",))
-    assert list(paths) == ["md"] and [p.name for p in tmp_path.iterdir()] == ["report.md"]
-    with pytest.raises(fmgate.ConfigurationError, match="pdf"):
-        write_report(tmp_path, records, formats=("pdf",))
-
-
-def test_records_jsonl_round_trips(tmp_path: Path, records: list[CallRecord]) -> None:
-    scores = build_scores(records)
-    paths = write_report(tmp_path, records, scores, formats=("jsonl",))
-    lines = [json.loads(line) for line in paths["jsonl"].read_text().splitlines()]
-    assert [CallRecord.from_dict(row) for row in lines] == records
-    assert lines[3]["score_exact"] == 1.0 and lines[3]["score_contains"] == 0.0
-    assert lines[2]["score_exact"] == 0.0  # the warm-up is in the raw records, with its score
-    assert lines[0]["score_exact"] is None
-
-
-def test_records_csv_has_tags_as_json_and_score_columns(
-    tmp_path: Path, records: list[CallRecord]
-) -> None:
-    scores = build_scores(records)
-    paths = write_report(tmp_path, records, scores, formats=("csv",))
-    with paths["records_csv"].open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) == len(records)
-    assert json.loads(rows[2]["tags"]) == records[2].tags
-    assert rows[3]["score_exact"] == "1.0" and rows[3]["cost_amount"] == "0.0001"
-    assert rows[0]["latency_ttft_s"] == ""  # None is an empty cell
-
-
-class _Page(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.images: list[str] = []
-        self.links: list[str] = []
-        self.tags: set[str] = set()
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.add(tag)
-        for name, value in attrs:
-            if name in ("src", "href"):
-                (self.images if tag == "img" else self.links).append(value or "")
-
-
-def test_html_is_self_contained_with_valid_pngs(tmp_path: Path, records: list[CallRecord]) -> None:
-    import matplotlib.image
-
-    paths = write_report(tmp_path, records, build_scores(records), formats=("html",))
-    page = _Page()
-    page.feed(paths["html"].read_text(encoding="utf-8"))
-    assert page.links == [] and "script" not in page.tags and "link" not in page.tags
-    assert len(page.images) == 3  # cost vs latency, latency spread, quality vs cost
-    for uri in page.images:
-        assert uri.startswith("data:image/png;base64,")
-        data = base64.b64decode(uri.split(",", 1)[1], validate=True)
-        assert data.startswith(PNG_SIGNATURE)
-        assert matplotlib.image.imread(io.BytesIO(data), format="png").ndim == 3
-
-
-def test_html_content(tmp_path: Path, records: list[CallRecord]) -> None:
-    paths = write_report(tmp_path, records, formats=("html",), title="Run <1> & co")
-    html = paths["html"].read_text(encoding="utf-8")
-    assert "<title>Run &lt;1&gt; &amp; co</title>" in html
-    assert "Not plotted: unknown cost: vllm:llama." in html
-    assert "http://" not in html and "https://" not in html
-    for s in summarize(records):
-        assert f"<td>{s.label}</td>" in html.replace(' class="model"', "")
-    assert "RateLimitError \u00d7 1" in html and "How to read this" in html
-    assert "2025-03-01 12:00:00 UTC to 2025-03-01 12:00:15 UTC" in html
-    assert f"fmgate {fmgate.__version__}" in html
-
-
-def test_html_plots_wide_cost_ranges_on_log_axes(tmp_path: Path) -> None:
-    from dataclasses import replace
-
-    base = build_records()[3]  # an ok gpt-4o-mini call
-    wide = [  # $0.001 to $10 per 1k calls, 10,000x; each cheaper one slower: all on the front
-        replace(base, id=str(i), model_id=f"m{i}", cost=replace(base.cost, amount=Decimal(c)))
-        for i, c in enumerate(("0.000001", "0.00001", "0.001", "0.01"))
+    texts = [
+        render_terminal(records, 200),
+        markdown(summaries, title="t"),
+        render_html(summaries, records, title="t"),
     ]
-    wide = [replace(r, latency=replace(r.latency, total_s=4.0 - i)) for i, r in enumerate(wide)]
-    failed = replace(base, id="f", model_id="down", outcome=replace(base.outcome, status="error"))
-    page = _Page()
-    html = write_report(tmp_path, [*wide, failed], formats=("html",))["html"].read_text()
-    page.feed(html)
-    assert len(page.images) == 2
-    assert "Not plotted: no successful call: openai:down." in html
+    for text in texts:
+        assert "p50 ms" in text and "3000" in text
+        assert not re.search(r"\b(latency|load|TTFT) s\b", text)
 
 
-def test_log_scale_only_past_a_hundredfold_range() -> None:
-    from fmgate._report.html import _log_if_wide, _new_figure
-
-    _, ax = _new_figure(4, 3)
-    _log_if_wide(ax, "x", [0.5, 50.0])  # 100x: still linear
-    _log_if_wide(ax, "y", [0.0, 1000.0])  # a zero cannot go on a log axis
-    assert (ax.get_xscale(), ax.get_yscale()) == ("linear", "linear")
-    _log_if_wide(ax, "x", [0.5, 50.1])
-    assert ax.get_xscale() == "log"
-
-
-def test_html_without_scores_has_no_quality_plot(tmp_path: Path, records: list[CallRecord]) -> None:
-    page = _Page()
-    page.feed(write_report(tmp_path, records, formats=("html",))["html"].read_text())
-    assert len(page.images) == 2
+def long_named_records() -> list[CallRecord]:
+    """Long names, a quality of 1/12: what rich squeezed to ``tiny-...``, ``qualit`` and ``0.0``."""
+    base = build_records()[3]
+    return [
+        replace(base, id=str(i), alias=name, outcome=Outcome(sent=True))
+        for i, name in enumerate(
+            ("tiny-chat-random-with-a-long-name", "anthropic:claude-3-5-haiku")
+        )
+    ]
 
 
-def test_html_escapes_model_labels(tmp_path: Path, records: list[CallRecord]) -> None:
-    from dataclasses import replace
+def test_rich_table_at_80_columns_keeps_every_value_whole() -> None:
+    """A pipe or a CI log gets 80 columns: no cell may be cut, ellipsized or split mid-word."""
+    records = long_named_records()
+    scores = [Score(records[0].id, "contains", 1 / 12, records[0].started_at)]
+    summaries = summarize(records, scores)
+    text = render_terminal(records, 80, scores)
+    words = {word.rstrip(":") for word in text.split()}  # a narrow table: "header: value" lines
+    assert "\u2026" not in text
+    for spec in TERMINAL_TABLES:
+        for column in spec.columns:
+            assert set(column.header.split()) <= words, column.header
+            for s in summaries:
+                assert set(column.cell(s).split()) <= words, (column.header, column.cell(s))
+    assert "0.0833" in words and "tiny-chat-random-with-a-long-name" in words
 
-    evil = [replace(r, alias="<script>x</script>") for r in records[3:5]]
-    html = write_report(tmp_path, evil, formats=("html",))["html"].read_text()
-    assert "<script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
+
+def test_a_console_too_narrow_for_a_table_gets_one_line_per_value() -> None:
+    text = render_terminal(long_named_records(), 40)
+    assert "\u2026" not in text
+    assert "tiny-chat-random-with-a-long-name" in text.split()
+    assert "  p50 ms: 1000" in text and "  per 1k calls: $0.100" in text
 
 
-def test_empty_report(tmp_path: Path) -> None:
-    paths = write_report(tmp_path, [])
-    assert "no records" in paths["html"].read_text()
-    assert md_rows(paths["md"].read_text()) == []
+def test_rows_that_are_not_candidates_are_explained(records: list[CallRecord]) -> None:
+    """The ``(index)`` row: the call that embeds every expected answer for retrieval@1."""
+    index = replace(
+        records[3], id="i", alias="minilm", operation="embeddings", tags={ROLE: "index"}
+    )
+    notes = " ".join(notes_for(summarize([*records, index])))
+    assert "minilm (index): the call that embedded every expected answer" in notes
+    assert "anthropic:claude-haiku (judge): the judge model" in notes
+    assert "minilm (index): the call" in " ".join(render_terminal([*records, index], 200).split())
 
 
-def test_html_needs_matplotlib(
-    tmp_path: Path, records: list[CallRecord], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setitem(sys.modules, "matplotlib", None)
-    with pytest.raises(fmgate.MissingExtraError, match=r"pip install 'fmgate\[report\]'") as info:
-        write_report(tmp_path / "out", records)
-    assert info.value.extra == "report"
-    assert not (tmp_path / "out").exists()  # refused before writing anything
-    assert write_report(tmp_path / "md", records, formats=("md",))["md"].exists()
+def test_batched_latency_is_said_to_be_the_batchs(records: list[CallRecord]) -> None:
+    batched = [
+        replace(r, params={"batch_size": 8}) if r.alias == "qwen-local" else r for r in records
+    ]
+    text = " ".join(render_terminal(batched, 120).split())
+    assert "qwen-local ran its calls in batches of up to 8" in text
+    assert "latency is its whole batch's time" in markdown(summarize(batched), title="t")
+    assert "batches" not in " ".join(notes_for(summarize(records)))
+
+
+def test_a_model_whose_calls_all_failed_says_so(records: list[CallRecord]) -> None:
+    failed = Outcome(status="error", error_type="APIConnectionError")
+    down = replace(records[3], id="d", model_id="down", outcome=failed, cost=Cost())
+    summaries = summarize([*records, down])
+    text = markdown(summaries, title="t")
+    row = md_table(text, "Summary")[3]
+    assert (row["model"], row["cost / call"], row["success"]) == (
+        "openai:down",
+        "all calls failed",
+        "0.0%",
+    )
+    assert "openai:down: all calls failed" in text
+
+
+def test_calls_that_sent_nothing_do_not_count_as_data_leaving(records: list[CallRecord]) -> None:
+    """Offline mode refused every call before sending: the channel leaves, the data did not."""
+    refused = Outcome(status="error", error_type="OfflineError", sent=False)
+    api = [replace(r, outcome=refused) for r in records if r.model_id == "gpt-4o-mini"]
+    text = markdown(summarize(api), title="t")
+    row = md_table(text, "Access: how open, how reachable")[0]
+    assert (row["data leaves machine"], row["calls that sent data off"]) == ("yes", "0/6")
+    assert re.search(r"openai:gpt-4o-mini +api +no +– +– +0/6", render_terminal(api, 200))

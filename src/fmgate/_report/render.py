@@ -1,63 +1,77 @@
-"""The report as text: cell formats, a rich table, Markdown, CSV and JSONL, and ``write_report``.
+"""The report as text: cell formats, the tables every renderer shares, a rich table and Markdown.
 
-Markdown and HTML take their columns from :data:`COLUMNS`, the terminal a narrower selection
-(:data:`TERMINAL_COLUMNS`) of the same cells, so every table says the same thing. A value fmgate
-could not compute renders as an en dash, never as 0.
+The Markdown and HTML pages show the same three tables (:data:`TABLES`: summary, speed, access);
+the terminal a narrower selection of the same cells (:data:`TERMINAL_TABLES`), so every table
+says the same thing in the same units: times in milliseconds, costs in dollars, or in µ$
+(millionths of a dollar) under a cent. A value fmgate could not compute renders as an en dash,
+never as 0.
 """
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import json
-import os
-from collections.abc import Callable, Collection, Iterable, Sequence
+import math
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from .._errors import ConfigurationError
-from .._record import CallRecord, Score
-from .aggregate import ModelSummary, summarize
+from .aggregate import ModelSummary
 
 if TYPE_CHECKING:
-    from rich.console import Group
+    from rich.console import Console, ConsoleOptions, Group, RenderResult
     from rich.table import Table
+    from rich.text import Text
 
-__all__ = ["COLUMNS", "DASH", "FORMATS", "markdown", "rich_table", "write_report"]
+__all__ = [
+    "DASH",
+    "TABLES",
+    "TERMINAL_TABLES",
+    "fmt_ms",
+    "fmt_usd",
+    "markdown",
+    "notes_for",
+    "rich_table",
+]
 
 DASH = "\u2013"
-FORMATS = ("html", "md", "csv", "jsonl")
+MICRO = Decimal("0.000001")
+UNITS_TEXT = (
+    "Times are in milliseconds (ms). Costs are in US dollars; amounts under a cent are in µ$, "
+    "millionths of a dollar (150 µ$ = $0.000150; 0.298 µ$ per call is $0.298 per million calls)."
+)
 
 
 def fmt_number(value: float | None) -> str:
-    """Three significant digits, without exponent notation for the sizes a report meets."""
+    """Three significant digits (all digits from 100 up), never in exponent notation."""
     if value is None:
         return DASH
-    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    if value == 0 or abs(value) >= 100:
+        return f"{value:.0f}"
+    places = max(0, 2 - math.floor(math.log10(abs(value))))
+    text = f"{value:.{places}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def fmt_ms(seconds: float | None) -> str:
+    """A duration in milliseconds, three significant digits: every table's unit of time."""
+    return fmt_number(None if seconds is None else seconds * 1000)
 
 
 def fmt_usd(amount: Decimal | None) -> str:
-    """``$0.000150``: three significant digits, at least cents."""
+    """``$12.50``, ``$0.300``, ``$0.0150``; under a cent in µ$: ``150 µ$``, ``0.298 µ$``.
+
+    Three significant digits (at least cents in dollars), never a string of zeros: a millionth of
+    a dollar is the unit that keeps a local model's cost per call readable.
+    """
     if amount is None:
         return DASH
-    places = 2 if amount == 0 else max(2, 2 - amount.adjusted())
-    return f"${amount:.{places}f}"
-
-
-def fmt_cost(amount: Decimal | None, s: ModelSummary) -> str:
-    if amount is None:
-        return DASH
-    partly = f" ({s.cost_known_calls}/{s.calls} priced)" if s.cost_known_calls < s.calls else ""
-    return f"{fmt_usd(amount)} {s.cost_basis}{partly}"
-
-
-def fmt_tries(s: ModelSummary) -> str:
-    """Mean tries per call (1.00 without retries), and the calls served as a fallback."""
-    if s.tries_per_call is None:
-        return DASH
-    served = f" ({s.fallbacks} as fallback)" if s.fallbacks else ""
-    return f"{s.tries_per_call:.2f}{served}"
+    if amount == 0:
+        return "$0.00"
+    if abs(amount) >= Decimal("0.01"):
+        return f"${amount:.{max(2, 2 - amount.adjusted())}f}"
+    micro = amount / MICRO
+    if micro.adjusted() < -3:  # under a billionth of a dollar: zeros would crowd the digits
+        return f"{micro:.2e} µ$"
+    return f"{micro:.{max(0, 2 - micro.adjusted())}f} µ$"
 
 
 def fmt_rate(value: float | None) -> str:
@@ -78,140 +92,263 @@ def fmt_params(n: int | None) -> str:
     return str(n)
 
 
-def fmt_triple(a: float | None, b: float | None, c: float | None) -> str:
-    if a is None and b is None and c is None:
+def fmt_tries(s: ModelSummary) -> str:
+    """Mean tries per call (1.00 without retries), and the calls served as a fallback."""
+    if s.tries_per_call is None:
         return DASH
-    return " / ".join(fmt_number(v) for v in (a, b, c))
+    served = f" ({s.fallbacks} as fallback)" if s.fallbacks else ""
+    return f"{s.tries_per_call:.2f}{served}"
+
+
+def all_failed(s: ModelSummary) -> bool:
+    return s.calls > 0 and s.ok == 0
+
+
+def fmt_cost(amount: Decimal | None, s: ModelSummary) -> str:
+    """The amount, ``(n/m priced)`` when some calls could not be priced; a model whose calls
+    all failed says so rather than leave its cost unexplained."""
+    if amount is None:
+        return "all calls failed" if all_failed(s) else DASH
+    partly = f" ({s.cost_known_calls}/{s.calls} priced)" if s.cost_known_calls < s.calls else ""
+    return fmt_usd(amount) + partly
 
 
 def fmt_quality(s: ModelSummary) -> str:
+    """Three decimals (a mean score lies in [0, 1]), three significant digits under 0.1."""
     if s.quality is None:
         return DASH
-    return f"{s.quality:.3f} ({s.quality_scorer}, n={s.scored})"
+    return f"{s.quality:.3f}" if s.quality == 0 or abs(s.quality) >= 0.1 else f"{s.quality:.3g}"
+
+
+def fmt_scored(s: ModelSummary) -> str:
+    return DASH if s.quality_scorer is None else f"{s.quality_scorer}, n={s.scored}"
+
+
+def fmt_sent(s: ModelSummary) -> str:
+    """How many calls sent the prompt off this machine, from each record's ``outcome.sent``: a
+    call refused before sending (offline mode, a bad parameter) sent nothing."""
+    if s.data_leaves_machine is None:
+        return DASH
+    if s.data_leaves_machine is False:
+        return f"0/{s.calls}"
+    unknown = f" ({s.sent_unknown} unknown)" if s.sent_unknown else ""
+    return f"{s.sent_off}/{s.calls}{unknown}"
+
+
+def model_cell(s: ModelSummary) -> str:
+    return s.label if s.role == "candidate" else f"{s.label} ({s.role})"
 
 
 class Column(NamedTuple):
     header: str
-    group: str  # "model", "speed", "cost", "quality", "access": the HTML header row above
     cell: Callable[[ModelSummary], str]
     numeric: bool = False
+    hint: Callable[[ModelSummary], str] | None = None  # the HTML cell's title (shown on hover)
 
 
-COLUMNS: tuple[Column, ...] = (
-    Column("model", "model", lambda s: s.label),
-    Column("role", "model", lambda s: s.role),
-    Column("calls", "model", lambda s: str(s.calls), True),
-    Column("success", "model", lambda s: fmt_rate(s.success_rate), True),
-    Column("tries / call", "model", lambda s: fmt_tries(s), True),
-    Column(
-        "latency s p50 / p90 / p99",
-        "speed",
-        lambda s: fmt_triple(s.latency_p50_s, s.latency_p90_s, s.latency_p99_s),
-        True,
+class TableSpec(NamedTuple):
+    title: str
+    columns: tuple[Column, ...]
+    caption: str = ""
+
+
+def _percentiles(p50: float | None, p90: float | None, p99: float | None) -> str:
+    return f"p50 {fmt_ms(p50)} ms, p90 {fmt_ms(p90)} ms, p99 {fmt_ms(p99)} ms"
+
+
+MODEL = Column("model", model_cell)
+CALLS = Column("calls", lambda s: str(s.calls), True)
+SUMMARY = TableSpec(
+    "Summary",
+    (
+        MODEL,
+        CALLS,
+        Column("success", lambda s: fmt_rate(s.success_rate), True),
+        Column("tries / call", fmt_tries, True),
+        Column(
+            "latency p50 ms",
+            lambda s: fmt_ms(s.latency_p50_s),
+            True,
+            lambda s: _percentiles(s.latency_p50_s, s.latency_p90_s, s.latency_p99_s),
+        ),
+        Column(
+            "TTFT p50 ms",
+            lambda s: fmt_ms(s.ttft_p50_s),
+            True,
+            lambda s: _percentiles(s.ttft_p50_s, s.ttft_p90_s, s.ttft_p99_s),
+        ),
+        Column("output tok/s", lambda s: fmt_number(s.output_tokens_per_s), True),
+        Column("cost / call", lambda s: fmt_cost(s.cost_per_call, s), True),
+        Column("cost / 1k calls", lambda s: fmt_cost(s.cost_per_1k_calls, s), True),
+        Column("cost basis", lambda s: s.cost_basis),
+        Column("quality", fmt_quality, True),
+        Column("scored by", fmt_scored),
     ),
-    Column(
-        "TTFT s p50 / p90 / p99",
-        "speed",
-        lambda s: fmt_triple(s.ttft_p50_s, s.ttft_p90_s, s.ttft_p99_s),
-        True,
+)
+SPEED = TableSpec(
+    "Speed (ms)",
+    (
+        MODEL,
+        Column("latency p50", lambda s: fmt_ms(s.latency_p50_s), True),
+        Column("latency p90", lambda s: fmt_ms(s.latency_p90_s), True),
+        Column("latency p99", lambda s: fmt_ms(s.latency_p99_s), True),
+        Column("TTFT p50", lambda s: fmt_ms(s.ttft_p50_s), True),
+        Column("TTFT p90", lambda s: fmt_ms(s.ttft_p90_s), True),
+        Column("TTFT p99", lambda s: fmt_ms(s.ttft_p99_s), True),
+        Column("decode tok/s", lambda s: fmt_number(s.decode_tokens_per_s), True),
+        Column("output tok/s", lambda s: fmt_number(s.output_tokens_per_s), True),
+        Column("load ms", lambda s: fmt_ms(s.load_s), True),
     ),
-    Column("decode tok/s", "speed", lambda s: fmt_number(s.decode_tokens_per_s), True),
-    Column("output tok/s", "speed", lambda s: fmt_number(s.output_tokens_per_s), True),
-    Column("load s", "speed", lambda s: fmt_number(s.load_s), True),
-    Column("cost / call", "cost", lambda s: fmt_cost(s.cost_per_call, s), True),
-    Column("cost / 1k calls", "cost", lambda s: fmt_cost(s.cost_per_1k_calls, s), True),
-    Column("quality", "quality", fmt_quality, True),
-    Column("channel", "access", lambda s: s.distribution),
-    Column("open weights", "access", lambda s: fmt_bool(s.open_weights)),
-    Column("licence", "access", lambda s: s.license or DASH),
-    Column("params", "access", lambda s: fmt_params(s.parameters), True),
-    Column("data leaves machine", "access", lambda s: fmt_bool(s.data_leaves_machine)),
-    Column("offline capable", "access", lambda s: fmt_bool(s.offline_capable)),
-    Column("API key", "access", lambda s: fmt_bool(s.requires_api_key)),
+    "Percentiles over successful calls. Load is the cold start, kept out of every latency.",
 )
-
-
-# The terminal gets three narrow tables, each within 80 columns for labels of ~20 characters:
-# what each model did, what it cost, how open and reachable it is. Short headers; the caption
-# spells them out.
-def _model_cell(s: ModelSummary) -> str:
-    return s.label if s.role == "candidate" else f"{s.label} ({s.role})"
-
-
-def _priced(s: ModelSummary) -> str:
-    return f"{s.cost_known_calls}/{s.calls}"
-
-
-TERMINAL_COLUMNS: tuple[Column, ...] = (
-    Column("model", "model", _model_cell),
-    *(c for c in COLUMNS if c.header == "calls"),
-    Column(
-        "ok", "model", lambda s: DASH if s.success_rate is None else f"{s.success_rate:.0%}", True
+ACCESS = TableSpec(
+    "Access: how open, how reachable",
+    (
+        MODEL,
+        Column("channel", lambda s: s.distribution),
+        Column("open weights", lambda s: fmt_bool(s.open_weights)),
+        Column("licence", lambda s: s.license or DASH),
+        Column("params", lambda s: fmt_params(s.parameters), True),
+        Column("data leaves machine", lambda s: fmt_bool(s.data_leaves_machine)),
+        Column("calls that sent data off", fmt_sent, True),
+        Column("offline capable", lambda s: fmt_bool(s.offline_capable)),
+        Column("API key", lambda s: fmt_bool(s.requires_api_key)),
     ),
-    Column("p50 ms", "speed", lambda s: fmt_ms(s.latency_p50_s), True),
-    Column("p90 ms", "speed", lambda s: fmt_ms(s.latency_p90_s), True),
-    Column("p99 ms", "speed", lambda s: fmt_ms(s.latency_p99_s), True),
-    Column("TTFT ms", "speed", lambda s: fmt_ms(s.ttft_p50_s), True),
-    Column("tok/s", "speed", lambda s: fmt_number(s.output_tokens_per_s), True),
-    Column("quality", "quality", lambda s: DASH if s.quality is None else f"{s.quality:.2f}", True),
+    "From each model's newest record. Data leaves machine is the channel's property; calls that "
+    "sent data off counts the calls that did send the prompt off this machine (a call refused "
+    "before sending, in offline mode or on a bad parameter, sent nothing).",
+)
+TABLES: tuple[TableSpec, ...] = (SUMMARY, SPEED, ACCESS)
+
+# The terminal: three narrow tables (what each model did, what it cost, how open it is), short
+# headers that the captions spell out.
+TERMINAL_TABLES: tuple[TableSpec, ...] = (
+    TableSpec(
+        "",
+        (
+            MODEL,
+            CALLS,
+            Column(
+                "ok", lambda s: DASH if s.success_rate is None else f"{s.success_rate:.0%}", True
+            ),
+            Column("p50 ms", lambda s: fmt_ms(s.latency_p50_s), True),
+            Column("p90 ms", lambda s: fmt_ms(s.latency_p90_s), True),
+            Column("p99 ms", lambda s: fmt_ms(s.latency_p99_s), True),
+            Column("TTFT ms", lambda s: fmt_ms(s.ttft_p50_s), True),
+            Column("tok/s", lambda s: fmt_number(s.output_tokens_per_s), True),
+            Column("quality", fmt_quality, True),
+        ),
+        "Warm-up calls left out. ok: success rate; p50/p90/p99: latency of ok calls; TTFT: "
+        "median time to first token; tok/s: output tokens per second, end to end.",
+    ),
+    TableSpec(
+        "Cost (USD; µ$ = a millionth of a dollar)",
+        (
+            MODEL,
+            Column("per call", lambda s: fmt_cost(s.cost_per_call, s), True),
+            Column("per 1k calls", lambda s: fmt_cost(s.cost_per_1k_calls, s), True),
+            Column("priced", lambda s: f"{s.cost_known_calls}/{s.calls}", True),
+            Column("basis", lambda s: s.cost_basis),
+        ),
+    ),
+    TableSpec(
+        "Access",
+        (
+            MODEL,
+            Column("channel", lambda s: s.distribution),
+            Column("open", lambda s: fmt_bool(s.open_weights)),
+            Column("licence", lambda s: s.license or DASH),
+            Column("params", lambda s: fmt_params(s.parameters), True),
+            Column("leaves", lambda s: "no" if s.data_leaves_machine is False else fmt_sent(s)),
+            Column("offline", lambda s: fmt_bool(s.offline_capable)),
+            Column("key", lambda s: fmt_bool(s.requires_api_key)),
+        ),
+        "open: open weights; leaves: how many calls sent the prompt off this machine (no: the "
+        "channel keeps it here); offline: works with no network; key: needs an API key.",
+    ),
 )
 
 
-def fmt_ms(seconds: float | None) -> str:
-    return fmt_number(None if seconds is None else seconds * 1000)
-
-
-COST_COLUMNS: tuple[Column, ...] = (
-    Column("model", "model", _model_cell),
-    Column("per call", "cost", lambda s: fmt_usd(s.cost_per_call), True),
-    Column("per 1k calls", "cost", lambda s: fmt_usd(s.cost_per_1k_calls), True),
-    Column("priced", "cost", _priced, True),
-    Column("basis", "cost", lambda s: s.cost_basis),
-)
-ACCESS_COLUMNS: tuple[Column, ...] = (
-    Column("model", "model", _model_cell),
-    Column("channel", "access", lambda s: s.distribution),
-    Column("open", "access", lambda s: fmt_bool(s.open_weights)),
-    Column("licence", "access", lambda s: s.license or DASH),
-    Column("params", "access", lambda s: fmt_params(s.parameters), True),
-    Column("leaves", "access", lambda s: fmt_bool(s.data_leaves_machine)),
-    Column("offline", "access", lambda s: fmt_bool(s.offline_capable)),
-    Column("key", "access", lambda s: fmt_bool(s.requires_api_key)),
-)
-TERMINAL_CAPTION = (
-    "Warm-up calls left out. ok: success rate; p50/p90/p99: latency of ok calls; TTFT: median "
-    "time to first token; tok/s: output tokens per second, end to end."
-)
-ACCESS_CAPTION = (
-    "open: open weights; leaves: the prompt leaves this machine; offline: works with no "
-    "network; key: needs an API key."
-)
+def notes_for(summaries: Sequence[ModelSummary]) -> list[str]:
+    """What a reader needs to know about these rows: roles other than candidate, batched
+    latency, models whose calls all failed, the scorers."""
+    notes = []
+    for s in summaries:
+        if s.role == "index":
+            notes.append(
+                f"{model_cell(s)}: the call that embedded every expected answer once, to build "
+                f"the retrieval index that grades {s.label}; counted apart from its candidate row."
+            )
+        elif s.role == "judge":
+            notes.append(f"{model_cell(s)}: the judge model that graded the answers.")
+        if s.batch_size:
+            notes.append(
+                f"{model_cell(s)} ran its calls in batches of up to {s.batch_size} (one forward "
+                "pass): each call's latency is its whole batch's time, and tok/s is per call."
+            )
+        if all_failed(s):
+            notes.append(f"{model_cell(s)}: all calls failed (errors below).")
+    scorers = sorted({s.quality_scorer for s in summaries if s.quality_scorer})
+    if scorers:
+        notes.append(
+            f"Quality: each model's mean score from its scorer ({', '.join(scorers)}); scores "
+            "of different scorers do not compare."
+        )
+    return notes
 
 
 def rich_table(summaries: Sequence[ModelSummary], *, title: str | None = None) -> Group:
-    """The summary for the terminal: measurements, cost, then access, as three tables."""
+    """The summary for the terminal: measurements, cost, then access, as three tables.
+
+    No value is ever cut or ellipsized: numbers keep their whole width, text wraps between
+    words, and a table that cannot fit the console even so is printed as one line per value.
+    """
     from rich.console import Group
 
-    return Group(
-        _table(summaries, TERMINAL_COLUMNS, title=title, caption=_caption(summaries)),
-        _table(summaries, COST_COLUMNS, title="Cost (USD)", caption=None),
-        _table(summaries, ACCESS_COLUMNS, title="Access", caption=ACCESS_CAPTION),
-    )
+    main, *rest = TERMINAL_TABLES
+    caption = " ".join([main.caption, *notes_for(summaries)])
+    tables = [_Fitted(summaries, main, title=title or "", caption=caption)]
+    tables += [_Fitted(summaries, spec, title=spec.title, caption=spec.caption) for spec in rest]
+    return Group(*tables)
+
+
+class _Fitted:
+    """A rich table where it fits the console, else a list of ``header: value`` lines."""
+
+    def __init__(
+        self, summaries: Sequence[ModelSummary], spec: TableSpec, *, title: str, caption: str
+    ) -> None:
+        self.summaries, self.spec, self.title, self.caption = summaries, spec, title, caption
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from rich.measure import Measurement
+
+        table = _table(self.summaries, self.spec, title=self.title, caption=self.caption)
+        needed = Measurement.get(console, options.update_width(10_000), table).minimum
+        yield table if needed <= options.max_width else self._lines()
+
+    def _lines(self) -> Text:
+        from rich.text import Text
+
+        text = Text()
+        if self.title:
+            text.append(self.title + "\n", style="italic")
+        for s in self.summaries:
+            model, *columns = self.spec.columns
+            text.append(model.cell(s) + "\n", style="bold")
+            text.append("".join(f"  {c.header}: {c.cell(s)}\n" for c in columns))
+        return text + Text(self.caption, style="dim") if self.caption else text
 
 
 def _table(
-    summaries: Sequence[ModelSummary],
-    columns: Sequence[Column],
-    *,
-    title: str | None,
-    caption: str | None,
+    summaries: Sequence[ModelSummary], spec: TableSpec, *, title: str, caption: str
 ) -> Table:
     from rich import box
     from rich.table import Table
 
     table = Table(
-        title=title,
-        caption=caption,
+        title=title or None,
+        caption=caption or None,
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         padding=(0, 1),
@@ -219,53 +356,60 @@ def _table(
         title_justify="left",
         caption_justify="left",
     )
-    for column in columns:
+    for column in spec.columns:
         table.add_column(
             column.header,
             justify="right" if column.numeric else "left",
-            header_style="bold cyan" if column.group == "access" else "bold",
-            no_wrap=column.header != "model",
-            overflow="fold",
-            min_width=min(18, max(len(c) for c in (*map(_model_cell, summaries), "model")))
-            if column.header == "model"
-            else None,
+            no_wrap=column.numeric,  # its minimum width is its widest cell: safe
+            overflow="fold",  # never an ellipsis
+            min_width=_min_width(summaries, column),
         )
     for i, s in enumerate(summaries):
         # a rule between the candidates and the judges (and any other role) graded with them
         if i > 0 and s.role != "candidate" and summaries[i - 1].role == "candidate":
             table.add_section()
-        table.add_row(*(column.cell(s) for column in columns))
+        table.add_row(*(column.cell(s) for column in spec.columns))
     return table
 
 
-def _caption(summaries: Sequence[ModelSummary]) -> str:
-    text = TERMINAL_CAPTION
-    scorers = sorted({s.quality_scorer for s in summaries if s.quality_scorer})
-    return text + (f" Quality: mean {', '.join(scorers)} score." if scorers else "")
+def _min_width(summaries: Sequence[ModelSummary], column: Column) -> int:
+    """The widest number, or the longest word of text: rich wraps text between words and never
+    narrows a column below this, so no value is split or cut."""
+    cells = [column.cell(s) for s in summaries]
+    words = [
+        w for text in (column.header, *([] if column.numeric else cells)) for w in text.split()
+    ]
+    return max(len(w) for w in [*words, *(cells if column.numeric else []), ""])
 
 
 def markdown(summaries: Sequence[ModelSummary], *, title: str, notes: Sequence[str] = ()) -> str:
-    """A Markdown page: the notes, one table row per model, then the errors per model."""
-    headers = [c.header for c in COLUMNS]
+    """A Markdown page: the notes, the three tables, what to know about the rows, the errors."""
     lines = [f"# {title}", ""]
     if notes:
         lines += [f"- {_md_escape(n)}" for n in notes] + [""]
-    lines.append(_md_row(headers))
-    lines.append("|" + "|".join("---:" if c.numeric else "---" for c in COLUMNS) + "|")
-    lines += [_md_row(c.cell(s) for c in COLUMNS) for s in summaries]
-    lines += ["", NOTES_TEXT]
+    for spec in TABLES:
+        lines += [f"## {spec.title}", "", *_md_table(summaries, spec.columns), ""]
+        if spec.caption:
+            lines += [spec.caption, ""]
+    lines += [f"- {_md_escape(n)}" for n in notes_for(summaries)]
+    lines += ["", NOTES_TEXT, "", UNITS_TEXT]
     failing = [s for s in summaries if s.errors]
     if failing:
         lines += ["", "## Errors", ""]
-        lines += [f"- {_md_escape(s.label)} ({s.role}): {error_text(s)}" for s in failing]
+        lines += [f"- {_md_escape(model_cell(s))}: {error_text(s)}" for s in failing]
     return "\n".join(lines) + "\n"
 
 
+def _md_table(summaries: Sequence[ModelSummary], columns: Sequence[Column]) -> list[str]:
+    lines = [_md_row(c.header for c in columns)]
+    lines.append("|" + "|".join("---:" if c.numeric else "---" for c in columns) + "|")
+    return lines + [_md_row(c.cell(s) for c in columns) for s in summaries]
+
+
 NOTES_TEXT = (
-    "Channel, open weights, licence, params, data leaves machine, offline capable and API key are "
-    "access columns, from each model's newest record. Latency and TTFT percentiles are over "
-    "successful calls; warm-up calls are left out of every number except load s (the cold start). "
-    "Costs carry their basis; – means fmgate could not compute the value."
+    "Latency and TTFT percentiles are over successful calls; warm-up calls are left out of "
+    "every number except load (the cold start). Costs carry their basis; – means fmgate could "
+    "not compute the value."
 )
 
 
@@ -279,107 +423,3 @@ def _md_escape(text: str) -> str:
 
 def _md_row(cells: Iterable[str]) -> str:
     return "| " + " | ".join(_md_escape(c) for c in cells) + " |"
-
-
-def score_columns(records: Sequence[CallRecord], scores: Sequence[Score]) -> list[dict[str, Any]]:
-    """Each record's flat dict plus one ``score_<scorer>`` key per scorer (the latest score)."""
-    latest = {(s.record_id, s.scorer): s.value for s in scores}
-    scorers = sorted({s.scorer for s in scores})
-    rows = []
-    for record in records:
-        row = record.to_dict()
-        row.update({f"score_{n}": latest.get((record.id, n)) for n in scorers})
-        rows.append(row)
-    return rows
-
-
-def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    with path.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, default=str, ensure_ascii=False) + "\n")
-
-
-def write_csv(
-    path: Path, rows: Sequence[dict[str, Any]], fieldnames: Sequence[str] | None = None
-) -> None:
-    """Dicts and lists go in as JSON text, ``None`` as an empty cell."""
-    if fieldnames is None:
-        fieldnames = list(dict.fromkeys(key for row in rows for key in row))
-    with path.open("w", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fieldnames)
-        writer.writeheader()
-        writer.writerows({k: _csv_cell(v) for k, v in row.items()} for row in rows)
-
-
-def _csv_cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict | list):
-        return json.dumps(value, default=str, ensure_ascii=False, sort_keys=True)
-    return str(value)
-
-
-SUMMARY_FIELDS = tuple(f.name for f in dataclasses.fields(ModelSummary))
-
-
-def summary_rows(summaries: Sequence[ModelSummary]) -> list[dict[str, Any]]:
-    return [{name: getattr(s, name) for name in SUMMARY_FIELDS} for s in summaries]
-
-
-def write_report(
-    out_dir: str | os.PathLike[str],
-    records: Sequence[CallRecord],
-    scores: Sequence[Score] = (),
-    *,
-    title: str = "fmgate report",
-    formats: Collection[str] = FORMATS,
-    notes: Sequence[str] = (),
-) -> dict[str, Path]:
-    """Write the report files into ``out_dir`` and return their paths by format.
-
-    ``notes`` (plain text, e.g. what the models are) head the HTML and Markdown pages.
-
-    ``html``: report.html; ``md``: report.md; ``csv``: summary.csv (one row per model, key
-    ``csv``) and records.csv (one row per record, key ``records_csv``); ``jsonl``: records.jsonl.
-    """
-    unknown = sorted(set(formats) - set(FORMATS))
-    if unknown:
-        raise ConfigurationError(f"unknown report format(s) {unknown}; known: {', '.join(FORMATS)}")
-    from .html import render_html, require_matplotlib
-
-    if "html" in formats:
-        require_matplotlib()  # before any file is written
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    summaries = summarize(records, scores)
-    written: dict[str, Path] = {}
-    if "html" in formats:
-        written["html"] = out / "report.html"
-        written["html"].write_text(
-            render_html(summaries, records, scores, title=title, notes=notes), "utf-8"
-        )
-    if "md" in formats:
-        written["md"] = out / "report.md"
-        written["md"].write_text(markdown(summaries, title=title, notes=notes), "utf-8")
-    return written | _write_data(out, summaries, records, scores, formats)
-
-
-def _write_data(
-    out: Path,
-    summaries: Sequence[ModelSummary],
-    records: Sequence[CallRecord],
-    scores: Sequence[Score],
-    formats: Collection[str],
-) -> dict[str, Path]:
-    written: dict[str, Path] = {}
-    if "csv" in formats:
-        written["csv"] = out / "summary.csv"
-        write_csv(written["csv"], summary_rows(summaries), SUMMARY_FIELDS)
-        written["records_csv"] = out / "records.csv"
-        write_csv(written["records_csv"], score_columns(records, scores))
-    if "jsonl" in formats:
-        written["jsonl"] = out / "records.jsonl"
-        write_jsonl(written["jsonl"], score_columns(records, scores))
-    return written

@@ -211,6 +211,8 @@ def show(
     if out is not None:
         written = write_report(out, records, scores, title=title, formats=formats, notes=notes)
         console.print("Written: " + ", ".join(str(path) for path in written.values()))
+        for why in written.skipped.values():  # the HTML page without matplotlib
+            print(f"report.html not written: {why}", file=sys.stderr)
 
 
 def _report(args: argparse.Namespace) -> int:
