@@ -202,16 +202,26 @@ def check_sql(argv: list[str], tmp_path: Path) -> None:
         db.execute(argv[-1]).fetchall()
 
 
+# Commands that read or show what another printed (`fmgate run --json ... | jq .text`), or move
+# about: nothing of fmgate's to check.
+PASSIVE = {"jq", "head", "tail", "less", "grep", "cat", "tee", "sort", "wc", "ls", "cd", "echo"}
+
+
 def is_install(argv: list[str]) -> bool:
-    return argv[0] in ("pip", "pip3", ".", "source") or argv[1:3] in (["-m", "venv"], ["-m", "pip"])
+    """pip, npm, apt-get, playwright ... install; a venv and its activation."""
+    setup = argv[0] in (".", "source") or argv[1:3] in (["-m", "venv"], ["-m", "pip"])
+    return setup or "install" in argv[1:3]
 
 
 def check_command(argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    if argv[0] == "fmgate":
-        check_fmgate(argv, capsys)
-    elif argv[0] in ("python", "python3") and argv[1:3] == ["-m", "pytest"]:
+    python = argv[0] in ("python", "python3")
+    if argv[0] == "fmgate" or (python and argv[1:3] == ["-m", "fmgate"]):
+        check_fmgate(["fmgate", *argv[3 if python else 1 :]], capsys)
+    elif argv[0] in PASSIVE:
+        pass
+    elif python and argv[1:3] == ["-m", "pytest"]:
         pass  # the README's test command: this suite itself
-    elif argv[0] in ("python", "python3"):
+    elif python:
         check_script(argv)
     elif argv[0] == "sqlite3":
         check_sql(argv, tmp_path)
@@ -296,7 +306,8 @@ def test_run_ids_in_the_docs_have_the_real_format() -> None:
     shown = [m for p in doc_files() for m in re.findall(r"--run ([\w-]+)", p.read_text())]
     assert shown, "the docs show no --run example any more: drop this test"
     for run_id in shown:
-        assert run_id == "latest" or shape(run_id) == real, f"{run_id} is not a run id"
+        placeholder = run_id == "latest" or run_id.isupper()  # `--run latest`, `--run ID`
+        assert placeholder or shape(run_id) == real, f"{run_id} is not a run id"
 
 
 STALE = [
@@ -324,6 +335,7 @@ def test_no_doc_says_what_stopped_being_true(phrase: str) -> None:
         "fmgate run nope-not-a-model hi",  # runs, and fails
         "python benchmarks/store_throughput.py --quik",
         "python examples/nowhere.py",
+        "python -m fmgate report --sicne 7d",
         "curl https://example.com",  # not something the test knows how to check
     ],
 )
@@ -347,3 +359,20 @@ def test_the_collector_reads_markers_chains_continuations_and_prompts(tmp_path: 
     assert (python.line, python.skip, python.text) == (5, "needs OPENAI_API_KEY", "x = 1\n")
     assert commands(bash) == [["fmgate", "run", "m", "a b", "--no-stream"], ["pip", "install", "x"]]
     assert commands(console) == [["fmgate", "models"]]
+
+
+@pytest.mark.parametrize(
+    ("line", "install"),
+    [
+        ('pip install -q "fmgate[local]"', True),
+        ("python3 -m venv .venv", True),
+        (". .venv/bin/activate", True),
+        ("playwright install chromium", True),
+        ("sudo apt-get install chromium", True),
+        ("fmgate run openai:gpt-4o-mini install", False),
+        ("python -m pytest -q", False),
+    ],
+)
+def test_install_commands_are_told_apart(line: str, install: bool) -> None:
+    (argv,) = commands(Block(ROOT / "README.md", 1, "bash", line + "\n"))
+    assert is_install(argv) is install
