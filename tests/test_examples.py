@@ -1,4 +1,4 @@
-"""The examples run with no key and no network (the README's second command runs quickstart.py)."""
+"""The examples run with no key and no network, as docs/quickstart.md and docs/local.md say."""
 
 from __future__ import annotations
 
