@@ -420,12 +420,12 @@ def capture_responses(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     opened: list[Any] = []
     post, apost = AnthropicBackend._post, AnthropicBackend._apost
 
-    def spy(self: AnthropicBackend, body: dict[str, Any], *, stream: bool = False) -> Any:
-        opened.append(post(self, body, stream=stream))
+    def spy(self: AnthropicBackend, body: dict[str, Any], **kw: Any) -> Any:
+        opened.append(post(self, body, **kw))
         return opened[-1]
 
-    async def aspy(self: AnthropicBackend, body: dict[str, Any], *, stream: bool = False) -> Any:
-        opened.append(await apost(self, body, stream=stream))
+    async def aspy(self: AnthropicBackend, body: dict[str, Any], **kw: Any) -> Any:
+        opened.append(await apost(self, body, **kw))
         return opened[-1]
 
     monkeypatch.setattr(AnthropicBackend, "_post", spy)

@@ -26,21 +26,29 @@ import httpx2
 from .._errors import BackendError, ConnectionError, MalformedResponseError, TimeoutError
 from .._secrets import redact
 from .._types import Delta
+from ._deadline import MAX_BODY_BYTES, AsyncTransport, Clock, TooLarge, Transport, until
 
 # -- clients -------------------------------------------------------------------------------------
 
 
-def never_connected(exc: BaseException) -> bool:
-    """Whether ``exc``, or an error it was raised from, is a connection that was never made (a
-    DNS failure, a refused connection, a connect timeout): then the request was not sent."""
+def caused_by(
+    exc: BaseException, kinds: type[BaseException] | tuple[type[BaseException], ...]
+) -> bool:
+    """Whether ``exc``, or an error it was raised from, is one of ``kinds``."""
     link: BaseException | None = exc
     for _ in range(8):  # an SDK error wraps the transport's in a chain of a few links
         if link is None:
             break
-        if isinstance(link, httpx2.ConnectError | httpx2.ConnectTimeout):
+        if isinstance(link, kinds):
             return True
         link = link.__cause__ or link.__context__
     return False
+
+
+def never_connected(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from a connection that was never made (a DNS failure, a refused
+    connection, a connect timeout): then the request was not sent."""
+    return caused_by(exc, (httpx2.ConnectError, httpx2.ConnectTimeout))
 
 
 @functools.cache
@@ -62,10 +70,31 @@ def sdk_client(
     **options: Any,
 ) -> _S:
     """An SDK client as fmgate runs it: without the SDK's retries (fmgate retries itself, so that
-    a record's attempts are honest), on the shared TLS context, with the user's timeout if any."""
+    a record's attempts are honest), on the shared TLS context, with the user's timeout if any,
+    over a transport that holds each try to its deadline (:mod:`._deadline`)."""
     if timeout is not None:
         options["timeout"] = timeout
-    return cls(max_retries=0, http_client=http(verify=ssl_context()), **options)
+    client: httpx2.Client | httpx2.AsyncClient
+    if issubclass(http, httpx2.AsyncClient):
+        client = http(transport=AsyncTransport(verify=ssl_context()))
+    else:
+        client = http(transport=Transport(verify=ssl_context()))
+    return cls(max_retries=0, http_client=client, **options)
+
+
+def try_clock(timeout: float | None, *, stream: bool) -> Clock:
+    """What bounds one try: ``timeout`` seconds from sending to the last byte or, for a stream,
+    to the first content event; and a cap on the bytes read."""
+    if timeout is None:
+        return Clock(None, "no deadline")
+    if stream:
+        return Clock(timeout, f"the deadline for the first content ({timeout:g} s)")
+    return Clock(timeout, f"the deadline for the whole answer ({timeout:g} s)")
+
+
+def too_large(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from an answer past the size cap (:data:`_deadline.MAX_BODY_BYTES`)."""
+    return caused_by(exc, TooLarge)
 
 
 class ClosedWhenCollected:
@@ -215,6 +244,9 @@ def json_body(response: httpx2.Response, provider: str) -> Any:
 
 # -- event streams -------------------------------------------------------------------------------
 
+MAX_EVENT_BYTES = 16 * 2**20
+"""The largest one server-sent event may be (a real one holds a few tokens, or one answer)."""
+
 # What breaks a body mid-read: httpx2's errors, plus the TLS and AnyIO failures it does not wrap
 # yet (the SDKs' own stream readers catch the same ones).
 READ_ERRORS = (httpx2.RequestError, ssl.SSLError, anyio.EndOfStream)
@@ -231,13 +263,15 @@ class EventReader(ABC):
     (events, a dropped connection) is ignored.
     """
 
-    __slots__ = ("_buffer", "done", "provider", "started")
+    __slots__ = ("_cr", "_pending", "_size", "done", "provider", "started")
 
     def __init__(self, provider: str) -> None:
         self.provider = provider
         self.started = False
         self.done = False
-        self._buffer = b""
+        self._pending: list[bytes] = []  # the bytes of an event not yet ended
+        self._size = 0
+        self._cr = b""  # a CR at a chunk's end: maybe the first half of a CRLF
 
     @abstractmethod
     def event(self, name: str | None, data: bytes) -> Delta | None:
@@ -256,11 +290,23 @@ class EventReader(ABC):
         )
 
     def feed(self, chunk: bytes, *, end: bool = False) -> Iterator[Delta]:
-        """The deltas of the events that ``chunk`` completes, each as soon as it is read."""
-        buffer = self._buffer + chunk
-        if b"\r" in buffer:
-            buffer = _lf_only(buffer, end=end)
-        *blocks, self._buffer = buffer.split(b"\n\n")
+        """The deltas of the events that ``chunk`` completes, each as soon as it is read.
+
+        Only the new bytes are searched for an event's end, so an event that arrives in many
+        chunks costs linear time; one past :data:`MAX_EVENT_BYTES` is refused.
+        """
+        chunk, self._cr = self._cr + chunk, b""
+        if b"\r" in chunk:
+            chunk = _lf_only(chunk, end=end)
+            if chunk.endswith(b"\r") and not end:
+                chunk, self._cr = chunk[:-1], b"\r"
+        tail = self._pending[-1][-1:] if self._pending else b""
+        if b"\n\n" not in tail + chunk:
+            self._hold(chunk)
+            return
+        buffer = b"".join((*self._pending, chunk))
+        *blocks, rest = buffer.split(b"\n\n")
+        self._pending, self._size = ([rest], len(rest)) if rest else ([], 0)
         try:
             for block in blocks:
                 name, data = _fields(block)
@@ -272,6 +318,18 @@ class EventReader(ABC):
                     yield delta
         except BAD_DATA as exc:
             raise self.malformed(exc) from exc
+
+    def _hold(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        self._pending.append(chunk)
+        self._size += len(chunk)
+        if self._size > MAX_EVENT_BYTES:
+            raise MalformedResponseError(
+                f"{self.provider}: a stream event passed {MAX_EVENT_BYTES // 2**20} MiB without "
+                "ending: not a real answer.",
+                provider=self.provider,
+            )
 
     def finish(self) -> Iterator[Delta]:
         """At the end of the body: what is left, then the closing delta."""
@@ -289,8 +347,11 @@ class EventReader(ABC):
         if self.done:
             return None
         if isinstance(exc, httpx2.TimeoutException):
-            message = f"{provider}: the stream stalled past the read timeout."
+            message = f"{provider}: the stream stalled: {str(exc) or 'past the read timeout'}."
             return TimeoutError(message, provider=provider)
+        if too_large(exc):
+            message = f"{provider}: the stream sent {MAX_BODY_BYTES // 2**20} MiB without content."
+            return MalformedResponseError(message, provider=provider)
         reason = f"{type(exc).__name__}: {redact(str(exc))}"
         if not self.started:  # nothing read yet: the same request may well succeed again
             return ConnectionError(
@@ -303,12 +364,25 @@ class EventReader(ABC):
         )
 
 
-def events(response: httpx2.Response, reader: EventReader) -> Iterator[Delta]:
+def events(
+    response: httpx2.Response, reader: EventReader, clock: Clock, idle_s: float | None
+) -> Iterator[Delta]:
     """The deltas of a streamed body, read to its end so that the connection can be reused;
-    the response is closed at the end, on failure, and when the generator is closed early."""
+    the response is closed at the end, on failure, and when the generator is closed early.
+
+    Each read is bounded by ``clock``; each content event moves it to ``idle_s`` from then, so
+    that keep-alive comments, which carry no content, cannot hold the stream open.
+    """
+    chunks = response.iter_bytes()
     try:
-        for chunk in response.iter_bytes():
-            yield from reader.feed(chunk)
+        while True:
+            with until(clock):
+                chunk = next(chunks, None)
+            if chunk is None:
+                break
+            for delta in reader.feed(chunk):
+                clock.extend(idle_s, _idle(idle_s))
+                yield delta
         yield from reader.finish()
     except READ_ERRORS as exc:
         error = reader.failure(exc)
@@ -318,11 +392,19 @@ def events(response: httpx2.Response, reader: EventReader) -> Iterator[Delta]:
         response.close()
 
 
-async def aevents(response: httpx2.Response, reader: EventReader) -> AsyncGenerator[Delta, None]:
+async def aevents(
+    response: httpx2.Response, reader: EventReader, clock: Clock, idle_s: float | None
+) -> AsyncGenerator[Delta, None]:
     """:func:`events` for an async response. Close it early with ``contextlib.aclosing``."""
+    chunks = response.aiter_bytes()
     try:
-        async for chunk in response.aiter_bytes():
+        while True:
+            with until(clock):
+                chunk = await anext(chunks, None)
+            if chunk is None:
+                break
             for delta in reader.feed(chunk):
+                clock.extend(idle_s, _idle(idle_s))
                 yield delta
         for delta in reader.finish():
             yield delta
@@ -332,6 +414,10 @@ async def aevents(response: httpx2.Response, reader: EventReader) -> AsyncGenera
             raise error from exc
     finally:
         await response.aclose()
+
+
+def _idle(idle_s: float | None) -> str:
+    return "no deadline" if idle_s is None else f"the idle limit between events ({idle_s:g} s)"
 
 
 def _lf_only(buffer: bytes, *, end: bool) -> bytes:

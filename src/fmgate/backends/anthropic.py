@@ -43,6 +43,7 @@ from .._record import Access, Usage
 from .._secrets import Secret, key_from_env, redact
 from .._types import ChatRequest, Completion, Delta, GenerationParams, Message
 from ._base import Backend, BackendConfig
+from ._deadline import Clock, until
 from ._http import (
     BAD_DATA,
     ClosedWhenCollected,
@@ -54,6 +55,8 @@ from ._http import (
     never_connected,
     retry_after_s,
     sdk_client,
+    too_large,
+    try_clock,
 )
 
 DEFAULT_MAX_TOKENS = 4096
@@ -182,14 +185,15 @@ class AnthropicBackend(Backend):
         return _message(json_body(response, self.config.name), self.config.name)
 
     def stream(self, request: ChatRequest) -> Iterator[Delta]:
-        response = self._post(self._body(request, stream=True), stream=True)
-        yield from events(response, _StreamReader(self.config.name))
+        clock = try_clock(self.config.timeout, stream=True)
+        response = self._post(self._body(request, stream=True), clock=clock)
+        yield from events(response, _StreamReader(self.config.name), clock, self.config.timeout)
 
     async def astream(self, request: ChatRequest) -> AsyncIterator[Delta]:
-        response = await self._apost(self._body(request, stream=True), stream=True)
-        async with contextlib.aclosing(
-            aevents(response, _StreamReader(self.config.name))
-        ) as deltas:
+        clock = try_clock(self.config.timeout, stream=True)
+        response = await self._apost(self._body(request, stream=True), clock=clock)
+        deltas = aevents(response, _StreamReader(self.config.name), clock, self.config.timeout)
+        async with contextlib.aclosing(deltas):
             async for delta in deltas:
                 yield delta
 
@@ -203,22 +207,29 @@ class AnthropicBackend(Backend):
 
     # -- wire -----------------------------------------------------------------------------------
 
-    def _post(self, body: dict[str, Any], *, stream: bool = False) -> httpx2.Response:
+    def _post(self, body: dict[str, Any], *, clock: Clock | None = None) -> httpx2.Response:
+        """POST ``body``; with a ``clock``, as a stream whose reading is left to the caller."""
+        stream = clock is not None
         options = _STREAM if stream else self._plain
+        clock = clock or try_clock(self.config.timeout, stream=False)
         try:
-            return self._client.post(
-                _MESSAGES, cast_to=httpx2.Response, body=body, options=options, stream=stream
-            )
+            with until(clock):
+                return self._client.post(
+                    _MESSAGES, cast_to=httpx2.Response, body=body, options=options, stream=stream
+                )
         except anthropic.AnthropicError as exc:
             raise _send_error(exc, self.config.name) from exc
 
-    async def _apost(self, body: dict[str, Any], *, stream: bool = False) -> httpx2.Response:
+    async def _apost(self, body: dict[str, Any], *, clock: Clock | None = None) -> httpx2.Response:
+        stream = clock is not None
         options = _STREAM if stream else self._plain
+        clock = clock or try_clock(self.config.timeout, stream=False)
         client = await self._aclients.get()
         try:
-            return await client.post(
-                _MESSAGES, cast_to=httpx2.Response, body=body, options=options, stream=stream
-            )
+            with until(clock):
+                return await client.post(
+                    _MESSAGES, cast_to=httpx2.Response, body=body, options=options, stream=stream
+                )
         except anthropic.AnthropicError as exc:
             raise _send_error(exc, self.config.name) from exc
 
@@ -449,8 +460,11 @@ def _send_error(exc: anthropic.AnthropicError, provider: str) -> BackendError:
     if isinstance(exc, anthropic.APIStatusError):
         return _status_error(exc, provider)
     sent = not never_connected(exc)
+    if too_large(exc):
+        return MalformedResponseError(redact(f"{provider}: {exc.__cause__}"), provider=provider)
     if isinstance(exc, anthropic.APITimeoutError):  # before APIConnectionError, its base
-        message = f"{provider}: no response within the timeout."
+        why = f" ({exc.__cause__})" if exc.__cause__ is not None and str(exc.__cause__) else ""
+        message = redact(f"{provider}: no response within the timeout{why}.")
         return TimeoutError(message, provider=provider, sent=sent)
     if isinstance(exc, anthropic.APIConnectionError):
         cause = exc.__cause__ or exc

@@ -41,6 +41,7 @@ from .._record import Access, Usage
 from .._secrets import Secret, key_from_env, redact
 from .._types import ChatRequest, Completion, Delta
 from ._base import Backend, BackendConfig, EmbeddingResult
+from ._deadline import Clock, until
 from ._http import (
     ClosedWhenCollected,
     EventReader,
@@ -51,6 +52,8 @@ from ._http import (
     never_connected,
     retry_after_s,
     sdk_client,
+    too_large,
+    try_clock,
 )
 
 _CHAT = "/chat/completions"
@@ -124,12 +127,15 @@ class OpenAIBackend(Backend):
         return _completion(json_body(response, self.config.name), self.config.name)
 
     def stream(self, request: ChatRequest) -> Iterator[Delta]:
-        response = self._post(_CHAT, self._body(request, stream=True), stream=True)
-        yield from events(response, self._reader(response))
+        clock = try_clock(self.config.timeout, stream=True)
+        response = self._post(_CHAT, self._body(request, stream=True), clock=clock)
+        yield from events(response, self._reader(response), clock, self.config.timeout)
 
     async def astream(self, request: ChatRequest) -> AsyncIterator[Delta]:
-        response = await self._apost(_CHAT, self._body(request, stream=True), stream=True)
-        async with contextlib.aclosing(aevents(response, self._reader(response))) as deltas:
+        clock = try_clock(self.config.timeout, stream=True)
+        response = await self._apost(_CHAT, self._body(request, stream=True), clock=clock)
+        deltas = aevents(response, self._reader(response), clock, self.config.timeout)
+        async with contextlib.aclosing(deltas):
             async for delta in deltas:
                 yield delta
 
@@ -169,22 +175,31 @@ class OpenAIBackend(Backend):
 
     # -- sending and lifecycle ------------------------------------------------------------------
 
-    def _post(self, path: str, body: dict[str, Any], *, stream: bool = False) -> httpx2.Response:
+    def _post(
+        self, path: str, body: dict[str, Any], *, clock: Clock | None = None
+    ) -> httpx2.Response:
+        """POST ``body``; with a ``clock``, as a stream whose reading is left to the caller."""
+        stream = clock is not None
+        clock = clock or try_clock(self.config.timeout, stream=False)
         try:
-            return self._client.post(
-                path, cast_to=httpx2.Response, body=body, options=_OPTIONS, stream=stream
-            )
+            with until(clock):
+                return self._client.post(
+                    path, cast_to=httpx2.Response, body=body, options=_OPTIONS, stream=stream
+                )
         except openai.OpenAIError as exc:
             raise map_error(exc, self.config.name) from exc
 
     async def _apost(
-        self, path: str, body: dict[str, Any], *, stream: bool = False
+        self, path: str, body: dict[str, Any], *, clock: Clock | None = None
     ) -> httpx2.Response:
         client = await self._aclients.get()
+        stream = clock is not None
+        clock = clock or try_clock(self.config.timeout, stream=False)
         try:
-            return await client.post(
-                path, cast_to=httpx2.Response, body=body, options=_OPTIONS, stream=stream
-            )
+            with until(clock):
+                return await client.post(
+                    path, cast_to=httpx2.Response, body=body, options=_OPTIONS, stream=stream
+                )
         except openai.OpenAIError as exc:
             raise map_error(exc, self.config.name) from exc
 
@@ -428,6 +443,8 @@ def map_error(exc: openai.OpenAIError, provider: str) -> BackendError:
         return _status_error(exc, message, provider)
     if isinstance(exc, openai.APITimeoutError):
         return TimeoutError(message, provider=provider, sent=not never_connected(exc))
+    if too_large(exc):
+        return MalformedResponseError(message, provider=provider)
     if isinstance(exc, openai.APIConnectionError):
         return ConnectionError(message, provider=provider, sent=not never_connected(exc))
     if isinstance(exc, openai.APIResponseValidationError):
