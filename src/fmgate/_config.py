@@ -139,7 +139,7 @@ def load_config(config: str | os.PathLike[str] | Config | None = None) -> Config
     try:
         with path.open("rb") as file:  # the mode of the file read, not of one swapped in later
             mode = os.fstat(file.fileno()).st_mode
-            text = file.read().decode("utf-8")
+            text = file.read().decode("utf-8-sig")  # a BOM, as Windows editors write, is fine
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise _syntax_error(path, exc) from exc

@@ -9,7 +9,8 @@
     │   ├── MissingAPIKeyError    the env var that should hold the key is unset (named)
     │   ├── MissingExtraError     an optional dependency is not installed (pip command given)
     │   ├── OfflineError          FMGATE_OFFLINE=1 and the call would leave this machine
-    │   └── InvalidRequestError   a prompt, message list or parameter fmgate refuses before sending
+    │   ├── InvalidRequestError   a prompt, message list or parameter fmgate refuses before sending
+    │   └── StoreError            a record store that cannot be opened or read (damaged, not SQLite)
     └── BackendError              the model or service failed the call
         ├── AuthenticationError   401/403: the key is wrong or lacks access
         ├── NotFoundError         404: unknown model or endpoint
@@ -52,6 +53,7 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "SpecError",
+    "StoreError",
     "TimeoutError",
     "UnknownAliasError",
     "UnknownBackendError",
@@ -110,6 +112,10 @@ class OfflineError(ConfigurationError):
 
 class InvalidRequestError(ConfigurationError):
     """A prompt, message list or generation parameter that fmgate refuses before sending."""
+
+
+class StoreError(ConfigurationError):
+    """A record store that cannot be opened or read: the message names the file and what to do."""
 
 
 class BackendError(FmgateError):

@@ -288,7 +288,7 @@ class Model:
         call is recorded either way); otherwise the first failure is raised. ``tags``, one
         mapping per prompt, label each prompt's record on top of the tags in force.
         """
-        prompts = list(prompts)
+        prompts = _prompt_list(prompts)
         labels = per_prompt(tags, len(prompts))
         size = self._batch_size(concurrency, batch_size)
         if size > 1:
@@ -367,7 +367,7 @@ class Model:
         """
         import asyncio
 
-        prompts = list(prompts)
+        prompts = _prompt_list(prompts)
         labels = per_prompt(tags, len(prompts))
         size = self._batch_size(concurrency, batch_size)
         if size > 1:
@@ -540,6 +540,15 @@ class Model:
 def _check_positive(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidRequestError(f"{name} must be a positive int, not {value!r}.")
+
+
+def _prompt_list(prompts: Sequence[Prompt]) -> list[Prompt]:
+    if isinstance(prompts, str | bytes):  # a str is a Sequence too: one call per character
+        raise InvalidRequestError(
+            "generate_many() takes a list of prompts, not one str: use generate() for one prompt, "
+            "or pass [prompt]."
+        )
+    return list(prompts)
 
 
 def _texts(texts: str | Sequence[str]) -> list[str]:

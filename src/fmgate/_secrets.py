@@ -83,3 +83,10 @@ def scrub(error: BaseException) -> None:
             except AttributeError:
                 pass
         current = current.__cause__ or current.__context__
+
+
+def redact_url(url: str) -> str:
+    """``url`` as a message may show it: credentials (``user:key@``) and the query masked."""
+    url = re.sub(r"(?<=//)[^/@?#]*@", f"{MASK}@", url)
+    url = re.sub(r"\?[^#]*", f"?{MASK}", url, count=1)
+    return redact(url)

@@ -13,18 +13,19 @@ and never reach the caller. Stores still open are flushed and closed at interpre
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import operator
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._clean import SANITIZED_TAG, storable
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, StoreError
 from .._record import _GROUPS, CallRecord, Score
 from .migrations import migrate
 from .query import TimeLike, select, utc_text
@@ -152,7 +153,7 @@ class SqliteStore:
         try:
             self._columns = _open(self.path)
         except Exception as exc:
-            raise ConfigurationError(f"Cannot open the record store {self.path}: {exc}") from exc
+            raise StoreError(f"Cannot open the record store {self.path}: {exc}") from exc
         self._prepare_insert()
         self._queue = _new_queue()
         self._wake = threading.Event()  # set by flush and close: stop lingering
@@ -435,14 +436,11 @@ class SqliteStore:
             limit=limit,
         )
         self.flush()
-        db = connect(self.path)
-        try:
+        with self._reading() as db:
             cursor = db.execute(query, args)
             names = [d[0] for d in cursor.description]
             rows = cursor.fetchall()
-        finally:
-            db.close()
-        return [self._record(names, row) for row in reversed(rows)]
+            return [self._record(names, row) for row in reversed(rows)]
 
     def _record(self, names: Iterable[str], row: Iterable[Any]) -> CallRecord:
         data: dict[str, Any] = {}
@@ -458,8 +456,7 @@ class SqliteStore:
     def scores(self, record_ids: Iterable[str] | None = None) -> list[Score]:
         """The stored scores, of the given records only when ``record_ids`` is given."""
         self.flush()
-        db = connect(self.path)
-        try:
+        with self._reading() as db:
             db.row_factory = _dict_row
             if record_ids is None:
                 rows = db.execute("SELECT * FROM scores ORDER BY rowid").fetchall()
@@ -471,34 +468,48 @@ class SqliteStore:
                     marks = ", ".join("?" * len(chunk))
                     query = f"SELECT * FROM scores WHERE record_id IN ({marks}) ORDER BY rowid"
                     rows.extend(db.execute(query, chunk).fetchall())
-        finally:
-            db.close()
         return [Score.from_dict(row) for row in rows]
 
     def newest_tag(self, key: str) -> str | None:
         """The value of tag ``key`` on the newest record that has it (e.g. the last compare run),
         found in SQL rather than by reading records back."""
         self.flush()
-        db = connect(self.path)
-        try:
+        with self._reading() as db:
             row = db.execute(
                 "SELECT tag.value FROM records, json_each(records.tags) AS tag WHERE tag.key = ? "
                 "ORDER BY records.started_at DESC, records.rowid DESC LIMIT 1",
                 (key,),
             ).fetchone()
-        finally:
-            db.close()
         return None if row is None else str(row[0])
 
     def count(self) -> int:
         """How many records the file holds (after a flush)."""
         self.flush()
-        db = connect(self.path)
-        try:
+        with self._reading() as db:
             (n,) = db.execute("SELECT count(*) FROM records").fetchone()
+        return int(n)
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """A connection for reading; a damaged file is a typed error that names it."""
+        import sqlite3
+
+        try:
+            db = connect(self.path)
+        except sqlite3.Error as exc:
+            raise self._damaged(exc) from exc
+        try:
+            yield db
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(exc) from exc
         finally:
             db.close()
-        return int(n)
+
+    def _damaged(self, exc: Exception) -> StoreError:
+        return StoreError(
+            f"The record store {self.path} cannot be read ({exc}). Move it aside to start a new "
+            f"one, or try to rescue it with: sqlite3 {self.path} .recover"
+        )
 
 
 def close_all() -> None:

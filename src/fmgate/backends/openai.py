@@ -38,7 +38,7 @@ from .._errors import (
 )
 from .._providers import host_port, remote_access
 from .._record import Access, Usage
-from .._secrets import Secret, key_from_env, redact
+from .._secrets import Secret, key_from_env, redact, redact_url
 from .._types import ChatRequest, Completion, Delta
 from ._base import Backend, BackendConfig, EmbeddingResult
 from ._deadline import Clock, until
@@ -224,7 +224,7 @@ def _base_url(config: BackendConfig) -> str:
         valid = False
     if not valid:
         raise ConfigurationError(
-            f"The {config.name} backend needs an http(s) base_url, not {url!r}: pass "
+            f"The {config.name} backend needs an http(s) base_url, not {redact_url(url)!r}: pass "
             "load(..., base_url='http://host:port/v1') or set base_url in fmgate.toml."
         )
     return url
