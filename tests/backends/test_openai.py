@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -682,3 +683,36 @@ def test_class_attributes_and_access() -> None:
     m = fmgate.load("openai:gpt-4o")
     assert m.access.context_window == 128000 and m.access.requires_api_key is True
     m.close()
+
+
+# -- what other servers say when they fail ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ({"detail": "Model qwen is not loaded"}, "Model qwen is not loaded"),  # transformers serve
+        ({"detail": [{"loc": ["body", "x"], "msg": "Field required"}]}, "Field required"),
+        ({"error": "model 'llama9' not found"}, "model 'llama9' not found"),  # Ollama
+        ("upstream connect error", "upstream connect error"),  # a proxy's plain text
+    ],
+)
+def test_a_non_openai_error_body_keeps_its_explanation(
+    httpx2_mock: respx.Router, memory: fmgate.MemorySink, body: Any, said: str
+) -> None:
+    route = httpx2_mock.post(CHAT_URL)
+    if isinstance(body, str):
+        route.mock(return_value=httpx.Response(400, text=body))
+    else:
+        _json(route, body, 400)
+    with pytest.raises(fmgate.BadRequestError, match=re.escape(said)):
+        fmgate.load("openai:gpt-4o-mini").generate("x")
+    assert said in (memory.records[-1].outcome.error_message or "")
+
+
+def test_an_error_body_answering_a_stream_says_what_the_server_said(
+    httpx2_mock: respx.Router,
+) -> None:
+    _json(httpx2_mock.post(CHAT_URL), {"detail": "streaming is not supported here"})
+    with pytest.raises(fmgate.ServerError, match="streaming is not supported here"):
+        "".join(c.text for c in fmgate.load("openai:gpt-4o-mini").stream("x"))

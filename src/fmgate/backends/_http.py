@@ -319,6 +319,10 @@ class EventReader(ABC):
         except BAD_DATA as exc:
             raise self.malformed(exc) from exc
 
+    def leftover(self) -> bytes:
+        """The bytes after the last complete event (at the end: a body that was not events)."""
+        return b"".join(self._pending)
+
     def _hold(self, chunk: bytes) -> None:
         if not chunk:
             return

@@ -399,10 +399,29 @@ class _ChunkReader(EventReader):
         return delta
 
     def end(self) -> None:
-        if not self.finished:
-            raise MalformedResponseError(
-                f"{self.provider}: the stream ended before a finish_reason or usage: cut short "
-                f"(content-type {self.content_type}).",
+        if self.finished:
+            return
+        if not self.started:
+            self._raise_body_error()
+        raise MalformedResponseError(
+            f"{self.provider}: the stream ended before a finish_reason or usage: cut short "
+            f"(content-type {self.content_type}).",
+            provider=self.provider,
+        )
+
+    def _raise_body_error(self) -> None:
+        """A server that answers a stream request with one JSON error body, not events: say
+        what it said rather than "cut short"."""
+        try:
+            body = json.loads(self.leftover())
+        except ValueError:
+            return
+        _raise_error_object(body, self.provider)
+        said = _server_says(body)
+        if said:
+            raise ServerError(
+                f"{self.provider}: the server answered the stream with an error, not events: "
+                f"{redact(said)[:500]}",
                 provider=self.provider,
             )
 
@@ -462,4 +481,26 @@ def _status_error(exc: openai.APIStatusError, message: str, provider: str) -> Ba
     if cls is BadRequestError and exc.code == "context_length_exceeded":
         cls = ContextLengthError
     retry_after = retry_after_s(exc.response.headers)
+    said = _server_says(exc.body)
+    if said and said not in message:  # the SDK reads only OpenAI's {"error": {"message": ...}}
+        message = f"{message} - {redact(said)[:500]}"
     return cls(message, status_code=status, provider=provider, retry_after_s=retry_after)
+
+
+def _server_says(body: object) -> str | None:
+    """The explanation in an error body of another shape: ``{"detail": ...}`` (FastAPI, and so
+    ``transformers serve``), ``{"error": "..."}`` (Ollama), ``{"message": ...}``, or plain text."""
+    if isinstance(body, str):
+        return " ".join(body.split())[:500] or None
+    if not isinstance(body, Mapping):
+        return None
+    for key in ("detail", "error", "message"):
+        value = body.get(key)
+        if isinstance(value, str) and value:
+            return value
+        if isinstance(value, Mapping) and isinstance(value.get("message"), str):
+            return str(value["message"])
+        if isinstance(value, list):  # FastAPI's validation errors: [{"loc": [...], "msg": ...}]
+            found = [str(v.get("msg", v)) if isinstance(v, Mapping) else str(v) for v in value]
+            return "; ".join(found) or None
+    return None
