@@ -716,3 +716,14 @@ def test_an_error_body_answering_a_stream_says_what_the_server_said(
     _json(httpx2_mock.post(CHAT_URL), {"detail": "streaming is not supported here"})
     with pytest.raises(fmgate.ServerError, match="streaming is not supported here"):
         "".join(c.text for c in fmgate.load("openai:gpt-4o-mini").stream("x"))
+
+
+def test_a_stream_without_usage_is_counted_and_says_it_is_an_estimate(
+    httpx2_mock: respx.Router,
+) -> None:
+    events = wire.stream_chunks(["One", " two", " three"])[:-1]  # no usage-only chunk at the end
+    _sse(httpx2_mock.post(CHAT_URL), wire.sse(events))  # as from a server that ignores it
+    stream = fmgate.load("openai:gpt-4o-mini").stream("x")
+    assert "".join(c.text for c in stream) == "One two three"
+    usage = stream.record.usage
+    assert (usage.input_tokens, usage.output_tokens, usage.source) == (None, 3, "estimate")

@@ -377,15 +377,19 @@ def _error_object(error: Any, provider: str) -> BackendError:
 class _ChunkReader(EventReader):
     """Reads ``chat.completion.chunk`` events into Deltas, up to ``[DONE]``.
 
-    A stream must show a finish reason or usage before it ends: otherwise it was cut.
+    A stream must show a finish reason or usage before it ends: otherwise it was cut. A server
+    that ignores ``include_usage`` (some self-hosted ones do) gets its output counted as one
+    token per text chunk, as vLLM-style servers send them, with ``source="estimate"``.
     """
 
-    __slots__ = ("content_type", "finished")
+    __slots__ = ("content_type", "finished", "has_usage", "text_chunks")
 
     def __init__(self, provider: str, content_type: str | None) -> None:
         super().__init__(provider)
         self.content_type = content_type
         self.finished = False  # a finish reason or usage was read
+        self.has_usage = False
+        self.text_chunks = 0
 
     def event(self, name: str | None, data: bytes) -> Delta | None:
         if data == b"[DONE]":
@@ -396,11 +400,15 @@ class _ChunkReader(EventReader):
         delta = _chunk_delta(chunk)
         if delta.finish_reason is not None or delta.usage is not None:
             self.finished = True
+        self.has_usage = self.has_usage or delta.usage is not None
+        self.text_chunks += bool(delta.text)
         return delta
 
-    def end(self) -> None:
+    def end(self) -> Delta | None:
         if self.finished:
-            return
+            if self.has_usage:
+                return None
+            return Delta(usage=Usage(output_tokens=self.text_chunks, source="estimate"))
         if not self.started:
             self._raise_body_error()
         raise MalformedResponseError(
