@@ -12,12 +12,14 @@ must not keep them all resident).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
 import threading
+import warnings
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +48,7 @@ _DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 _LOCAL_PREFIXES = ("./", "../", "/", "~", ".\\", "..\\")
 _WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json")
 _TRUE = frozenset({"1", "true", "yes", "on"})
+logger = logging.getLogger("fmgate")
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +235,85 @@ def hardware_name(device: str) -> str:
     return device
 
 
+# -- third-party output ---------------------------------------------------------------------------
+
+
+class _Quiet:
+    """While fmgate loads a model: transformers' and huggingface_hub's progress bars off, and
+    transformers' log records below ERROR sent to fmgate's debug log instead of stderr. What was
+    set before is put back when the last overlapping load ends, so a user's own settings for
+    those libraries hold outside fmgate's loads. (Group-specific huggingface_hub bar settings
+    are not kept: its public API has no way to read them back.)"""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._restore: Callable[[], None] | None = None
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._depth == 0:
+                self._restore = _silence()
+            self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0 and self._restore is not None:
+                self._restore()
+                self._restore = None
+
+
+def _silence() -> Callable[[], None]:
+    """Silence the bars and route the log lines; returns what puts them back."""
+    from huggingface_hub import utils as hub_utils
+    from transformers.utils import logging as hf_logging
+
+    bars_on = hf_logging.is_progress_bar_enabled()
+    hub_bars_off = hub_utils.are_progress_bars_disabled()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # the Hub's bars too
+    library = hf_logging.get_logger("transformers")
+    handlers = list(library.handlers)
+    forward = _ToDebug(handlers)
+    for handler in handlers:
+        library.removeHandler(handler)
+    library.addHandler(forward)
+
+    def restore() -> None:
+        library.removeHandler(forward)
+        for handler in handlers:
+            library.addHandler(handler)
+        with warnings.catch_warnings():  # HF_HUB_DISABLE_PROGRESS_BARS=1 refuses, with a warning
+            warnings.simplefilter("ignore")
+            if bars_on:
+                hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+            if not hub_bars_off:
+                hub_utils.enable_progress_bars()
+        if hub_bars_off:
+            hub_utils.disable_progress_bars()
+
+    return restore
+
+
+class _ToDebug(logging.Handler):
+    """transformers' records to fmgate's debug log; an ERROR still goes where it went."""
+
+    def __init__(self, handlers: list[logging.Handler]) -> None:
+        super().__init__()
+        self._handlers = handlers
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno < logging.ERROR:
+            logger.debug("transformers: %s", record.getMessage())
+            return
+        for handler in self._handlers:
+            if record.levelno >= handler.level:
+                handler.handle(record)
+
+
+QUIET = _Quiet()
+
+
 # -- loading and the in-process cache ------------------------------------------------------------
 
 
@@ -281,7 +363,13 @@ _CACHE_LOCK = threading.Lock()
 
 
 def load_model(model: str, options: Mapping[str, Any]) -> LoadedModel:
-    """The model named ``model`` with the backend's ``options``, from the cache or from disk."""
+    """The model named ``model`` with the backend's ``options``, from the cache or from disk;
+    the Hub's and transformers' progress bars and log lines kept out of the user's output."""
+    with QUIET:
+        return _cached(model, options)
+
+
+def _cached(model: str, options: Mapping[str, Any]) -> LoadedModel:
     device = pick_device(str(options.get("device", "auto")))
     dtype = pick_dtype(str(options.get("dtype", "auto")), device)
     trust = bool(options.get("trust_remote_code", False))
@@ -320,6 +408,7 @@ def _load(source: Source, device: str, dtype: torch.dtype, trust: bool) -> Loade
     model.eval()
     if not profile.is_encoder:
         _pad_left(tokenizer, model)
+    _no_length_warning(tokenizer)
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -329,6 +418,15 @@ def _load(source: Source, device: str, dtype: torch.dtype, trust: bool) -> Loade
         profile=profile,
         is_encoder=profile.is_encoder,
     )
+
+
+def _no_length_warning(tokenizer: Any) -> None:
+    """fmgate checks a prompt against the context window itself (ContextLengthError), so the
+    tokenizer's "Token indices sequence length is longer than..." warning, printed once per
+    tokenizer, is noise in a server's log: mark it as given, on this tokenizer only."""
+    given = getattr(tokenizer, "deprecation_warnings", None)
+    if isinstance(given, dict):
+        given["sequence-length-is-longer-than-the-specified-maximum"] = True
 
 
 def _pad_left(tokenizer: Any, model: Any) -> None:
