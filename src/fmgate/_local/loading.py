@@ -266,8 +266,10 @@ class _Quiet:
 
 def _silence() -> Callable[[], None]:
     """Silence the bars and route the log lines; returns what puts them back."""
-    from huggingface_hub import utils as hub_utils
+    from huggingface_hub import utils
     from transformers.utils import logging as hf_logging
+
+    hub_utils: Any = utils  # its bar switches are public, but lazily exported (mypy misses them)
 
     bars_on = hf_logging.is_progress_bar_enabled()
     hub_bars_off = hub_utils.are_progress_bars_disabled()
