@@ -3,67 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from fmgate.testing import stub_server
-
-GUARD = Path(__file__).parent / "guard"
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    """The subprocess's environment: its own store, no keys, no network beyond loopback."""
-    base = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_TOKEN"))}
-    base.pop("FMGATE_CONFIG", None)
-    return {
-        **base,
-        "FMGATE_STORE": str(tmp_path / "store.sqlite3"),
-        "PYTHONPATH": os.pathsep.join([str(GUARD), base.get("PYTHONPATH", "")]),
-        "HF_HUB_OFFLINE": "1",
-        "COLUMNS": "200",
-    }
-
-
-def fmgate(
-    *args: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fmgate", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=timeout,
-    )
-
-
-@pytest.fixture(scope="module")
-def stub() -> Iterator[str]:
-    with stub_server() as url:
-        yield url + "/v1"
-
-
-@pytest.fixture
-def project(tmp_path: Path, stub: str) -> Path:
-    """A folder with an fmgate.toml naming two self-hosted models and a prompt file."""
-    (tmp_path / "fmgate.toml").write_text(
-        f'[models.alpha]\nbackend = "vllm"\nmodel = "alpha"\nbase_url = "{stub}"\n\n'
-        f'[models.beta]\nbackend = "ollama"\nmodel = "beta"\nbase_url = "{stub}"\n'
-        "max_tokens = 32\n"
-    )
-    rows = [
-        {"id": "greet", "prompt": "Say hello", "expected": "help"},
-        {"id": "other", "prompt": "Name a colour", "expected": "blue"},
-    ]
-    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return tmp_path
+from .conftest import fmgate
 
 
 def test_help_names_every_command_and_the_exit_codes(env: dict[str, str]) -> None:
@@ -110,12 +57,48 @@ def test_run_prints_the_text_then_a_record_summary(env: dict[str, str], stub: st
     assert "self_hosted, open weights, data stayed local" in done.stderr
 
 
-def test_run_json_prints_the_full_record(env: dict[str, str], stub: str) -> None:
-    done = fmgate("run", "vllm:m", "hi", "--base-url", stub, "--no-stream", "--json", env=env)
+@pytest.mark.parametrize("stream", [[], ["--no-stream"]])
+def test_run_json_prints_one_json_document_with_the_text_inside(
+    env: dict[str, str], stub: str, stream: list[str]
+) -> None:
+    done = fmgate("run", "vllm:m", "hi", "--base-url", stub, *stream, "--json", env=env)
     assert done.returncode == 0, done.stderr
-    record = json.loads(done.stdout[done.stdout.index("{") :])
-    assert record["outcome_status"] == "ok" and record["stream"] is False
+    document = json.loads(done.stdout)  # the whole of stdout: `| jq` works
+    assert document["text"] == "Hello! How can I help you today?"
+    assert document["error"] is None
+    record = document["record"]
+    assert record["outcome_status"] == "ok" and record["stream"] is (not stream)
     assert record["access_data_leaves_machine"] is False
+
+
+def test_a_parameter_refused_before_sending_exits_2_and_says_nothing_was_sent(
+    env: dict[str, str], stub: str
+) -> None:
+    done = fmgate("run", "vllm:m", "hi", "--base-url", stub, "--temperature", "5", env=env)
+    assert done.returncode == 2, done.stderr
+    assert "InvalidRequestError" in done.stderr and "temperature" in done.stderr
+    assert "nothing sent" in done.stderr and "data left" not in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_run_json_on_a_failed_call_is_still_one_json_document(
+    env: dict[str, str], stub: str
+) -> None:
+    done = fmgate(
+        "run", "vllm:m", "hi", "--base-url", stub, "--temperature", "5", "--json", env=env
+    )
+    assert done.returncode == 2
+    document = json.loads(done.stdout)
+    assert document["text"] is None and document["error"]["type"] == "InvalidRequestError"
+    assert document["record"]["outcome_status"] == "error"
+
+
+def test_fmgate_alone_prints_the_help_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    from fmgate.cli import main
+
+    assert main([]) == 0
+    out = capsys.readouterr()
+    assert "usage: fmgate" in out.out and "exit codes" in out.out and out.err == ""
 
 
 def test_a_failed_call_exits_1_and_is_still_recorded(env: dict[str, str], tmp_path: Path) -> None:
@@ -124,13 +107,6 @@ def test_a_failed_call_exits_1_and_is_still_recorded(env: dict[str, str], tmp_pa
     assert "ConnectionError" in done.stderr and "FAILED" in done.stderr
     db = sqlite3.connect(tmp_path / "store.sqlite3")
     assert db.execute("SELECT outcome_status FROM records").fetchall() == [("error",)]
-
-
-def test_models_lists_aliases_with_their_access(env: dict[str, str], project: Path) -> None:
-    done = fmgate("models", env=env, cwd=project)
-    assert done.returncode == 0, done.stderr
-    assert "alpha" in done.stdout and "vllm:alpha" in done.stdout
-    assert "self_hosted" in done.stdout
 
 
 def test_compare_writes_a_report_and_report_rebuilds_it(env: dict[str, str], project: Path) -> None:
@@ -156,17 +132,3 @@ def test_report_with_no_matching_records_exits_3(env: dict[str, str], tmp_path: 
     done = fmgate("report", "--since", "1h", env=env, cwd=tmp_path)
     assert done.returncode == 3
     assert "no records match" in done.stderr
-
-
-def test_demo_runs_offline_with_no_keys_and_writes_a_report(
-    env: dict[str, str], tmp_path: Path
-) -> None:
-    env = {**env, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    done = fmgate("demo", "--out", "demo", env=env, cwd=tmp_path, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    for alias in ("tiny-chat-random", "tiny-chat-served", "minilm-l6"):
-        assert alias in done.stdout
-    assert "random weights" in done.stdout
-    html = tmp_path / "demo" / "report.html"
-    assert f"Report: {html.resolve()}" in done.stdout
-    assert html.read_text().count("data:image/png;base64,") >= 2

@@ -32,7 +32,7 @@ Models are 'backend:model' specs (fmgate backends lists the backends) or aliases
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import _comparing, _demo, _run, _serve
+    from . import _comparing, _demo, _listing, _run, _serve
 
     parser = argparse.ArgumentParser(
         prog="fmgate",
@@ -48,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="the fmgate.toml to use (default: $FMGATE_CONFIG, "
         "./fmgate.toml, then the user config dir)",
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (_demo, _run, _comparing, _serve):
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in (_demo, _run, _listing, _comparing, _serve):
         module.add_commands(commands)
     return parser
 
@@ -58,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:  # a bare `fmgate` asks what it can do
+        parser.print_help()
+        return OK
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         if args.config:

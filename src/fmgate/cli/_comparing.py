@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from . import CALLS_FAILED, NOTHING, OK
+from ._console import console, load_model
 from ._run import _positive_int
 
 FORMATS = ("html", "md", "csv", "jsonl")
+MESSAGE_CHARS = 300  # of the first error message shown per failing model
 
 
 def add_commands(commands: Any) -> None:
@@ -118,9 +121,9 @@ def _formats(text: str) -> tuple[str, ...]:
 
 def _compare(args: argparse.Namespace) -> int:
     from .._compare import get_scorer, load_prompts
-    from .._load import load
 
     items = load_prompts(args.prompts)
+    _refuse_offline([*args.models, *_judge(args.scorer)])
     scorer = get_scorer(args.scorer) if args.scorer else None
     params = {
         k: v
@@ -128,15 +131,64 @@ def _compare(args: argparse.Namespace) -> int:
         if v is not None
     }
     with ExitStack() as stack:
-        models = [stack.enter_context(load(spec)) for spec in args.models]
+        models = [stack.enter_context(load_model(spec)) for spec in args.models]
         run = _run_with_progress(models, items, args, scorer, params)
     title = args.title or f"fmgate compare {run.run_id}"
     show(run.records, run.scores, title=title, out=args.out, formats=args.format)
+    for line in failures(run.records):
+        print(line, file=sys.stderr)
     print(
         f"run id: {run.run_id} (fmgate report --run {run.run_id} rebuilds this report)",
         file=sys.stderr,
     )
     return CALLS_FAILED if run.errors else OK
+
+
+def _judge(scorer: str | None) -> list[str]:
+    kind, colon, judge = (scorer or "").strip().partition(":")
+    return [judge.strip()] if kind.lower() == "judge" and colon and judge.strip() else []
+
+
+def _refuse_offline(names: Sequence[str]) -> None:
+    """Under FMGATE_OFFLINE=1, a model that would send prompts off this machine is refused
+    before anything loads or runs: every one of its calls would fail."""
+    from .._errors import OfflineError
+    from .._offline import OFFLINE_ENV, offline
+    from ._profile import leaves_machine
+
+    if not offline():
+        return
+    leaving = [name for name in dict.fromkeys(names) if leaves_machine(name)]
+    if leaving:
+        raise OfflineError(
+            f"{OFFLINE_ENV}=1, and {', '.join(leaving)} would send prompts off this machine: "
+            f"leave {'it' if len(leaving) == 1 else 'them'} out, or unset {OFFLINE_ENV}. "
+            "Nothing was run."
+        )
+
+
+def failures(records: Sequence[Any]) -> list[str]:
+    """Per model with failed calls (warm-up included), one line: how many, of which error
+    types, and the first (redacted) message, e.g.
+    ``gpt: 12 of 12 calls failed: OfflineError x 12 (first: ...)``."""
+    from .._report.aggregate import label_of
+
+    calls: Counter[str] = Counter(label_of(r) for r in records)
+    failed: dict[str, list[Any]] = {}
+    for record in records:
+        if not record.ok:
+            failed.setdefault(label_of(record), []).append(record)
+    return [_failure_line(label, calls[label], bad) for label, bad in failed.items()]
+
+
+def _failure_line(label: str, calls: int, failed: Sequence[Any]) -> str:
+    kinds = Counter(r.outcome.error_type or "unknown error" for r in failed)
+    types = ", ".join(f"{kind} x {n}" for kind, n in kinds.most_common())
+    first = " ".join((failed[0].outcome.error_message or "").split())
+    if len(first) > MESSAGE_CHARS:
+        first = first[: MESSAGE_CHARS - 3] + "..."
+    why = f" (first: {first})" if first else ""
+    return f"{label}: {len(failed)} of {calls} calls failed: {types}{why}"
 
 
 def _run_with_progress(
@@ -166,7 +218,6 @@ def progress(
     models: Sequence[Any], items: Sequence[Any], *, repeat: int, warmup: int
 ) -> Iterator[Any]:
     """A rich progress bar per model on stderr; yields the ``on_progress(label, done)`` hook."""
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .._compare import planned_calls
@@ -176,7 +227,7 @@ def progress(
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
+        console=console(stderr=True),
     )
     totals = {
         m.alias or m.spec: planned_calls([m], items, repeat=repeat, warmup=warmup) for m in models
@@ -202,15 +253,13 @@ def show(
     notes: Sequence[str] = (),
 ) -> None:
     """Print the summary table; write the report files when ``out`` is given."""
-    from rich.console import Console
-
     from .._report import rich_table, summarize, write_report
 
-    console = Console()
-    console.print(rich_table(summarize(records, scores), title=title))
+    screen = console()
+    screen.print(rich_table(summarize(records, scores), title=title))
     if out is not None:
         written = write_report(out, records, scores, title=title, formats=formats, notes=notes)
-        console.print("Written: " + ", ".join(str(path) for path in written.values()))
+        screen.print("Written: " + ", ".join(str(path) for path in written.values()))
         for why in written.skipped.values():  # the HTML page without matplotlib
             print(f"report.html not written: {why}", file=sys.stderr)
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from .._record import CallRecord
+from .._report.render import fmt_usd
 
 DASH = "–"
 
@@ -13,12 +12,6 @@ def seconds(value: float | None) -> str:
     if value is None:
         return DASH
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
-
-
-def usd(amount: Decimal | None) -> str:
-    if amount is None:
-        return DASH
-    return f"${amount:.6f}" if amount < 1 else f"${amount:,.2f}"
 
 
 def count(n: int | None) -> str:
@@ -54,18 +47,17 @@ def summary_line(record: CallRecord) -> str:
     if record.outcome.fallback_from:
         parts.append(f"fallback for {record.outcome.fallback_from}")
     cost = record.cost
-    parts.append("cost unknown" if cost.amount is None else f"{usd(cost.amount)} {cost.basis}")
+    parts.append("cost unknown" if cost.amount is None else f"{fmt_usd(cost.amount)} {cost.basis}")
     weights = {True: "open weights", False: "closed weights", None: "weights ?"}
-    where = {True: "data left the machine", False: "data stayed local", None: ""}
-    parts.append(
-        ", ".join(
-            x
-            for x in (
-                record.distribution,
-                weights[access.open_weights],
-                where[access.data_leaves_machine],
-            )
-            if x
-        )
-    )
+    facts = (record.distribution, weights[access.open_weights], where_data_went(record))
+    parts.append(", ".join(x for x in facts if x))
     return " · ".join(parts)
+
+
+def where_data_went(record: CallRecord) -> str:
+    """What this call did with the prompt: a call refused before sending sent nothing, whatever
+    its channel would have done; otherwise (or when unknown) the channel says."""
+    if record.outcome.sent is False:
+        return "nothing sent"
+    where = {True: "data left the machine", False: "data stayed local", None: ""}
+    return where[record.access.data_leaves_machine]

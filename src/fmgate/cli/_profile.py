@@ -53,3 +53,17 @@ def _local(model: str) -> Profile:
 
     found = read_profile(folder)
     return Profile("local", True, found.license, found.parameters, False, False)
+
+
+def leaves_machine(name: str) -> bool:
+    """Whether calls to ``name`` (a spec or an alias) would send prompts off this machine, as far
+    as the config and the provider rows tell; an unknown alias or plugin backend says False
+    (``load()`` names the first, the call itself decides for the second)."""
+    from .._config import AliasConfig, load_config, parse_spec
+
+    if ":" in name:
+        backend, model = parse_spec(name)
+        entry: AliasConfig | None = AliasConfig(name, backend, model)
+    else:
+        entry = load_config().models.get(name)
+    return entry is not None and profile(entry).data_leaves_machine is True

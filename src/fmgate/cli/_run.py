@@ -1,15 +1,15 @@
-"""``fmgate run``, ``fmgate models`` and ``fmgate backends``."""
+"""``fmgate run``: one prompt, one model, one record."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from typing import Any
+from typing import Any, TextIO
 
-from . import CALLS_FAILED, OK
-from ._fmt import count, summary_line, yes_no
-from ._profile import profile
+from . import CALLS_FAILED, OK, USAGE
+from ._console import load_model
+from ._fmt import summary_line
 
 
 def add_commands(commands: Any) -> None:
@@ -17,7 +17,9 @@ def add_commands(commands: Any) -> None:
         "run",
         help="send one prompt to one model; print the text, then the call's record",
         description="Send one prompt to one model. The text goes to stdout as it is generated; "
-        "a one-line record summary (tokens, latency, cost, access) goes to stderr.",
+        "a one-line record summary (tokens, latency, cost, access) goes to stderr. Exits 0 when "
+        "the call succeeded, 1 when it failed, 2 when fmgate refused it before sending anything "
+        "(a bad parameter, a missing key, offline mode).",
     )
     run.add_argument("model", help="a 'backend:model' spec or an alias from fmgate.toml")
     run.add_argument("prompt", help="the prompt; '-' reads it from stdin")
@@ -28,15 +30,13 @@ def add_commands(commands: Any) -> None:
     run.add_argument("--max-tokens", type=_positive_int, metavar="N")
     run.add_argument("--temperature", type=float, metavar="T")
     run.add_argument("--no-stream", action="store_true", help="one request, no streaming")
-    run.add_argument("--json", action="store_true", help="print the full record as JSON")
-    run.set_defaults(handler=_run)
-
-    models = commands.add_parser(
-        "models", help="list the aliases of fmgate.toml with their access profile"
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON document on stdout: {"text": ..., "error": ..., "record": {...}} '
+        "(the text is not streamed)",
     )
-    models.set_defaults(handler=_models)
-    backends = commands.add_parser("backends", help="list the backend names a spec may use")
-    backends.set_defaults(handler=_backends)
+    run.set_defaults(handler=_run)
 
 
 def _positive_int(text: str) -> int:
@@ -48,7 +48,6 @@ def _positive_int(text: str) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from .._errors import FmgateError
-    from .._load import load
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     params = {
@@ -61,84 +60,57 @@ def _run(args: argparse.Namespace) -> int:
         if v is not None
     }
     overrides = {"base_url": args.base_url} if args.base_url else {}
-    with load(args.model, **overrides) as model:
+    # With --json, stdout is one JSON document: the text goes inside it, not before it.
+    echo = None if args.json else sys.stdout
+    with load_model(args.model, **overrides) as model:
         try:
-            record = _call(model, prompt, params, stream=not args.no_stream)
+            text, record = _call(model, prompt, params, stream=not args.no_stream, echo=echo)
         except FmgateError as exc:
-            record = getattr(exc, "record", None)
-            print(f"fmgate run: {type(exc).__name__}: {exc}", file=sys.stderr)
-            if record is not None:
-                _report(record, as_json=args.json)
-            return CALLS_FAILED
-    _report(record, as_json=args.json)
+            return _failed(exc, as_json=args.json)
+    _report(record, text=text, as_json=args.json)
     return OK
 
 
-def _call(model: Any, prompt: str, params: dict[str, Any], *, stream: bool) -> Any:
+def _call(
+    model: Any, prompt: str, params: dict[str, Any], *, stream: bool, echo: TextIO | None
+) -> tuple[str, Any]:
+    """The text and the record; the text is written to ``echo`` as it arrives."""
     if not stream:
         response = model.generate(prompt, **params)
-        print(response.text)
-        return response.record
+        if echo is not None:
+            print(response.text, file=echo)
+        return response.text, response.record
+    parts = []
     with model.stream(prompt, **params) as chunks:
         for chunk in chunks:
-            sys.stdout.write(chunk.text)
-            sys.stdout.flush()
-    print()
-    return chunks.record
+            parts.append(chunk.text)
+            if echo is not None:
+                echo.write(chunk.text)
+                echo.flush()
+    if echo is not None:
+        print(file=echo)
+    return "".join(parts), chunks.record
 
 
-def _report(record: Any, *, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(record.to_dict(), indent=2))
-    else:
+def _failed(exc: Any, *, as_json: bool) -> int:
+    """Say why on stderr, report the failed call's record; a call fmgate refused before sending
+    (a bad parameter, offline mode, a missing key) is a usage error, not a failed call."""
+    from .._errors import ConfigurationError
+
+    print(f"fmgate run: {type(exc).__name__}: {exc}", file=sys.stderr)
+    record = getattr(exc, "record", None)
+    if record is not None or as_json:
+        _report(record, text=None, as_json=as_json, error=exc)
+    return USAGE if isinstance(exc, ConfigurationError) else CALLS_FAILED
+
+
+def _report(record: Any, *, text: str | None, as_json: bool, error: Any = None) -> None:
+    if not as_json:
         print(summary_line(record), file=sys.stderr)
-
-
-def _models(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    from .._config import load_config
-
-    config = load_config()
-    console = Console()
-    if not config.models:
-        console.print(
-            "No aliases: add [models.<name>] tables to fmgate.toml (see docs/quickstart.md)."
-        )
-        return OK
-    table = Table(title=f"Models in {config.path}")
-    for head in (
-        "alias",
-        "spec",
-        "channel",
-        "open weights",
-        "licence",
-        "params",
-        "data leaves machine",
-        "needs key",
-        "key set",
-    ):
-        table.add_column(head)
-    for alias, entry in config.models.items():
-        facts = profile(entry)
-        table.add_row(
-            alias,
-            f"{entry.backend}:{entry.model}",
-            facts.channel,
-            yes_no(facts.open_weights),
-            facts.license or "–",
-            count(facts.parameters),
-            yes_no(facts.data_leaves_machine),
-            yes_no(facts.requires_api_key),
-            yes_no(facts.key_set),
-        )
-    console.print(table)
-    return OK
-
-
-def _backends(args: argparse.Namespace) -> int:
-    from .._registry import backend_names
-
-    print("\n".join(backend_names()))
-    return OK
+        return
+    document = {
+        "text": text,
+        "error": None if error is None else {"type": type(error).__name__, "message": str(error)},
+        "record": None if record is None else record.to_dict(),
+    }
+    print(json.dumps(document, indent=2))
