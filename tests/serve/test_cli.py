@@ -59,6 +59,29 @@ def test_a_public_address_without_keys_is_refused_with_exit_2(env: dict[str, str
     assert "FMGATE_SERVE_KEYS" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_port_in_use_is_refused_in_one_line_before_loading_anything(
+    env: dict[str, str],
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        started = time.monotonic()
+        done = subprocess.run(
+            # 'never-loaded' is no alias: the port is checked first, so that is never found out
+            [sys.executable, "-m", "fmgate", "serve", "never-loaded", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"fmgate serve: error: cannot listen on 127.0.0.1:{port} (")
+    assert "--port" in line and "never-loaded" not in line
+    assert time.monotonic() - started < 30
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_serve_an_alias_as_a_gateway_then_stop_with_a_signal(
     env: dict[str, str], tmp_path: Path, upstream: str, stop: signal.Signals

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from typing import Any
 
 from . import OK, USAGE
+from ._console import load_model
 from ._run import _positive_int
 
 
@@ -54,7 +56,6 @@ def add_commands(commands: Any) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from .. import serve
-    from .._load import load
 
     host = args.host or serve.DEFAULT_HOST
     keys = serve.keys_from_env()
@@ -68,8 +69,9 @@ def _serve(args: argparse.Namespace) -> int:
         settings["max_queue"] = args.max_queue
     if args.max_body_kb is not None:
         settings["max_body_bytes"] = args.max_body_kb * 1024
-    models = {name: load(name) for name in dict.fromkeys(args.models)}
     port = serve.DEFAULT_PORT if args.port is None else args.port
+    check_port(host, port)  # before loading: a local model takes seconds to load
+    models = {name: load_model(name) for name in dict.fromkeys(args.models)}
     where = f"http://{f'[{host}]' if ':' in host else host}:{port}/v1"
     auth = f"{len(keys)} key(s) from ${serve.KEYS_ENV}" if keys else "no key (loopback only)"
     print(f"fmgate serve: {', '.join(models)} at {where}, {auth}", file=sys.stderr)
@@ -81,3 +83,20 @@ def _serve(args: argparse.Namespace) -> int:
         for model in models.values():
             model.close()
     return OK
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse, in one line, a port this process cannot listen on (taken, or privileged): bind it
+    as uvicorn will (SO_REUSEADDR, so a port in TIME_WAIT is free) and let it go."""
+    from .._errors import ConfigurationError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}): is another server "
+                "(another fmgate serve?) using it? Choose a free one with --port."
+            ) from exc
