@@ -1,8 +1,9 @@
 """The ``fmgate`` command: run a prompt, list models, compare them, rebuild reports, the demo.
 
 Exit codes, for scripts: 0 done and every call succeeded; 1 done, but some calls failed (they
-are recorded and in the report); 2 bad arguments or configuration (nothing ran); 3 nothing to
-report (no records matched); 130 interrupted.
+are recorded and in the report); 2 bad arguments or configuration (nothing ran, or fmgate refused
+the call before sending it: a bad parameter, a missing key, offline mode); 3 nothing to report (no
+records matched); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ examples:
   fmgate serve local-small --port 8008          the model as an OpenAI-compatible API
 
 exit codes: 0 ok; 1 some calls failed (recorded, and in the report); 2 bad arguments or
-configuration; 3 no records to report; 130 interrupted.
+configuration, or a call refused before sending; 3 no records to report; 130 interrupted.
 Models are 'backend:model' specs (fmgate backends lists the backends) or aliases from fmgate.toml.
 """
 

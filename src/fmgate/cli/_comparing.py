@@ -23,7 +23,10 @@ def add_commands(commands: Any) -> None:
         help="run a prompt set through several models and write a report",
         description="Run every prompt through every model (local models batched, APIs "
         "concurrent), grade the answers if a scorer is given, store the records and write a "
-        "report: a table here, and Markdown, HTML with plots, CSV and JSONL under --out.",
+        "report: a table here, and Markdown, HTML with plots, CSV and JSONL under --out. A model "
+        "with failed calls gets a line on stderr: the error types, counted, and the first message. "
+        "Under FMGATE_OFFLINE=1, models (and a judge) that would send prompts off this machine are "
+        "refused before anything loads or runs (exit 2): leave them out to compare the others.",
     )
     compare.add_argument(
         "-m",
