@@ -175,7 +175,11 @@ class BadRequestError(BackendError):
 
 
 class ContextLengthError(BadRequestError):
-    """The prompt plus ``max_tokens`` exceed the model's context window."""
+    """The prompt plus ``max_tokens`` exceed the model's context window. ``window`` and
+    ``prompt_tokens`` give the sizes where fmgate counted them (local models), else None."""
+
+    window: int | None = None
+    prompt_tokens: int | None = None
 
 
 class ServerError(BackendError):

@@ -240,6 +240,64 @@ def test_a_stop_string_the_token_matcher_cannot_see(llama: fmgate.Model) -> None
     assert stopped.usage.output_tokens < full.usage.output_tokens  # type: ignore[operator]
 
 
+def test_long_new_stop_strings_cost_a_request_no_more_than_short_ones(llama: fmgate.Model) -> None:
+    """Issue 11: transformers' StopStringCriteria built a table of vocabulary x stop length for
+    each new set of stops (1 MB of stops: 10 s and 4.9 GB on this 640-token vocabulary), so one
+    request could stall every other user of the model; nor may any cache keep them."""
+    import transformers.generation.stopping_criteria as criteria
+
+    llama.generate("Hello", max_tokens=8, stop=["warm-up"])
+    started = time.perf_counter()
+    for i in range(3):  # new stops each time: nothing cached can help
+        stops = [f"{i}{j}" + "ab" * 10_000 for j in range(4)]
+        reply = llama.generate("Hello", max_tokens=8, stop=stops)
+        assert reply.finish_reason == "length"
+    assert time.perf_counter() - started < 2.0
+    assert not criteria.STOP_STRING_EMBEDDING_CACHE
+    assert not [key for key in _backend(llama).loaded.memo if key != "sentence-transformers"]
+
+
+def test_a_stop_string_of_characters_no_token_holds_is_simply_never_met(
+    llama: fmgate.Model,
+) -> None:
+    reply = llama.generate("Hello", max_tokens=6, stop=["\u4e2d\u6587 never", "\U0001f600"])
+    assert reply.finish_reason == "length" and reply.usage.output_tokens == 6
+
+
+def test_a_stop_string_split_across_streamed_pieces_is_held_back() -> None:
+    from fmgate._local.generation import safe_prefix
+
+    assert safe_prefix("hello wor", ("world",)) == "hello "
+    assert safe_prefix("aaaa", ("aab",)) == "aa"
+    assert safe_prefix("abc", ("x" * 999 + "y",)) == "abc"
+    assert safe_prefix("one two", ("two", "e t")) == "on"
+
+
+@pytest.mark.parametrize("temperature", [1e-300, 5e-324, 1e-6])
+def test_a_tiny_temperature_is_greedy_not_a_crash(llama: fmgate.Model, temperature: float) -> None:
+    """Issue 11: dividing the logits by 1e-300 overflowed to inf and sampling failed (a 500
+    through fmgate serve); such a temperature asks for greedy decoding, to float precision."""
+    greedy = llama.generate("Hello", max_tokens=12, temperature=0)
+    tiny = llama.generate("Hello", max_tokens=12, temperature=temperature)
+    assert tiny.text == greedy.text and tiny.record.params["temperature"] == temperature
+
+
+def test_ignore_eos_generates_the_whole_budget(llama: fmgate.Model) -> None:
+    """vLLM's ignore_eos, as transformers_ignore_eos: a load generator asks for a fixed length."""
+    from fmgate._local.generation import eos_ids
+
+    eos = eos_ids(_backend(llama).loaded)[0]
+    eager = {"transformers_sequence_bias": [[[eos], 100.0]]}  # EOS first, unless ignored
+    stopped = llama.generate("Hello", max_tokens=10, **eager)
+    full = llama.generate("Hello", max_tokens=10, transformers_ignore_eos=True, **eager)
+    assert (stopped.finish_reason, stopped.usage.output_tokens) == ("stop", 1)
+    assert (full.finish_reason, full.usage.output_tokens) == ("length", 10)
+    streamed = llama.stream("Hello", max_tokens=10, transformers_ignore_eos=True, **eager)
+    assert "".join(c.text for c in streamed) == full.text
+    with pytest.raises(fmgate.InvalidRequestError, match="ignore_eos"):
+        llama.generate("Hello", max_tokens=4, transformers_ignore_eos="yes")
+
+
 def test_seed_makes_sampling_reproducible(llama: fmgate.Model) -> None:
     import torch
 

@@ -7,13 +7,23 @@ supplies everything else, as with a plain ``model.generate``; ``transformers_<na
 - ``max_tokens`` -> ``max_new_tokens`` (``DEFAULT_MAX_TOKENS`` when not given), lowered to the room
   left in the context window; a prompt that alone fills the window is a ContextLengthError.
 - ``temperature`` 0 or unset -> greedy (``do_sample=False``); above 0 -> sampling with that
-  temperature and ``top_p``.
+  temperature and ``top_p``. A temperature below ``GREEDY_BELOW`` (1e-5, vLLM's threshold) is
+  greedy too: dividing the logits by it overflows to inf, and sampling from that fails, while
+  the distribution it asks for is greedy's to within float precision.
 - ``seed`` -> ``torch.manual_seed`` inside ``torch.random.fork_rng`` (the caller's RNG is left
   as it was). Sampling draws from torch's process-wide generator, so sampled calls run one at a
   time across the process: that is what makes a seed reproduce the same text.
-- ``stop`` -> transformers' ``StopStringCriteria``; the stop string and what follows it are cut
-  from the text and ``finish_reason`` is ``"stop"``, as with the OpenAI API. Only generated text
-  matches, never the prompt.
+- ``stop`` -> each row's generated text is decoded as it grows and its new end searched for the
+  stop strings (as vLLM does); the stop string and what follows it are cut from the text and
+  ``finish_reason`` is ``"stop"``, as with the OpenAI API. Only generated text matches, never
+  the prompt. A step costs a few tokens' decoding per row whatever the stop strings are:
+  transformers' ``StopStringCriteria`` would read the whole vocabulary for each new set of
+  stops (seconds, and a table of vocabulary x stop length, on a real tokenizer), which lets one
+  request with new or long stop strings stall every other user of the model.
+
+``transformers_ignore_eos=True`` (vLLM's ``ignore_eos``) generates the whole ``max_tokens`` budget:
+the end-of-sequence token is never chosen (``min_new_tokens`` is the budget), as load generators
+ask to measure a fixed output length.
 
 ``finish_reason`` is ``"stop"`` on an end-of-sequence token or a stop string, ``"length"`` when
 ``max_new_tokens`` ran out. ``output_tokens`` counts the tokens the model generated, the
@@ -30,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList, StopStringCriteria
+from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from .._errors import BackendError, ContextLengthError, InvalidRequestError
@@ -39,6 +49,8 @@ from .._types import ChatRequest, Completion, GenerationParams, Message
 from .loading import LoadedModel
 
 DEFAULT_MAX_TOKENS = 256
+# Temperatures below this are greedy (see the module's docstring).
+GREEDY_BELOW = 1e-5
 # generate() arguments fmgate sets itself: a transformers_<name> parameter may not replace them.
 RESERVED = frozenset(
     {
@@ -122,11 +134,13 @@ def max_new_tokens(loaded: LoadedModel, batch: Batch, params: GenerationParams) 
         return wanted
     longest = max(batch.prompt_tokens)
     if longest >= window:
-        raise ContextLengthError(
+        error = ContextLengthError(
             f"The prompt is {longest} tokens long and {loaded.name} reads at most {window}: "
             "shorten the prompt.",
             provider="transformers",
         )
+        error.window, error.prompt_tokens = window, longest
+        raise error
     return min(wanted, window - longest)
 
 
@@ -150,12 +164,20 @@ def generate_kwargs(loaded: LoadedModel, params: GenerationParams, budget: int) 
             f"transformers_{sorted(clash)[0]} cannot be passed through: fmgate sets it (use "
             "max_tokens for the length and stop for stop strings)."
         )
-    kwargs.update(params.extra)
+    extra = dict(params.extra)
+    ignore_eos = extra.pop("ignore_eos", False)
+    if not isinstance(ignore_eos, bool):
+        raise InvalidRequestError(
+            f"transformers_ignore_eos must be True or False, not {ignore_eos!r}."
+        )
+    if ignore_eos:  # EOS is never chosen before the budget is spent
+        kwargs["min_new_tokens"] = budget
+    kwargs.update(extra)
     return kwargs
 
 
 def sampling(params: GenerationParams) -> bool:
-    return bool(params.temperature)
+    return params.temperature is not None and params.temperature >= GREEDY_BELOW
 
 
 @contextlib.contextmanager
@@ -184,22 +206,11 @@ def eos_ids(loaded: LoadedModel) -> list[int]:
     return [int(e) for e in eos] if isinstance(eos, list | tuple) else [int(eos)]
 
 
-def stop_criteria(loaded: LoadedModel, stops: tuple[str, ...]) -> Any:
-    """transformers' stop-string matcher for ``stops``, built once per model: it reads the vocab."""
-    key = ("stop", stops)
-    criteria = loaded.memo.get(key)
-    if criteria is None:
-        if len(loaded.memo) > 32:
-            loaded.memo.clear()
-        criteria = loaded.memo[key] = StopStringCriteria(loaded.tokenizer, list(stops))
-    return criteria
-
-
 # -- watching the decoding loop ------------------------------------------------------------------
 
 
 class Tracker(StoppingCriteria):
-    """Called by ``generate`` after every step: stamps the first token, confirms stop strings per
+    """Called by ``generate`` after every step: stamps the first token, finds stop strings per
     row and stops everything when the caller cancels (a stream closed early)."""
 
     def __init__(
@@ -212,10 +223,12 @@ class Tracker(StoppingCriteria):
         self.first_token_at: float | None = None
         # row -> number of generated tokens when its stop string appeared
         self.stopped_at: dict[int, int] = {}
-        self._tokenizer = loaded.tokenizer
         self._width = width
         self._stops = stops
-        self._matcher = stop_criteria(loaded, stops) if stops else None
+        self._tokenizer = loaded.tokenizer
+        self._ends = frozenset(eos_ids(loaded))
+        self._rows: list[RowDecoder] = []
+        self._seen = 0  # generated tokens already handed to the row decoders
         self._cancel = cancel
         self._none: torch.Tensor | None = None
 
@@ -225,58 +238,63 @@ class Tracker(StoppingCriteria):
         if self._none is None:
             self._none = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         done = self._none
-        if self._matcher is not None:
-            hits = self._matcher(input_ids, scores)
-            if bool(hits.any()):
-                done = self._confirm(input_ids, hits)
+        if self._stops:
+            done = self._watch(input_ids)
         if self._cancel is not None and self._cancel.is_set():
             return torch.ones_like(done)
         return done
 
-    def _confirm(self, input_ids: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
-        """Keep the hits whose stop string lies in the generated text, not across the prompt."""
-        done = torch.zeros_like(hits)
+    def _watch(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Decode each row's new tokens and look for a stop string in the text they end."""
+        if not self._rows:
+            self._rows = [RowDecoder(self._tokenizer, self._ends) for _ in range(len(input_ids))]
         steps = int(input_ids.shape[1]) - self._width
-        for row in hits.nonzero().flatten().tolist():
-            if row not in self.stopped_at:
-                text = decode(self._tokenizer, input_ids[row, self._width :].tolist())
-                if any(s in text for s in self._stops):
-                    self.stopped_at[row] = steps
-            done[row] = row in self.stopped_at
-        return done
+        new = input_ids[:, self._width + self._seen :].tolist()
+        self._seen = steps
+        for row, (decoder, ids) in enumerate(zip(self._rows, new, strict=True)):
+            if row in self.stopped_at:
+                continue
+            if ends_with_stop(decoder, decoder.feed(ids), self._stops):
+                self.stopped_at[row] = steps
+        done = torch.zeros(len(self._rows), dtype=torch.bool)
+        for row in self.stopped_at:
+            done[row] = True
+        return done.to(input_ids.device)
 
 
-class RowText:
+def ends_with_stop(decoder: RowDecoder, piece: str, stops: tuple[str, ...]) -> bool:
+    """Whether the text, grown by ``piece``, now holds a stop string: only the end it could lie
+    in is searched, so the cost of a step does not grow with the text."""
+    if not piece:
+        return False
+    text = decoder.text
+    start = len(text) - len(piece)
+    return any(text.find(stop, max(0, start - len(stop) + 1)) >= 0 for stop in stops)
+
+
+class RowDecoder:
     """The text of one row, decoded incrementally as its tokens arrive.
 
     Decoding is incremental, as in vLLM and TGI: each step decodes a few tokens of context plus
     the new one, so a token that only completes a character (or merges with the one before) is
-    never shown broken. Text that might still change is held back: a trailing U+FFFD (an
-    incomplete UTF-8 sequence) and any tail that could begin a stop string. The row ends at its
-    first end-of-sequence token: what a batch pads it with afterwards is not its text.
+    never shown broken, and a trailing U+FFFD (an incomplete UTF-8 sequence) waits for the rest
+    of its character. The row ends at its first end-of-sequence token: what a batch pads it with
+    afterwards is not its text.
     """
 
-    def __init__(
-        self,
-        tokenizer: Any,
-        stops: tuple[str, ...],
-        ends: frozenset[int],
-        emit: Callable[[str], None],
-    ) -> None:
+    def __init__(self, tokenizer: Any, ends: frozenset[int]) -> None:
         self._tokenizer = tokenizer
-        self._stops = stops
         self._ends = ends
-        self._emit = emit
         self._ids: list[int] = []
         self._prefix = 0
         self._read = 0
-        self._text = ""
         self._ended = False
-        self.sent = ""
+        self.text = ""
 
-    def feed(self, ids: Sequence[int]) -> None:
+    def feed(self, ids: Sequence[int]) -> str:
+        """Take the row's next tokens; return the text they add (maybe none yet)."""
         if self._ended:
-            return
+            return ""
         for i, token in enumerate(ids):
             if token in self._ends:
                 self._ended = True
@@ -285,13 +303,36 @@ class RowText:
         self._ids.extend(ids)
         before = decode(self._tokenizer, self._ids[self._prefix : self._read])
         now = decode(self._tokenizer, self._ids[self._prefix :])
-        if len(now) > len(before) and not now.endswith("\ufffd"):
-            self._text += now[len(before) :]
-            self._prefix, self._read = self._read, len(self._ids)
+        if len(now) <= len(before) or now.endswith("\ufffd"):
+            return ""
+        piece = now[len(before) :]
+        self.text += piece
+        self._prefix, self._read = self._read, len(self._ids)
+        return piece
+
+
+class RowText:
+    """The text of one streamed row, handed out as it is decoded (:class:`RowDecoder`), less
+    what might still change: any tail that could begin a stop string is held back."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        stops: tuple[str, ...],
+        ends: frozenset[int],
+        emit: Callable[[str], None],
+    ) -> None:
+        self._decoder = RowDecoder(tokenizer, ends)
+        self._stops = stops
+        self._emit = emit
+        self.sent = ""
+
+    def feed(self, ids: Sequence[int]) -> None:
+        if self._decoder.feed(ids):
             self._flush()
 
     def _flush(self) -> None:
-        safe = safe_prefix(self._text, self._stops)
+        safe = safe_prefix(self._decoder.text, self._stops)
         if len(safe) > len(self.sent):
             piece = safe[len(self.sent) :]
             self.sent = safe
@@ -335,13 +376,21 @@ class TextPieces(BaseStreamer):
 def safe_prefix(text: str, stops: tuple[str, ...]) -> str:
     """``text`` up to the first stop string, less any tail that could start one."""
     text = cut_at_stop(text, stops)
-    hold = 0
-    for stop in stops:
-        for size in range(min(len(stop) - 1, len(text)), hold, -1):
-            if text.endswith(stop[:size]):
-                hold = size
-                break
+    hold = max((_stop_begun(text, stop) for stop in stops), default=0)
     return text[: len(text) - hold]
+
+
+def _stop_begun(text: str, stop: str) -> int:
+    """The length of the longest end of ``text`` that begins ``stop`` (and is shorter)."""
+    if len(stop) < 2:
+        return 0
+    tail = text[-(len(stop) - 1) :]
+    at = tail.find(stop[0])
+    while at >= 0:  # the longest candidate first; each check is one comparison in C
+        if stop.startswith(tail[at:]):
+            return len(tail) - at
+        at = tail.find(stop[0], at + 1)
+    return 0
 
 
 def cut_at_stop(text: str, stops: tuple[str, ...]) -> str:

@@ -59,6 +59,8 @@ class TransformersBackend(Backend):
     default_batch_size = 8
     # complete_batch takes on_text: each row's text as it is decoded (fmgate serve's streams)
     streams_batches = True
+    # vLLM's request extensions honoured as transformers_<name> (fmgate serve passes them on)
+    vllm_extensions: ClassVar[frozenset[str]] = frozenset({"ignore_eos"})
     settings: ClassVar[dict[str, tuple[type, ...]]] = {
         "device": (str,),
         "dtype": (str,),
