@@ -35,9 +35,11 @@ __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_MAX_BATCH",
     "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_QUEUE",
     "DEFAULT_MAX_WAIT_MS",
     "DEFAULT_PORT",
+    "DEFAULT_READ_TIMEOUT_S",
     "KEYS_ENV",
     "build_app",
     "check_bind",
@@ -53,6 +55,10 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_MAX_QUEUE = 256
 DEFAULT_MAX_BATCH = 16
 DEFAULT_MAX_WAIT_MS = 10.0
+# Slow clients: a request's headers, then its body, must each arrive within this; and at most
+# this many connections are open at once (well under the usual limit of 1024 open files).
+DEFAULT_READ_TIMEOUT_S = 15.0
+DEFAULT_MAX_CONNECTIONS = 512
 
 Models = Mapping[str, Model] | Sequence[Model]
 
@@ -65,11 +71,13 @@ def build_app(
     max_queue: int = DEFAULT_MAX_QUEUE,
     max_batch: int = DEFAULT_MAX_BATCH,
     max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
 ) -> Starlette:
     """The ASGI app serving ``models`` (a name -> Model mapping, or Models named by their alias
     or spec). ``keys``: the bearer keys accepted (none: no check). ``max_queue``: requests per
     model waiting or running before 429. ``max_batch`` and ``max_wait_ms``: the dynamic batcher's
-    largest batch and longest wait for one to fill."""
+    largest batch and longest wait for one to fill. ``read_timeout_s``: the time a request's
+    body may take to arrive (408 after it)."""
     _require()
     from ._app import Limits, Server
     from ._auth import Keys
@@ -84,7 +92,8 @@ def build_app(
             raise ConfigurationError(f"{name} must be a positive int, not {value!r}.")
     if not max_wait_ms >= 0:
         raise ConfigurationError(f"max_wait_ms must be 0 or more, not {max_wait_ms!r}.")
-    limits = Limits(max_body_bytes, max_queue, max_batch, max_wait_ms / 1000)
+    _check_timeout(read_timeout_s)
+    limits = Limits(max_body_bytes, max_queue, max_batch, max_wait_ms / 1000, read_timeout_s)
     return Server(named, Keys(keys), limits).app()
 
 
@@ -95,14 +104,20 @@ def run(
     port: int = DEFAULT_PORT,
     keys: Iterable[str] | None = None,
     log_level: str = "info",
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
     **settings: Any,
 ) -> None:
     """Serve ``models`` until interrupted; in-flight requests finish first (a second Ctrl-C
     stops at once). ``keys`` default to ``$FMGATE_SERVE_KEYS``; a host other than loopback
-    needs at least one (ConfigurationError otherwise). ``settings`` go to :func:`build_app`."""
+    needs at least one (ConfigurationError otherwise). ``read_timeout_s``: the time a request's
+    headers, then its body, may take to arrive (the connection is closed, or answered 408);
+    ``max_connections``: connections beyond it are closed as they open. ``settings`` go to
+    :func:`build_app`."""
     keys = keys_from_env() if keys is None else tuple(keys)
     check_bind(host, keys)
-    server = _server(build_app(models, keys=keys, **settings), host, port, log_level)
+    app = build_app(models, keys=keys, read_timeout_s=read_timeout_s, **settings)
+    server = _server(app, host, port, log_level, read_timeout_s, max_connections)
     with _stopped_by_signal():
         server.run()
 
@@ -115,13 +130,17 @@ def serving(
     port: int = 0,
     keys: Iterable[str] = (),
     log_level: str = "warning",
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
     **settings: Any,
 ) -> Iterator[str]:
     """Run the server on a background thread (port 0: a free one) for the block; yields its
-    base URL, ``http://127.0.0.1:<port>/v1``. Leaving the block lets in-flight requests finish."""
+    base URL, ``http://127.0.0.1:<port>/v1``. Leaving the block lets in-flight requests finish.
+    The settings are :func:`run`'s."""
     keys = tuple(keys)
     check_bind(host, keys)
-    server = _server(build_app(models, keys=keys, **settings), host, port, log_level)
+    app = build_app(models, keys=keys, read_timeout_s=read_timeout_s, **settings)
+    server = _server(app, host, port, log_level, read_timeout_s, max_connections)
     thread = threading.Thread(target=server.run, name="fmgate-serve", daemon=True)
     thread.start()
     while not server.started:
@@ -162,15 +181,42 @@ def _stopped_by_signal() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _server(app: Starlette, host: str, port: int, log_level: str) -> Any:
+def _server(
+    app: Starlette,
+    host: str,
+    port: int,
+    log_level: str,
+    read_timeout_s: float,
+    max_connections: int,
+) -> Any:
     import uvicorn
 
+    from ._guard import guarded_h11
+
+    if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+        raise ConfigurationError(f"max_connections must be an int, not {max_connections!r}.")
+    if max_connections < 1:
+        raise ConfigurationError(f"max_connections must be positive, not {max_connections}.")
     # No access log: the store has a record of every call, and a log line per request would
-    # cost more than a loopback request itself.
+    # cost more than a loopback request itself. h11 always (not httptools, where installed):
+    # the slow-client guard is written for it.
     config = uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, access_log=False, ws="none", lifespan="on"
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        ws="none",
+        lifespan="on",
+        http=guarded_h11(read_timeout_s, max_connections),
+        timeout_keep_alive=5,
     )
     return uvicorn.Server(config)
+
+
+def _check_timeout(value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigurationError(f"read_timeout_s must be a positive number, not {value!r}.")
 
 
 def _named(models: Models) -> dict[str, Model]:

@@ -8,6 +8,7 @@ is recorded like any other call, tagged ``fmgate.served=true``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -24,6 +25,7 @@ from starlette.routing import Route
 
 from .._errors import FmgateError
 from .._model import Model
+from .._record import Usage
 from .._tags import tagged
 from .._types import Response
 from . import _wire as wire
@@ -44,6 +46,18 @@ class Limits:
     max_queue: int
     max_batch: int | None
     max_wait_s: float
+    read_timeout_s: float = 15.0  # for a request's body, once its headers are in
+
+
+class Json(JSONResponse):
+    """A JSON answer that any string can go into: text UTF-8 cannot carry (a lone surrogate from
+    a service behind the server) is escaped rather than failing the answer."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 class Served:
@@ -54,6 +68,8 @@ class Served:
         self.model = model
         backend = model.backend
         self.local = backend.distribution == "local"
+        # vLLM's request extensions the backend honours, as <wire>_<name> parameters
+        self._extensions: frozenset[str] = getattr(backend, "vllm_extensions", frozenset())
         self._max_queue = limits.max_queue
         self._in_flight = 0
         self.batcher: Batcher | None = None
@@ -67,10 +83,25 @@ class Served:
                 streams=bool(getattr(backend, "streams_batches", False)),
             )
 
-    def error(self, exc: FmgateError) -> ApiError:
+    def error(self, exc: FmgateError, call: wire.ChatCall | None = None) -> ApiError:
+        backend = self.model.backend
+        asked = call.params.get("max_tokens") if call is not None else None
         return from_fmgate(
-            exc, served=self.name, model_id=self.model.backend.model, local=self.local
+            exc,
+            served=self.name,
+            model_id=backend.model,
+            local=self.local,
+            window=lambda: self.model.access.context_window,
+            completion_tokens=asked or backend.default_params().max_tokens,
         )
+
+    def params(self, call: wire.ChatCall) -> dict[str, Any]:
+        """The call's parameters for this model; ``ignore_eos`` where the backend honours it
+        (elsewhere it is accepted and ignored: the model behind decides when to stop)."""
+        params = dict(call.params)
+        if call.ignore_eos and "ignore_eos" in self._extensions:
+            params[f"{self.model.backend.wire}_ignore_eos"] = True
+        return params
 
     async def generate(self, call: wire.ChatCall) -> Response:
         if self.batcher is not None:
@@ -81,7 +112,7 @@ class Served:
             return item
         async with self._slot():
             with tagged(SERVED_TAGS):
-                return await self.model.agenerate(call.messages, **call.params)
+                return await self.model.agenerate(call.messages, **self.params(call))
 
     async def events(self, call: wire.ChatCall) -> AsyncGenerator[str | Response, None]:
         """The reply's text pieces as they come, then its Response."""
@@ -104,7 +135,7 @@ class Served:
             return
         async with self._slot():
             with tagged(SERVED_TAGS):
-                stream = self.model.astream(call.messages, **call.params)
+                stream = self.model.astream(call.messages, **self.params(call))
             async with stream:  # closed early (the client left): recorded as client_closed
                 async for piece in stream:
                     yield piece.text
@@ -117,7 +148,7 @@ class Served:
 
     def _submit(self, call: wire.ChatCall, *, stream: bool) -> Job:
         assert self.batcher is not None
-        job = Job(call.messages, call.params, stream=stream)
+        job = Job(call.messages, self.params(call), stream=stream)
         try:
             self.batcher.submit(job)
         except QueueFull:
@@ -170,19 +201,19 @@ class Server:
     # -- routes ---------------------------------------------------------------------------------
 
     async def health(self, request: Request) -> HttpResponse:
-        return JSONResponse({"status": "ok"})
+        return Json({"status": "ok"})
 
     async def list_models(self, request: Request) -> HttpResponse:
         self._keys.check(request.headers.get("authorization"))
         data = [wire.model_object(name, self._created) for name in self.models]
-        return JSONResponse({"object": "list", "data": data})
+        return Json({"object": "list", "data": data})
 
     async def get_model(self, request: Request) -> HttpResponse:
         self._keys.check(request.headers.get("authorization"))
         name = request.path_params["name"]
         if name not in self.models:
             raise not_found(name)
-        return JSONResponse(wire.model_object(name, self._created))
+        return Json(wire.model_object(name, self._created))
 
     async def chat(self, request: Request) -> HttpResponse:
         self._keys.check(request.headers.get("authorization"))
@@ -192,7 +223,7 @@ class Server:
         try:
             if not call.stream:
                 reply = await served.generate(call)
-                return JSONResponse(
+                return Json(
                     wire.completion(
                         ident, created, call.model, reply.text, reply.finish_reason, reply.usage
                     )
@@ -204,8 +235,8 @@ class Server:
                 await events.aclose()
                 raise
         except FmgateError as exc:
-            raise served.error(exc) from exc
-        body = _sse(served, events, first, ident, created, call.model, call.include_usage)
+            raise served.error(exc, call) from exc
+        body = _sse(served, events, first, Chunks(ident, created, call))
         return EventStream(body, media_type="text/event-stream", headers=_SSE_HEADERS)
 
     async def embeddings(self, request: Request) -> HttpResponse:
@@ -216,7 +247,7 @@ class Server:
             result = await served.embed(call.texts)
         except FmgateError as exc:
             raise served.error(exc) from exc
-        return JSONResponse(wire.embeddings(call.model, result.vectors, result.usage, call.base64))
+        return Json(wire.embeddings(call.model, result.vectors, result.usage, call.base64))
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -227,25 +258,47 @@ class Server:
         return served
 
     async def _body(self, request: Request) -> dict[str, Any]:
-        """The JSON object sent, read no further than ``max_body_bytes``."""
+        """The JSON object sent, read no further than ``max_body_bytes`` and for no longer than
+        ``read_timeout_s``: a client that trickles its body cannot hold the server's attention
+        (and a connection) for ever. Every string in it must be valid Unicode."""
         limit = self._limits.max_body_bytes
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise _too_large(limit)
-        raw = bytearray()
-        async for part in request.stream():
-            raw += part
-            if len(raw) > limit:
-                raise _too_large(limit)
         try:
-            data = json.loads(raw)
-        except (ValueError, RecursionError):
-            raise invalid(
-                "We could not parse the JSON body of your request: send a JSON object."
+            async with asyncio.timeout(self._limits.read_timeout_s):
+                raw = await _read(request, limit)
+        except TimeoutError:
+            raise ApiError(
+                408,
+                f"The request body did not arrive within {self._limits.read_timeout_s:g} s.",
+                code="request_timeout",
+                headers={"connection": "close"},
             ) from None
-        if not isinstance(data, dict):
-            raise invalid("The request body must be a JSON object.")
+        data = _parse(raw)
+        wire.check_unicode(data)
         return data
+
+
+async def _read(request: Request, limit: int) -> bytearray:
+    raw = bytearray()
+    async for part in request.stream():
+        raw += part
+        if len(raw) > limit:
+            raise _too_large(limit)
+    return raw
+
+
+def _parse(raw: bytearray) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise invalid(
+            "We could not parse the JSON body of your request: send a JSON object."
+        ) from None
+    if not isinstance(data, dict):
+        raise invalid("The request body must be a JSON object.")
+    return data
 
 
 def _too_large(limit: int) -> ApiError:
@@ -256,33 +309,58 @@ def _too_large(limit: int) -> ApiError:
     )
 
 
+_UNCOUNTED = Usage()
+
+
+@dataclass(frozen=True, slots=True)
+class Chunks:
+    """The chunks of one streamed reply, as the request asked for them."""
+
+    ident: str
+    created: int
+    call: wire.ChatCall
+
+    def chunk(
+        self, delta: dict[str, Any], reason: str | None = None, used: Usage = _UNCOUNTED
+    ) -> bytes:
+        """A choice chunk. With ``continuous_usage_stats`` each has a usage object: its counts
+        are null (unknown) until the reply's end, when the model's own counts are known."""
+        call = self.call
+        data = wire.chunk(
+            self.ident,
+            self.created,
+            call.model,
+            delta,
+            reason,
+            include_usage=call.include_usage,
+            used=used if call.continuous_usage else None,
+        )
+        return _event(data)
+
+    def usage(self, used: Usage) -> bytes:
+        return _event(wire.usage_chunk(self.ident, self.created, self.call.model, used))
+
+
 async def _sse(
     served: Served,
     events: AsyncGenerator[str | Response, None],
     first: str | Response,
-    ident: str,
-    created: int,
-    model: str,
-    include_usage: bool,
+    chunks: Chunks,
 ) -> AsyncIterator[bytes]:
     """OpenAI's chunk sequence: the role, the content pieces, the finish reason, the usage
     (``include_usage``), ``[DONE]``. A failure after the first byte becomes an error event."""
-
-    def chunk(delta: dict[str, Any], reason: str | None = None) -> bytes:
-        return _event(wire.chunk(ident, created, model, delta, reason, include_usage=include_usage))
-
     item = first
     try:
-        yield chunk({"role": "assistant", "content": ""})
+        yield chunks.chunk({"role": "assistant", "content": ""})
         while isinstance(item, str):
-            yield chunk({"content": item})
+            yield chunks.chunk({"content": item})
             item = await anext(events)
-        yield chunk({}, wire.finish_reason(item.finish_reason))
-        if include_usage:
-            yield _event(wire.usage_chunk(ident, created, model, item.usage))
+        yield chunks.chunk({}, wire.finish_reason(item.finish_reason), item.usage)
+        if chunks.call.include_usage:
+            yield chunks.usage(item.usage)
         yield b"data: [DONE]\n\n"
     except FmgateError as exc:
-        yield _event(served.error(exc).body())
+        yield _event(served.error(exc, chunks.call).body())
     except StopAsyncIteration:
         yield _event(internal().body())
     finally:
@@ -321,7 +399,7 @@ def _answers(endpoint: Endpoint) -> Endpoint:
 
 
 def _error_response(exc: ApiError) -> HttpResponse:
-    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+    return Json(exc.body(), status_code=exc.status, headers=exc.headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> HttpResponse:

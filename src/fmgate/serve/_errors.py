@@ -5,6 +5,7 @@ to the client: those go to the server's log (and, for model calls, to the call's
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from .._errors import (
@@ -94,16 +95,21 @@ def internal() -> ApiError:
     )
 
 
-def from_fmgate(error: FmgateError, *, served: str, model_id: str, local: bool) -> ApiError:
+def from_fmgate(
+    error: FmgateError,
+    *,
+    served: str,
+    model_id: str,
+    local: bool,
+    window: Callable[[], int | None] = lambda: None,
+    completion_tokens: int | None = None,
+) -> ApiError:
     """The answer for a failed model call. Messages about the request reach the client (with the
     server's model id or path replaced by the served name); failures of the model or of the
-    service behind it do not."""
+    service behind it do not. ``window`` (asked only for a context overflow) and
+    ``completion_tokens`` (the max_tokens asked for) size an overflow's message."""
     if isinstance(error, ContextLengthError):
-        return invalid(
-            f"The messages and max_tokens do not fit in {served}'s context window: shorten them.",
-            "messages",
-            "context_length_exceeded",
-        )
+        return context_overflow(error, error.window or window(), completion_tokens)
     if isinstance(error, InvalidRequestError | BadRequestError):
         text = redact(str(error)).replace(model_id, served) if model_id else redact(str(error))
         return invalid(text)
@@ -126,6 +132,32 @@ def from_fmgate(error: FmgateError, *, served: str, model_id: str, local: bool) 
         what = _UPSTREAM.get(type(error), "failed")
         return ApiError(502, f"The service behind {served} {what}.", type=_SERVER)
     return ApiError(500, f"{served} failed to produce a reply.", type=_SERVER)
+
+
+def context_overflow(
+    error: ContextLengthError, window: int | None, completion: int | None
+) -> ApiError:
+    """OpenAI's words for an overflow, beside its code: LiteLLM raises its
+    ContextWindowExceededError (which fallbacks act on) from the words, not from the code."""
+    prompt = error.prompt_tokens
+    if window is None:
+        said = "This model's maximum context length is smaller than your request needs."
+    elif prompt is None or completion is None:
+        said = (
+            f"This model's maximum context length is {window} tokens. However, your messages "
+            "and completion exceed it."
+        )
+    else:
+        said = (
+            f"This model's maximum context length is {window} tokens. However, you requested "
+            f"{prompt + completion} tokens ({prompt} in the messages, {completion} in the "
+            "completion)."
+        )
+    return invalid(
+        said + " Please reduce the length of the messages or completion.",
+        "messages",
+        "context_length_exceeded",
+    )
 
 
 _SERVER = "server_error"

@@ -4,6 +4,13 @@ The request schemas follow OpenAI's Chat Completions and Embeddings references. 
 does not define is refused ("Unrecognized request argument supplied"), as OpenAI refuses it; a
 field it defines but fmgate cannot honour (tools, logprobs, ``n`` above 1, ...) is refused too,
 unless it holds its no-op value, so that no client believes it got what it did not.
+
+vLLM's extensions that common OpenAI-compatible clients send (guidellm, benchmark scripts) are
+read too: ``ignore_eos`` and ``stream_options.continuous_usage_stats`` are honoured, a few others
+are accepted with the value that changes nothing (``_VLLM_OFF``). docs/serve.md lists them.
+
+Every string of a request (field names included) must be valid Unicode: a lone surrogate
+(``"\ud800"`` in JSON) is refused here, before it can reach a model, a record or a log.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ _CHAT_USED = frozenset(
         "n",
         "stream",
         "stream_options",
+        "ignore_eos",  # vLLM's: generate max_tokens whatever the model says (local models)
     }
 )
 # Labels and hints that change nothing about the reply: accepted and ignored.
@@ -67,11 +75,34 @@ _CHAT_OFF: Mapping[str, tuple[Any, ...]] = {
     "verbosity": (),
     "web_search_options": (),
 }
+# vLLM's sampling extensions, accepted only with the value that means "as without it".
+_VLLM_OFF: Mapping[str, tuple[Any, ...]] = {
+    "skip_special_tokens": (True,),
+    "spaces_between_special_tokens": (True,),
+    "include_stop_str_in_output": (False,),
+    "add_generation_prompt": (True,),
+    "continue_final_message": (False,),
+    "echo": (False,),
+    "use_beam_search": (False,),
+    "best_of": (1,),
+    "min_tokens": (0,),
+    "top_k": (-1, 0),
+    "min_p": (0, 0.0),
+    "repetition_penalty": (1, 1.0),
+    "length_penalty": (1, 1.0),
+    "stop_token_ids": ([],),
+    "bad_words": ([],),
+    "chat_template_kwargs": ({},),
+    "return_tokens_as_token_ids": (False,),
+    "priority": (0,),
+}
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 _MESSAGE_KEYS = frozenset({"role", "content", "name"})
 # Assistant-message fields that only tool use fills.
 _ASSISTANT_OFF = frozenset({"tool_calls", "function_call", "refusal", "audio"})
-_MAX_STOPS = 4
+_MAX_STOPS = 4  # OpenAI's limit
+# OpenAI documents no length limit; one is needed all the same: matching costs grow with it.
+MAX_STOP_CHARS = 1000
 _INT_LIMIT = 2**31 - 1
 _SEED_LIMIT = 2**63
 
@@ -85,6 +116,8 @@ class ChatCall:
     params: dict[str, Any]
     stream: bool
     include_usage: bool
+    continuous_usage: bool = False  # usage in every chunk (vLLM's continuous_usage_stats)
+    ignore_eos: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +139,10 @@ def read_chat(body: Mapping[str, Any]) -> ChatCall:
     for field in given:
         if field in _CHAT_USED or field in _CHAT_IGNORED:
             continue
-        if field not in _CHAT_OFF:
+        off = _CHAT_OFF.get(field, _VLLM_OFF.get(field))
+        if off is None:
             raise unrecognized(field)
-        if given[field] not in _CHAT_OFF[field]:
+        if given[field] not in off:
             raise invalid(f"{field} is not supported by this server (fmgate serve).", field)
     stream = _bool(given, "stream")
     options = given.get("stream_options")
@@ -117,12 +151,15 @@ def read_chat(body: Mapping[str, Any]) -> ChatCall:
             "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
             "stream_options",
         )
+    include_usage, continuous = _stream_usage(options)
     return ChatCall(
         model=model_name(given),
         messages=_messages(given.get("messages")),
         params=_params(given),
         stream=stream,
-        include_usage=_include_usage(options),
+        include_usage=include_usage,
+        continuous_usage=include_usage and continuous,
+        ignore_eos=_bool(given, "ignore_eos"),
     )
 
 
@@ -194,15 +231,16 @@ def _bool(body: Mapping[str, Any], field: str) -> bool:
     return value
 
 
-def _include_usage(options: Any) -> bool:
+def _stream_usage(options: Any) -> tuple[bool, bool]:
+    """``include_usage`` (OpenAI's) and ``continuous_usage_stats`` (vLLM's)."""
     if options is None:
-        return False
+        return False, False
     if not isinstance(options, dict):
         raise invalid("stream_options must be an object.", "stream_options")
     for key in options:
-        if key not in ("include_usage", "include_obfuscation"):
+        if key not in ("include_usage", "include_obfuscation", "continuous_usage_stats"):
             raise unrecognized(f"stream_options.{key}")
-    return _bool(options, "include_usage")
+    return _bool(options, "include_usage"), _bool(options, "continuous_usage_stats")
 
 
 def _int(body: Mapping[str, Any], field: str, low: int, high: int) -> int:
@@ -229,10 +267,56 @@ def _stops(raw: Any) -> list[str]:
     if (
         not isinstance(stops, list)
         or not 1 <= len(stops) <= _MAX_STOPS
-        or not all(isinstance(s, str) and s for s in stops)
+        or not all(isinstance(s, str) and 0 < len(s) <= MAX_STOP_CHARS for s in stops)
     ):
-        raise invalid("stop must be a non-empty string or an array of up to 4 of them.", "stop")
+        raise invalid(
+            f"stop must be a non-empty string or an array of up to {_MAX_STOPS} of them, each "
+            f"at most {MAX_STOP_CHARS} characters long.",
+            "stop",
+        )
     return stops
+
+
+def check_unicode(body: Any) -> None:
+    """Refuse a body holding a lone surrogate in any string, field names included: no model
+    reads it, UTF-8 cannot carry it, and a store or a log would fail on it. The walk is a loop,
+    not a recursion: the JSON parser accepts nesting deeper than Python's recursion limit."""
+    todo: list[tuple[str, Any]] = [("", body)]
+    while todo:
+        where, value = todo.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                inner = f"{where}.{_shown(key)}" if where else _shown(key)
+                _check_string(key, inner)
+                todo.append((inner, item))
+        elif isinstance(value, list):
+            todo.extend((f"{where}[{i}]", item) for i, item in enumerate(value))
+        elif isinstance(value, str):
+            _check_string(value, where)
+
+
+def _check_string(text: str, where: str) -> None:
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = ascii(text[exc.start])
+        raise invalid(
+            f"{where or 'The request body'} holds a lone surrogate ({bad} at position "
+            f"{exc.start}), which is not valid Unicode: send UTF-8 text.",
+            where or None,
+        ) from None
+
+
+def _shown(key: str) -> str:
+    """A field name as an error can show it: escaped where UTF-8 cannot carry it, and short."""
+    key = key[:64]
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return ascii(key)[1:-1]
+    return key
 
 
 def read_embeddings(body: Mapping[str, Any]) -> EmbedCall:
@@ -308,7 +392,10 @@ def chunk(
     reason: str | None = None,
     *,
     include_usage: bool,
+    used: Usage | None = None,
 ) -> dict[str, Any]:
+    """One chunk; with ``include_usage`` it has a ``usage`` field: null, or ``used`` (vLLM's
+    ``continuous_usage_stats`` puts one in every chunk)."""
     data: dict[str, Any] = {
         "id": ident,
         "object": "chat.completion.chunk",
@@ -317,7 +404,7 @@ def chunk(
         "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}],
     }
     if include_usage:
-        data["usage"] = None
+        data["usage"] = usage(used) if used is not None else None
     return data
 
 
