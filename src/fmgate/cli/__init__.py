@@ -13,8 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .._errors import ConfigurationError, FmgateError
-
-OK, CALLS_FAILED, USAGE, NOTHING, INTERRUPTED = 0, 1, 2, 3, 130
+from ._exit import CALLS_FAILED, INTERRUPTED, OK, USAGE
 
 EPILOG = """\
 examples:

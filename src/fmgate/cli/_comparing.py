@@ -9,8 +9,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from . import CALLS_FAILED, NOTHING, OK
 from ._console import console, load_model
+from ._exit import CALLS_FAILED, NOTHING, OK
 from ._run import _positive_int
 
 FORMATS = ("html", "md", "csv", "jsonl")

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import CALLS_FAILED, OK
+from ._exit import CALLS_FAILED, OK
 
 if TYPE_CHECKING:
     from .._config import Config

@@ -7,8 +7,8 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from . import OK, USAGE
 from ._console import console
+from ._exit import OK, USAGE
 from ._fmt import count, yes_no
 from ._profile import profile
 

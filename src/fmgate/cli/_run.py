@@ -7,8 +7,8 @@ import json
 import sys
 from typing import Any, TextIO
 
-from . import CALLS_FAILED, OK, USAGE
 from ._console import load_model
+from ._exit import CALLS_FAILED, OK, USAGE
 from ._fmt import summary_line
 
 

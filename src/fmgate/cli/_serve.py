@@ -7,8 +7,8 @@ import socket
 import sys
 from typing import Any
 
-from . import OK, USAGE
 from ._console import load_model
+from ._exit import OK, USAGE
 from ._run import _positive_int
 
 
