@@ -102,3 +102,45 @@ async def test_per_prompt_tags_in_async_batches(model: fmgate.Model) -> None:
 def test_tags_must_be_one_mapping_of_strings_per_prompt(model: fmgate.Model, bad: object) -> None:
     with pytest.raises(fmgate.InvalidRequestError, match="one mapping per prompt"):
         model.generate_many(["a", "b"], tags=bad)  # type: ignore[arg-type]
+
+
+# -- on_text: each row's text as it comes (what fmgate serve streams its batches with) ------------
+
+
+def test_on_text_hands_each_row_its_text_and_marks_its_record_streamed(
+    model: fmgate.Model,
+) -> None:
+    seen: list[str] = []
+    rs = model.generate_many(["a b", "c d"], on_text=[seen.append, None])
+    assert "".join(seen) == "A B"  # this backend does not stream batches: the whole row at once
+    assert [r.record.stream for r in rs] == [True, False]
+    assert rs[0].record.latency.ttft_s is not None and rs[1].record.latency.ttft_s is None
+
+
+def test_a_listener_whose_reader_left_ends_its_record_client_closed(model: fmgate.Model) -> None:
+    rs = model.generate_many(["a", "b"], on_text=[lambda text: False, lambda text: None])
+    assert [r.finish_reason for r in rs] == ["client_closed", "stop"]
+    assert [r.record.outcome.finish_reason for r in rs] == ["client_closed", "stop"]
+
+
+def test_without_batching_a_row_with_a_listener_is_streamed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_registry, "_plugins", lambda: {"fake": "tests.fakes:FakeBackend"})
+    m = fmgate.load("fake:echo")
+    pieces: list[str] = []
+    rs = m.generate_many(["one two three", "x"], on_text=[pieces.append, None], concurrency=1)
+    assert pieces == ["ONE ", "TWO ", "THREE "] and rs[0].record.stream
+    closed = m.generate_many(["one two three"], on_text=[lambda text: False])[0]
+    assert closed.record.outcome.finish_reason == "client_closed"
+
+
+def test_on_text_needs_one_entry_per_prompt(model: fmgate.Model) -> None:
+    with pytest.raises(fmgate.InvalidRequestError, match="on_text"):
+        model.generate_many(["a", "b"], on_text=[None])
+
+
+async def test_async_on_text(model: fmgate.Model) -> None:
+    seen: list[str] = []
+    rs = await model.agenerate_many(["a b"], on_text=[seen.append])
+    assert seen == ["A B"] and rs[0].record.stream

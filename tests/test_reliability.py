@@ -9,6 +9,7 @@ import pytest
 
 import fmgate
 from fmgate import _registry, _retry
+from fmgate._fallback import FallbackModel
 from fmgate._model import Model
 from fmgate._retry import RetryPolicy
 from tests.fakes import FakeBackend, fake_config
@@ -166,7 +167,7 @@ def test_a_stream_failing_after_text_arrived_is_not_retried(waits: list[float]) 
 
 def test_a_failed_call_falls_back_and_the_record_says_so(memory: fmgate.MemorySink) -> None:
     backup = make()
-    m = Model(FakeBackend(fake_config("primary")), alias="main", fallback=[backup])
+    m = FallbackModel(FakeBackend(fake_config("primary")), alias="main", fallback=[backup])
     fake(m).fail = server_error()
     r = m.generate("hi", max_tokens=5, fake_flag=True)
     assert r.text == "HI"
@@ -181,7 +182,7 @@ def test_a_failed_call_falls_back_and_the_record_says_so(memory: fmgate.MemorySi
 async def test_async_fallback_and_a_chain_tried_in_order(memory: fmgate.MemorySink) -> None:
     first, second = make(), make()
     fake(first).fail = fmgate.TimeoutError("slow")
-    m = Model(FakeBackend(fake_config("primary")), fallback=[first, second])
+    m = FallbackModel(FakeBackend(fake_config("primary")), fallback=[first, second])
     fake(m).fail = fmgate.ConnectionError("down")
     r = await m.agenerate("hi")
     assert r.record.outcome.fallback_from == "fake:primary"
@@ -192,7 +193,7 @@ async def test_async_fallback_and_a_chain_tried_in_order(memory: fmgate.MemorySi
 def test_when_every_fallback_fails_the_last_error_is_raised() -> None:
     backup = make()
     fake(backup).fail = fmgate.RateLimitError("quota")
-    m = Model(FakeBackend(fake_config()), fallback=[backup])
+    m = FallbackModel(FakeBackend(fake_config()), fallback=[backup])
     fake(m).fail = server_error()
     with pytest.raises(fmgate.RateLimitError, match="quota") as info:
         m.generate("hi")
@@ -201,14 +202,15 @@ def test_when_every_fallback_fails_the_last_error_is_raised() -> None:
 
 def test_bad_input_does_not_fall_back() -> None:
     backup = make()
-    m = Model(FakeBackend(fake_config()), fallback=[backup])
+    m = FallbackModel(FakeBackend(fake_config()), fallback=[backup])
     with pytest.raises(fmgate.InvalidRequestError):
         m.generate("")
     assert fake(backup).requests == []
 
 
 def test_fallback_specs_load_on_first_need() -> None:
-    m = Model(FakeBackend(fake_config()), fallback=["fake:backup"])
+    m = fmgate.load("fake:echo", fallback=["fake:backup"])
+    assert isinstance(m, FallbackModel) and m._built is None  # nothing loaded yet
     fake(m).fail = server_error()
     r = m.generate("hi")
     assert r.record.model_id == "fake-1" and r.record.outcome.fallback_from == "fake:echo"

@@ -31,6 +31,7 @@ from ._errors import (
     UnknownAliasError,
     UnknownBackendError,
 )
+from ._fallback import FallbackModel
 from ._load import load
 from ._model import Model
 from ._otel import OpenTelemetrySink
@@ -61,6 +62,7 @@ __all__ = [
     "Cost",
     "Embeddings",
     "Environment",
+    "FallbackModel",
     "FmgateError",
     "InvalidRequestError",
     "JsonlSink",

@@ -340,9 +340,10 @@ def _check_retry_keys(where: str, key: str, value: Any, error: type[Configuratio
 
 
 def _is_model_name(value: Any) -> bool:
-    from ._model import Model  # load() also takes Model objects
-
-    return isinstance(value, Model) or (isinstance(value, str) and bool(value.strip()))
+    """An alias or spec; or, passed to load(), a model object (anything that generates)."""
+    if isinstance(value, str):
+        return bool(value.strip())
+    return callable(getattr(value, "generate", None))
 
 
 def _positive_seconds(value: float) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import os
 import re
@@ -26,13 +27,19 @@ from ._errors import (
     UnknownAliasError,
     UnknownBackendError,
 )
+from ._fallback import FallbackModel
 from ._model import Model
 from ._providers import model_facts
-from ._recording import Sink
+from ._recording import Sink, add_sink
 from ._registry import resolve
 from ._retry import DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRIES, RetryPolicy
+from ._store import DEFAULT_STORE
 from ._types import make_params, shown
 from .backends._base import Backend, BackendConfig
+
+# Every call of this process goes to the embedded store ($FMGATE_STORE) as well; it opens on the
+# first record. Registered here, where models are built, so that recording knows no store.
+add_sink(DEFAULT_STORE)
 
 
 def load(
@@ -99,18 +106,22 @@ def load(
     t0 = time.perf_counter()
     backend = cls(backend_config)
     load_s = time.perf_counter() - t0
-    alias = entry.alias if entry is not None else None
-    return Model(
-        backend,
-        alias=alias,
+    options: dict[str, Any] = dict(
+        alias=entry.alias if entry is not None else None,
         defaults=defaults,
         system=system,
         sinks=sinks,
         load_s=load_s,
         retry=_retry_policy(connection),
-        fallback=connection.get("fallback", ()),
-        config=config,
     )
+    chain = connection.get("fallback", ())
+    if not chain:
+        return Model(backend, **options)
+    # A fallback loads on first need: most calls never use it.
+    links = [
+        m if isinstance(m, Model) else functools.partial(load, m, config=config) for m in chain
+    ]
+    return FallbackModel(backend, fallback=links, **options)
 
 
 def check_alias(entry: AliasConfig) -> None:

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
+from . import _embed
 from . import _retry as retry
-from ._batching import Batch, per_prompt
+from ._batching import TextListener, arun_many, many_rows, run_many
 from ._errors import FmgateError, InvalidRequestError, OfflineError
-from ._fallback import Fallbacks
 from ._offline import offline
-from ._record import Access
-from ._recording import CallTimer, Sink, as_backend_error
+from ._record import Access, Operation
+from ._recording import CallTimer, Recorded, Sink
 from ._retry import NO_RETRIES, RetryPolicy
 from ._stream import AsyncStream, Stream
-from ._tags import tagged
 from ._types import (
     ChatRequest,
-    Completion,
     Embeddings,
     GenerationParams,
     Prompt,
@@ -46,14 +44,11 @@ class Model:
         sinks: Sequence[Sink] = (),
         load_s: float | None = None,
         retry: RetryPolicy | None = None,
-        fallback: Sequence[str | Model] = (),
-        config: Any = None,
     ) -> None:
         self._backend = backend
         remote = backend.distribution != "local"
         # Local failures (out of memory, a bad input) do not heal with time: no retries there.
         self._retry = retry or (RetryPolicy() if remote else NO_RETRIES)
-        self._fallback = Fallbacks(fallback, config) if fallback else None
         self._alias = alias
         self._defaults = backend.default_params().merged(defaults or GenerationParams())
         self._system = system
@@ -118,30 +113,13 @@ class Model:
 
         Backend-specific parameters pass through with their prefix (``openai_logprobs=True``).
         """
-        params = dict(
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            stop=stop,
-            seed=seed,
-            **backend_params,
-        )
-        timer, request = self._begin(prompt, system, stream=False, params=params)
-        try:
+        params = _params(max_tokens, temperature, top_p, stop, seed, backend_params)
+        timer, request = self.prepare(prompt, system, stream=False, params=params)
+        with Recorded(timer, self._backend.provider):
             completion = retry.call(
                 self._retry, timer, lambda: self._backend.complete(request), self._backend.provider
             )
-        except Exception as exc:
-            error = self._failed(timer, exc)
-            if self._fallback is not None and self._fallback.applies(error):
-                return self._fallback.generate(self, error, prompt, system, params)
-            if error is exc:
-                raise  # already mapped by the backend, with the SDK's exception as its cause
-            raise error from exc
-        except BaseException as exc:  # cancelled or interrupted: the request may have gone out
-            timer.fail(exc)
-            raise
-        return self._finish(timer, completion)
+        return timer.respond(completion)
 
     async def agenerate(
         self,
@@ -159,30 +137,13 @@ class Model:
 
         Backend-specific parameters pass through with their prefix (``openai_logprobs=True``).
         """
-        params = dict(
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            stop=stop,
-            seed=seed,
-            **backend_params,
-        )
-        timer, request = self._begin(prompt, system, stream=False, params=params)
-        try:
+        params = _params(max_tokens, temperature, top_p, stop, seed, backend_params)
+        timer, request = self.prepare(prompt, system, stream=False, params=params)
+        with Recorded(timer, self._backend.provider):
             completion = await retry.acall(
                 self._retry, timer, lambda: self._backend.acomplete(request), self._backend.provider
             )
-        except Exception as exc:
-            error = self._failed(timer, exc)
-            if self._fallback is not None and self._fallback.applies(error):
-                return await self._fallback.agenerate(self, error, prompt, system, params)
-            if error is exc:
-                raise  # already mapped by the backend, with the SDK's exception as its cause
-            raise error from exc
-        except BaseException as exc:  # cancelled or interrupted: the request may have gone out
-            timer.fail(exc)
-            raise
-        return self._finish(timer, completion)
+        return timer.respond(completion)
 
     def stream(
         self,
@@ -200,19 +161,8 @@ class Model:
 
         The request is sent when iteration starts; TTFT runs from then to the first text.
         """
-        timer, request = self._begin(
-            prompt,
-            system,
-            stream=True,
-            params=dict(
-                max_tokens=max_tokens,
-                temperature=temperature,
-                top_p=top_p,
-                stop=stop,
-                seed=seed,
-                **backend_params,
-            ),
-        )
+        params = _params(max_tokens, temperature, top_p, stop, seed, backend_params)
+        timer, request = self.prepare(prompt, system, stream=True, params=params)
         return Stream(self, timer, request)
 
     def astream(
@@ -231,19 +181,8 @@ class Model:
 
         The request is sent when iteration starts; TTFT runs from then to the first text.
         """
-        timer, request = self._begin(
-            prompt,
-            system,
-            stream=True,
-            params=dict(
-                max_tokens=max_tokens,
-                temperature=temperature,
-                top_p=top_p,
-                stop=stop,
-                seed=seed,
-                **backend_params,
-            ),
-        )
+        params = _params(max_tokens, temperature, top_p, stop, seed, backend_params)
+        timer, request = self.prepare(prompt, system, stream=True, params=params)
         return AsyncStream(self, timer, request)
 
     @overload
@@ -255,6 +194,7 @@ class Model:
         batch_size: int | None = None,
         return_exceptions: Literal[False] = False,
         tags: Sequence[Mapping[str, str]] | None = None,
+        on_text: Sequence[TextListener | None] | None = None,
         **params: Any,
     ) -> list[Response]: ...
 
@@ -267,6 +207,7 @@ class Model:
         batch_size: int | None = None,
         return_exceptions: Literal[True],
         tags: Sequence[Mapping[str, str]] | None = None,
+        on_text: Sequence[TextListener | None] | None = None,
         **params: Any,
     ) -> list[Response | FmgateError]: ...
 
@@ -278,6 +219,7 @@ class Model:
         batch_size: int | None = None,
         return_exceptions: bool = False,
         tags: Sequence[Mapping[str, str]] | None = None,
+        on_text: Sequence[TextListener | None] | None = None,
         **params: Any,
     ) -> list[Response] | list[Response | FmgateError]:
         """Generate for each prompt; results keep the prompts' order, one record per prompt.
@@ -287,41 +229,14 @@ class Model:
         ``return_exceptions=True`` a failed prompt gives its error in place of a Response (every
         call is recorded either way); otherwise the first failure is raised. ``tags``, one
         mapping per prompt, label each prompt's record on top of the tags in force.
+        ``on_text``, one callable (or None) per prompt, receives that prompt's text as it is
+        generated (its record then says ``stream=True``); a callable that returns ``False`` says
+        its reader has gone, and the record ends ``client_closed``. ``fmgate serve`` streams
+        its batches this way.
         """
-        prompts = _prompt_list(prompts)
-        labels = per_prompt(tags, len(prompts))
+        rows = many_rows(prompts, tags, on_text)
         size = self._batch_size(concurrency, batch_size)
-        if size > 1:
-            results: list[Response | FmgateError] = []
-            for start in range(0, len(prompts), size):
-                span = slice(start, start + size)
-                batch = self._prepare(prompts[span], params, labels[span])
-                if batch.requests:
-                    batch.settle(self._batch_call(self._backend.complete_batch, batch))
-                results.extend(batch.results(return_exceptions))
-            return results
-
-        def one(prompt: Prompt, label: Mapping[str, str]) -> Response | FmgateError:
-            try:
-                with tagged(label):
-                    return self.generate(prompt, **params)
-            except FmgateError as exc:
-                if return_exceptions:
-                    return exc
-                raise
-
-        from concurrent.futures import ThreadPoolExecutor
-        from contextvars import copy_context
-
-        if concurrency == 1 or len(prompts) <= 1:
-            return [one(p, label) for p, label in zip(prompts, labels, strict=True)]
-        with ThreadPoolExecutor(max_workers=min(concurrency, len(prompts))) as pool:
-            # Each call runs in a copy of the caller's context: its tags reach the records.
-            futures = [
-                pool.submit(copy_context().run, one, p, label)
-                for p, label in zip(prompts, labels, strict=True)
-            ]
-            return [f.result() for f in futures]
+        return run_many(self, rows, params, size, concurrency, return_exceptions)
 
     @overload
     async def agenerate_many(
@@ -332,6 +247,7 @@ class Model:
         batch_size: int | None = None,
         return_exceptions: Literal[False] = False,
         tags: Sequence[Mapping[str, str]] | None = None,
+        on_text: Sequence[TextListener | None] | None = None,
         **params: Any,
     ) -> list[Response]: ...
 
@@ -344,6 +260,7 @@ class Model:
         batch_size: int | None = None,
         return_exceptions: Literal[True],
         tags: Sequence[Mapping[str, str]] | None = None,
+        on_text: Sequence[TextListener | None] | None = None,
         **params: Any,
     ) -> list[Response | FmgateError]: ...
 
@@ -355,6 +272,7 @@ class Model:
         batch_size: int | None = None,
         return_exceptions: bool = False,
         tags: Sequence[Mapping[str, str]] | None = None,
+        on_text: Sequence[TextListener | None] | None = None,
         **params: Any,
     ) -> list[Response] | list[Response | FmgateError]:
         """Generate for each prompt; results keep the prompts' order, one record per prompt.
@@ -364,78 +282,34 @@ class Model:
         ``return_exceptions=True`` a failed prompt gives its error in place of a Response (every
         call is recorded either way); otherwise the first failure is raised. ``tags``, one
         mapping per prompt, label each prompt's record on top of the tags in force.
+        ``on_text``, one callable (or None) per prompt, receives that prompt's text as it is
+        generated (its record then says ``stream=True``); a callable that returns ``False`` says
+        its reader has gone, and the record ends ``client_closed``. ``fmgate serve`` streams
+        its batches this way.
         """
-        import asyncio
-
-        prompts = _prompt_list(prompts)
-        labels = per_prompt(tags, len(prompts))
+        rows = many_rows(prompts, tags, on_text)
         size = self._batch_size(concurrency, batch_size)
-        if size > 1:
-            results: list[Response | FmgateError] = []
-            for start in range(0, len(prompts), size):
-                span = slice(start, start + size)
-                batch = self._prepare(prompts[span], params, labels[span])
-                if batch.requests:
-                    batch.settle(await self._abatch_call(batch))
-                results.extend(batch.results(return_exceptions))
-            return results
-        gate = asyncio.Semaphore(concurrency)
-
-        async def one(prompt: Prompt, label: Mapping[str, str]) -> Response | FmgateError:
-            async with gate:
-                try:
-                    with tagged(label):
-                        return await self.agenerate(prompt, **params)
-                except FmgateError as exc:
-                    if return_exceptions:
-                        return exc
-                    raise
-
-        return await asyncio.gather(*(one(p, t) for p, t in zip(prompts, labels, strict=True)))
+        return await arun_many(self, rows, params, size, concurrency, return_exceptions)
 
     def embed(self, texts: str | Sequence[str]) -> Embeddings:
         """One embedding vector per text (embedding models only)."""
-        timer = CallTimer(self, operation="embeddings", stream=False, params={})
-        try:
-            self._check_online()
-            batch = _texts(texts)
-        except (InvalidRequestError, OfflineError) as exc:
-            timer.fail(exc, sent=False)
-            raise
-        try:
-            result = self._backend.embed(batch)
-        except Exception as exc:
-            error = self._failed(timer, exc)
-            if error is exc:
-                raise  # already mapped by the backend, with the SDK's exception as its cause
-            raise error from exc
-        except BaseException as exc:  # cancelled or interrupted: the request may have gone out
-            timer.fail(exc)
-            raise
-        record = timer.succeed(usage=result.usage, model_id=result.model_id, finish_reason=None)
-        return Embeddings(result.vectors, result.usage, record)
+        return _embed.embed(self, texts)
 
     async def aembed(self, texts: str | Sequence[str]) -> Embeddings:
         """One embedding vector per text (embedding models only)."""
-        timer = CallTimer(self, operation="embeddings", stream=False, params={})
-        try:
+        return await _embed.aembed(self, texts)
+
+    def recording(
+        self, operation: Operation, *, params: Mapping[str, Any] | None = None
+    ) -> Recorded:
+        """The recording path of a task (``embed``, and the tasks to come, each in its own
+        module): ``with model.recording("embeddings") as timer:`` checks offline mode, times
+        what runs inside and records a failure there (a refusal as a call that sent nothing),
+        raised as an fmgate error; after it, ``timer.succeed(...)`` records the success."""
+        timer = CallTimer(self, operation=operation, stream=False, params=dict(params or {}))
+        with Recorded(timer, self._backend.provider):
             self._check_online()
-            batch = _texts(texts)
-        except (InvalidRequestError, OfflineError) as exc:
-            timer.fail(exc, sent=False)
-            raise
-        try:
-            result = await self._backend.aembed(batch)
-        except Exception as exc:
-            error = self._failed(timer, exc)
-            if error is exc:
-                raise  # already mapped by the backend, with the SDK's exception as its cause
-            raise error from exc
-        except BaseException as exc:  # cancelled or interrupted: the request may have gone out
-            timer.fail(exc)
-            raise
-        record = timer.succeed(usage=result.usage, model_id=result.model_id, finish_reason=None)
-        return Embeddings(result.vectors, result.usage, record)
+        return Recorded(timer, self._backend.provider)
 
     def close(self) -> None:
         self._backend.close()
@@ -457,9 +331,15 @@ class Model:
 
     # -- the recording wrapper ------------------------------------------------------------------
 
-    def _begin(
+    def prepare(
         self, prompt: Prompt, system: str | None, *, stream: bool, params: dict[str, Any]
     ) -> tuple[CallTimer, ChatRequest]:
+        """The first step of a recorded chat call: the checks (offline mode, the prompt, the
+        parameters: a refusal is recorded and raised), then the call's timer and request.
+
+        For code that drives the backend itself, as ``generate_many``'s batches do; the timer
+        then records the call (``respond`` or ``fail``). Most code calls ``generate``.
+        """
         try:
             self._check_online()
             merged = self._defaults.merged(make_params(params, self._prefixes))
@@ -481,78 +361,28 @@ class Model:
                 "loopback (base_url http://127.0.0.1:...)."
             )
 
-    def _batch_size(self, concurrency: int, batch_size: int | None) -> int:
+    def _batch_size(self, concurrency: int, batch_size: int | None) -> int | None:
+        """Rows per pass for a backend that batches (local models), None for one that does not."""
         _check_positive("concurrency", concurrency)
         if batch_size is not None:
             _check_positive("batch_size", batch_size)
         if self._backend.default_batch_size <= 1:
-            return 1
+            return None
         return batch_size or self._backend.default_batch_size
 
-    def _prepare(
-        self, prompts: Sequence[Prompt], params: dict[str, Any], labels: Sequence[Mapping[str, str]]
-    ) -> Batch:
-        """Check and time each prompt of a batch; refused prompts get their error in place."""
-        params = dict(params)
-        system = params.pop("system", None)
-        batch = Batch(self, len(prompts))
-        for i, (prompt, label) in enumerate(zip(prompts, labels, strict=True)):
-            try:
-                with tagged(label):  # the timer takes the tags in force as it is made
-                    timer, request = self._begin(prompt, system, stream=False, params=params)
-            except InvalidRequestError as exc:
-                batch.slots[i] = exc
-                continue
-            batch.add(i, timer, request)
-        for timer in batch.timers:
-            timer.in_batch(len(batch.timers))
-        return batch
 
-    def _batch_call(
-        self, run: Callable[[list[ChatRequest]], list[Completion | FmgateError]], batch: Batch
-    ) -> list[Completion | FmgateError] | FmgateError:
-        try:
-            return run(batch.requests)
-        except Exception as exc:
-            return as_backend_error(exc, self._backend.provider)
-
-    async def _abatch_call(self, batch: Batch) -> list[Completion | FmgateError] | FmgateError:
-        try:
-            return await self._backend.acomplete_batch(batch.requests)
-        except Exception as exc:
-            return as_backend_error(exc, self._backend.provider)
-
-    def _failed(self, timer: CallTimer, exc: Exception) -> FmgateError:
-        error = as_backend_error(exc, self._backend.provider)
-        timer.fail(error)
-        return error
-
-    def _finish(self, timer: CallTimer, completion: Completion) -> Response:
-        record = timer.succeed(
-            usage=completion.usage,
-            model_id=completion.model_id,
-            finish_reason=completion.finish_reason,
-            first_token_at=completion.first_token_at,
-        )
-        return Response(completion.text, completion.finish_reason, completion.usage, record)
+def _params(
+    max_tokens: int | None,
+    temperature: float | None,
+    top_p: float | None,
+    stop: str | Sequence[str] | None,
+    seed: int | None,
+    backend_params: dict[str, Any],
+) -> dict[str, Any]:
+    common = dict(max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop)
+    return dict(common, seed=seed, **backend_params)
 
 
 def _check_positive(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidRequestError(f"{name} must be a positive int, not {value!r}.")
-
-
-def _prompt_list(prompts: Sequence[Prompt]) -> list[Prompt]:
-    if isinstance(prompts, str | bytes):  # a str is a Sequence too: one call per character
-        raise InvalidRequestError(
-            "generate_many() takes a list of prompts, not one str: use generate() for one prompt, "
-            "or pass [prompt]."
-        )
-    return list(prompts)
-
-
-def _texts(texts: str | Sequence[str]) -> list[str]:
-    batch = [texts] if isinstance(texts, str) else list(texts)
-    if not batch or not all(isinstance(t, str) for t in batch):
-        raise InvalidRequestError("embed() takes a str or a non-empty list of str.")
-    return batch

@@ -16,7 +16,9 @@ import platform
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from ._clean import SANITIZED_TAG, clean_text, clean_usage, clean_value
 from ._cost import Priced, list_price, unknown
 from ._errors import BackendError, ConfigurationError, FmgateError
-from ._fallback import serving_fallback
+from ._failure import as_backend_error
 from ._record import (
     Access,
     CallRecord,
@@ -36,9 +38,9 @@ from ._record import (
     Status,
     Usage,
 )
-from ._secrets import redact, scrub
-from ._store import DEFAULT_STORE
+from ._secrets import redact
 from ._tags import current_tags
+from ._types import Completion, Response
 
 if TYPE_CHECKING:
     from .backends._base import Backend
@@ -114,8 +116,8 @@ class JsonlSink:
 
 
 _MEMORY = MemorySink()
-# The embedded SQLite store ($FMGATE_STORE) is a default sink; it opens on the first record.
-_SINKS: list[Sink] = [_MEMORY, DEFAULT_STORE]
+# load's layer adds the embedded SQLite store ($FMGATE_STORE), which opens on the first record.
+_SINKS: list[Sink] = [_MEMORY]
 _SINKS_LOCK = threading.Lock()
 
 
@@ -153,6 +155,25 @@ def emit(record: CallRecord, extra: Iterable[Sink] = ()) -> None:
             sink.write(record)
         except Exception:  # a broken sink must not break the call it records
             logger.exception("fmgate: sink %r failed to write a record", sink)
+
+
+_SERVING: ContextVar[tuple[str, str] | None] = ContextVar("fmgate_fallback", default=None)
+
+
+@contextmanager
+def serving_for(failed: str, reason: str) -> Iterator[None]:
+    """Calls started inside stand in for ``failed``, which failed with ``reason``: their records
+    say so (``outcome.fallback_from``, ``outcome.fallback_reason``)."""
+    token = _SERVING.set((failed, reason))
+    try:
+        yield
+    finally:
+        _SERVING.reset(token)
+
+
+def serving_fallback() -> tuple[str, str] | None:
+    """(the model that failed, why) while a stand-in call runs, else None."""
+    return _SERVING.get()
 
 
 @functools.cache
@@ -273,6 +294,16 @@ class CallTimer:
         )
         outcome = self._outcome("ok", finish_reason, sent=True)
         return self._record(resolved, usage, latency, priced.cost, access, outcome, changed)
+
+    def respond(self, completion: Completion) -> Response:
+        """The caller's Response to a completed call, with its record."""
+        record = self.succeed(
+            usage=completion.usage,
+            model_id=completion.model_id,
+            finish_reason=completion.finish_reason,
+            first_token_at=completion.first_token_at,
+        )
+        return Response(completion.text, completion.finish_reason, completion.usage, record)
 
     def _wall(self) -> float:
         return time.perf_counter() - self._wall_t0
@@ -401,6 +432,32 @@ class CallTimer:
         return record
 
 
+class Recorded:
+    """The failure path of a recorded call: ``with Recorded(timer, provider):`` records an
+    exception raised inside (a refusal, such as a ConfigurationError, as a call that sent
+    nothing) and raises it mapped onto fmgate's error tree, chained to the original."""
+
+    __slots__ = ("_provider", "timer")
+
+    def __init__(self, timer: CallTimer, provider: str) -> None:
+        self.timer = timer
+        self._provider = provider
+
+    def __enter__(self) -> CallTimer:
+        return self.timer
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if exc is None:
+            return
+        if not isinstance(exc, Exception):  # cancelled or interrupted: it may have gone out
+            self.timer.fail(exc)
+            return
+        error = as_backend_error(exc, self._provider)
+        self.timer.fail(error)
+        if error is not exc:  # else already mapped by the backend, with the SDK's as its cause
+            raise error from exc
+
+
 def sent_anything(error: BaseException | None) -> bool | None:
     """Whether a call that failed with ``error`` sent anything: not when fmgate refused it
     (a configuration error) or the backend never connected; unknown when it was interrupted."""
@@ -463,16 +520,3 @@ class ModelLike(Protocol):
     def sinks(self) -> tuple[Sink, ...]: ...
 
     def take_load_s(self) -> float | None: ...
-
-
-def as_backend_error(error: Exception, provider: str) -> FmgateError:
-    """The safety net for an exception a backend failed to map: never let it escape raw.
-
-    The messages of ``error`` and of the exceptions chained to it are redacted in place.
-    """
-    scrub(error)
-    if isinstance(error, FmgateError):
-        return error
-    return BackendError(
-        f"{provider}: unexpected {type(error).__name__}: {redact(str(error))}", provider=provider
-    )

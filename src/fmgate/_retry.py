@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from ._errors import BackendError, FmgateError, InvalidRequestError
+from ._failure import as_backend_error
 
 logger = logging.getLogger("fmgate")
 T = TypeVar("T")
@@ -103,8 +104,6 @@ async def acall(
 
 
 def _wait(policy: RetryPolicy, tries: int, exc: Exception, provider: str) -> float | None:
-    from ._recording import as_backend_error
-
     return policy.delay(tries, as_backend_error(exc, provider))
 
 

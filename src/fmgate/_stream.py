@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 from . import _retry
 from ._errors import FmgateError
+from ._failure import as_backend_error
 from ._record import CallRecord, Usage
-from ._recording import CallTimer, as_backend_error
+from ._recording import CallTimer
 from ._types import ChatRequest, Chunk, Delta, Response
 
 if TYPE_CHECKING:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -13,6 +13,8 @@ Role = Literal["system", "user", "assistant"]
 ROLES: frozenset[str] = frozenset(("system", "user", "assistant"))
 
 Prompt = str | Sequence[Mapping[str, Any]]
+OnText = Callable[[str], None]
+"""What a backend that streams batches calls with each piece of a row's text, as decoded."""
 """A user prompt as text, or a list of ``{"role": ..., "content": ...}`` messages."""
 
 

@@ -16,7 +16,7 @@ from .._errors import FmgateError, InvalidRequestError
 from .._providers import ProviderInfo
 from .._record import Access, Cost, Distribution, Usage
 from .._secrets import Secret
-from .._types import ChatRequest, Completion, Delta, GenerationParams
+from .._types import ChatRequest, Completion, Delta, GenerationParams, OnText
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +62,8 @@ class Backend(ABC):
     # Backends that run several prompts in one forward pass (local models) set this above 1 and
     # implement complete_batch; Model.generate_many then batches instead of using threads.
     default_batch_size: ClassVar[int] = 1
+    # complete_batch hands each row's text to on_text as it is decoded (fmgate serve streams so)
+    streams_batches: ClassVar[bool] = False
     # Load-time settings this backend accepts besides the common ones (in fmgate.toml or
     # load(...)), with their types; they reach the backend in ``config.options``.
     settings: ClassVar[Mapping[str, tuple[type, ...]]] = {}
@@ -137,16 +139,20 @@ class Backend(ABC):
     @abstractmethod
     def astream(self, request: ChatRequest) -> AsyncIterator[Delta]: ...
 
-    def complete_batch(self, requests: Sequence[ChatRequest]) -> list[Completion | FmgateError]:
+    def complete_batch(
+        self, requests: Sequence[ChatRequest], on_text: Sequence[OnText | None] | None = None
+    ) -> list[Completion | FmgateError]:
         """Several requests in one pass (used where ``default_batch_size > 1``).
 
         A row that fails on its own (a prompt too long for the window) is returned as its
-        error, so that the other rows still succeed; raising fails the whole batch.
+        error, so that the other rows still succeed; raising fails the whole batch. A backend
+        with ``streams_batches = True`` calls ``on_text[i]`` (where not None) with each piece
+        of row i's text as it is decoded; the others may ignore it.
         """
         return [self.complete(r) for r in requests]
 
     async def acomplete_batch(
-        self, requests: Sequence[ChatRequest]
+        self, requests: Sequence[ChatRequest], on_text: Sequence[OnText | None] | None = None
     ) -> list[Completion | FmgateError]:
         return [await self.acomplete(r) for r in requests]
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -39,7 +40,7 @@ from .._local.loading import (
     peak_memory_bytes,
 )
 from .._record import Access, Usage
-from .._types import ChatRequest, Completion, Delta, GenerationParams
+from .._types import ChatRequest, Completion, Delta, GenerationParams, OnText
 from ._base import Backend, BackendConfig, EmbeddingResult, Meter
 
 if TYPE_CHECKING:
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
 
 _END = object()
 _Push = Callable[[object], None]
-OnText = Callable[[str], None]
 
 
 class TransformersBackend(Backend):
@@ -57,7 +57,6 @@ class TransformersBackend(Backend):
     library = "transformers"
     supports_embeddings = True
     default_batch_size = 8
-    # complete_batch takes on_text: each row's text as it is decoded (fmgate serve's streams)
     streams_batches = True
     # vLLM's request extensions honoured as transformers_<name> (fmgate serve passes them on)
     vllm_extensions: ClassVar[frozenset[str]] = frozenset({"ignore_eos"})
@@ -160,11 +159,12 @@ class TransformersBackend(Backend):
         return self._generate_rows(requests, on_text=on_text)
 
     async def acomplete_batch(
-        self, requests: Sequence[ChatRequest]
+        self, requests: Sequence[ChatRequest], on_text: Sequence[OnText | None] | None = None
     ) -> list[Completion | FmgateError]:
         cancel = threading.Event()
         try:
-            return await asyncio.to_thread(self._generate_rows, requests, cancel)
+            rows = functools.partial(self._generate_rows, on_text=on_text)
+            return await asyncio.to_thread(rows, requests, cancel)
         finally:  # a cancelled caller stops the generation at its next token
             cancel.set()
 

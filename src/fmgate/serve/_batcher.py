@@ -10,11 +10,11 @@ lone client is served at once, while the clients of a busy server, whose request
 together after each batch, are gathered into one. More jobs than ``max_queue`` (waiting and
 running) are refused (429).
 
-A batch may mix streamed and plain requests. Streamed rows get their text pieces as the batch
-decodes them (the transformers streamer calls each row's listener), so every client sees its own
-tokens as they come. Each request has its own record, made through the Model's recording wrapper
-as ``generate_many`` makes them: ``stream`` as the client asked, TTFT from the batch's start to
-that row's first text, ``params.batch_size`` the batch it ran in, cost its share of the batch's.
+A batch may mix streamed and plain requests, and runs as one ``Model.generate_many`` call whose
+``on_text`` listeners hand each streamed row its text pieces as the batch decodes them, so every
+client sees its own tokens as they come. Each request has its own record, as ``generate_many``
+makes them: ``stream`` as the client asked, TTFT from the batch's start to that row's first text,
+``params.batch_size`` the batch it ran in, cost its share of the batch's.
 """
 
 from __future__ import annotations
@@ -22,19 +22,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, cast
+from typing import Any
 
-from .._batching import Batch
 from .._errors import FmgateError, ServerError
 from .._model import Model
-from .._recording import CallTimer, as_backend_error
-from .._stream import CLIENT_CLOSED
-from .._tags import tagged
-from .._types import ChatRequest, Completion, Response
+from .._types import Response
 
 logger = logging.getLogger("fmgate.serve")
 
@@ -74,17 +69,6 @@ def _batch_key(params: Mapping[str, Any]) -> object:
 
 class QueueFull(Exception):
     pass
-
-
-class StreamsBatches(Protocol):
-    """A backend whose ``complete_batch`` hands each row's text to a listener as it is decoded
-    (it says so with ``streams_batches = True``)."""
-
-    def complete_batch(
-        self,
-        requests: Sequence[ChatRequest],
-        on_text: Sequence[Callable[[str], None] | None] | None = None,
-    ) -> list[Completion | FmgateError]: ...
 
 
 class Batcher:
@@ -194,67 +178,33 @@ class Batcher:
 
 
 def execute(model: Model, jobs: list[Job], tags: Mapping[str, str]) -> None:
-    """Run ``jobs`` as one batch through ``model``'s recording wrapper; each job gets its result.
+    """Run ``jobs`` as one batch through ``model.generate_many``; each job gets its result.
 
-    This is ``Model.generate_many``'s batch path (``_begin``, ``Batch.settle``) with two things
-    it lacks: a record per job that says whether the client streamed, and each streamed row's
-    text handed over as it is decoded.
+    A streamed job gets its row's text as the batch decodes it; a job whose client has left says
+    so to the batch (its listener returns False), and its record ends ``client_closed``.
     """
-    batch = Batch(model, len(jobs))
-    live: list[tuple[Job, CallTimer]] = []
-    for i, job in enumerate(jobs):
-        try:
-            with tagged(tags):
-                timer, request = model._begin(
-                    job.messages, None, stream=job.stream, params=job.params
-                )
-        except FmgateError as exc:  # refused before running, and recorded so
-            batch.slots[i] = exc
-            continue
-        batch.add(i, timer, request)
-        live.append((job, timer))
-    for timer in batch.timers:
-        timer.in_batch(len(batch.timers))
-    if live:
-        batch.settle(_closed_rows(live, _run(model, batch, live)))
-    for job, slot in zip(jobs, batch.slots, strict=True):
-        assert slot is not None
-        job.put(slot)
+    results = model.generate_many(
+        [job.messages for job in jobs],
+        batch_size=len(jobs),
+        return_exceptions=True,
+        tags=[tags] * len(jobs),
+        on_text=[_listener(job) if job.stream else None for job in jobs],
+        **_shared_params(jobs),
+    )
+    for job, result in zip(jobs, results, strict=True):
+        job.put(result)
 
 
-def _run(
-    model: Model, batch: Batch, live: list[tuple[Job, CallTimer]]
-) -> list[Completion | FmgateError] | FmgateError:
-    backend = model.backend
-    try:
-        if any(job.stream for job, _ in live):
-            listeners = [_listener(job, timer) if job.stream else None for job, timer in live]
-            streaming = cast(StreamsBatches, backend)
-            return streaming.complete_batch(batch.requests, on_text=listeners)
-        return backend.complete_batch(batch.requests)
-    except Exception as exc:
-        return as_backend_error(exc, backend.provider)
+def _shared_params(jobs: Sequence[Job]) -> dict[str, Any]:
+    """The generation parameters of a batch: its jobs share them (the batcher groups by them)."""
+    return dict(jobs[0].params)
 
 
-def _listener(job: Job, timer: CallTimer) -> Callable[[str], None]:
-    def on_text(text: str) -> None:
-        timer.first_token()
-        timer.chunks += 1
-        if not job.closed:
-            job.put(text)
+def _listener(job: Job) -> Callable[[str], bool]:
+    def on_text(text: str) -> bool:
+        if job.closed:
+            return False
+        job.put(text)
+        return True
 
     return on_text
-
-
-def _closed_rows(
-    live: list[tuple[Job, CallTimer]], outcome: list[Completion | FmgateError] | FmgateError
-) -> list[Completion | FmgateError] | FmgateError:
-    """A row whose client left mid-stream ran to its end, unread: its record says so."""
-    if isinstance(outcome, FmgateError) or len(outcome) != len(live):
-        return outcome
-    return [
-        dataclasses.replace(row, finish_reason=CLIENT_CLOSED)
-        if job.closed and isinstance(row, Completion)
-        else row
-        for (job, _), row in zip(live, outcome, strict=True)
-    ]
