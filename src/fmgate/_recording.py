@@ -494,13 +494,20 @@ def _small_number(value: Any) -> bool:
 
 def _clean_outcome(outcome: Outcome, changed: list[str]) -> Outcome:
     """The server's words in an outcome (finish reason, error message), redacted and storable."""
-    if not (outcome.finish_reason or outcome.error_message or outcome.fallback_reason):
-        return outcome
+    reason, message, fallback = (
+        outcome.finish_reason,
+        outcome.error_message,
+        outcome.fallback_reason,
+    )
+    new = (
+        clean_text(reason, "outcome_finish_reason", changed),
+        clean_text(message, "outcome_error_message", changed),
+        clean_text(fallback, "outcome_fallback_reason", changed),
+    )
+    if new == (reason, message, fallback):
+        return outcome  # the common case: nothing to change, no copy
     return dataclasses.replace(
-        outcome,
-        finish_reason=clean_text(outcome.finish_reason, "outcome_finish_reason", changed),
-        error_message=clean_text(outcome.error_message, "outcome_error_message", changed),
-        fallback_reason=clean_text(outcome.fallback_reason, "outcome_fallback_reason", changed),
+        outcome, finish_reason=new[0], error_message=new[1], fallback_reason=new[2]
     )
 
 

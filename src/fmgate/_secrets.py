@@ -9,6 +9,7 @@ import threading
 from ._errors import MissingAPIKeyError
 
 _KNOWN: set[str] = set()
+_LONGEST_FIRST: tuple[str, ...] = ()  # _KNOWN sorted for redact(), which runs on every record
 _LOCK = threading.Lock()
 # Shapes of common provider keys, masked even when fmgate did not load them itself.
 _KEY_PATTERNS = re.compile(
@@ -26,8 +27,10 @@ class Secret:
     def __init__(self, value: str) -> None:
         self._value = value
         if len(value) >= 4:
+            global _LONGEST_FIRST
             with _LOCK:
                 _KNOWN.add(value)
+                _LONGEST_FIRST = tuple(sorted(_KNOWN, key=len, reverse=True))
 
     def reveal(self) -> str:
         return self._value
@@ -57,9 +60,7 @@ def key_from_env(env_var: str, *, required: bool, backend: str) -> Secret | None
 
 def redact(text: str) -> str:
     """Mask every key fmgate has loaded, and anything shaped like a provider key."""
-    with _LOCK:
-        known = sorted(_KNOWN, key=len, reverse=True)
-    for value in known:
+    for value in _LONGEST_FIRST:  # a tuple, swapped whole: no lock needed to read it
         if value in text:
             text = text.replace(value, MASK)
     return _KEY_PATTERNS.sub(MASK, text)

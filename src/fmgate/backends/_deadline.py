@@ -13,9 +13,8 @@ sees the bytes of the status line, headers and body alike.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from contextvars import ContextVar
 from typing import Any
 
@@ -65,15 +64,27 @@ class Clock:
             raise TooLarge(f"the answer passed {MAX_BODY_BYTES // 2**20} MiB")
         return data
 
+    def named(self, exc: Exception) -> Exception:
+        """``exc``, a socket timeout, or (when the deadline cut it short) one that says so."""
+        if self.at is None or self.at > time.monotonic():
+            return exc
+        return type(exc)(f"{self.what} passed")
 
-@contextlib.contextmanager
-def until(clock: Clock) -> Iterator[None]:
-    """Bound every socket operation inside by ``clock``."""
-    token = _DEADLINE.set(clock)
-    try:
-        yield
-    finally:
-        _DEADLINE.reset(token)
+
+class until:  # noqa: N801 (a context manager read as a clause: ``with until(clock):``)
+    """Bound every socket operation inside by ``clock``. A class, not a generator: it runs
+    around each read of a stream, where contextlib's overhead would show."""
+
+    __slots__ = ("_clock", "_token")
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+
+    def __enter__(self) -> None:
+        self._token = _DEADLINE.set(self._clock)
+
+    def __exit__(self, *exc: object) -> None:
+        _DEADLINE.reset(self._token)
 
 
 def _limit(timeout: float | None, error: type[Exception] = httpcore2.ReadTimeout) -> float | None:
@@ -81,34 +92,28 @@ def _limit(timeout: float | None, error: type[Exception] = httpcore2.ReadTimeout
     return timeout if clock is None else clock.left(timeout, error)
 
 
-def _spent(data: bytes) -> bytes:
-    clock = _DEADLINE.get()
-    return data if clock is None else clock.spend(data)
-
-
-@contextlib.contextmanager
-def _named(error: type[Exception]) -> Iterator[None]:
-    """A socket timeout cut short by the deadline says which deadline passed."""
-    try:
-        yield
-    except error as exc:
-        clock = _DEADLINE.get()
-        if clock is None or clock.at is None or clock.at > time.monotonic():
-            raise
-        raise error(f"{clock.what} passed") from exc
-
-
 class _Stream(httpcore2.NetworkStream):
     def __init__(self, stream: httpcore2.NetworkStream) -> None:
         self._stream = stream
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        with _named(httpcore2.ReadTimeout):
-            return _spent(self._stream.read(max_bytes, _limit(timeout)))
+        clock = _DEADLINE.get()
+        if clock is None:
+            return self._stream.read(max_bytes, timeout)
+        try:
+            data = self._stream.read(max_bytes, clock.left(timeout, httpcore2.ReadTimeout))
+        except httpcore2.ReadTimeout as exc:
+            raise clock.named(exc) from exc
+        return clock.spend(data)
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        with _named(httpcore2.WriteTimeout):
-            self._stream.write(buffer, _limit(timeout, httpcore2.WriteTimeout))
+        clock = _DEADLINE.get()
+        if clock is None:
+            return self._stream.write(buffer, timeout)
+        try:
+            self._stream.write(buffer, clock.left(timeout, httpcore2.WriteTimeout))
+        except httpcore2.WriteTimeout as exc:
+            raise clock.named(exc) from exc
 
     def close(self) -> None:
         self._stream.close()
@@ -127,12 +132,24 @@ class _AsyncStream(httpcore2.AsyncNetworkStream):
         self._stream = stream
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        with _named(httpcore2.ReadTimeout):
-            return _spent(await self._stream.read(max_bytes, _limit(timeout)))
+        clock = _DEADLINE.get()
+        if clock is None:
+            return await self._stream.read(max_bytes, timeout)
+        try:
+            limit = clock.left(timeout, httpcore2.ReadTimeout)
+            data = await self._stream.read(max_bytes, limit)
+        except httpcore2.ReadTimeout as exc:
+            raise clock.named(exc) from exc
+        return clock.spend(data)
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        with _named(httpcore2.WriteTimeout):
-            await self._stream.write(buffer, _limit(timeout, httpcore2.WriteTimeout))
+        clock = _DEADLINE.get()
+        if clock is None:
+            return await self._stream.write(buffer, timeout)
+        try:
+            await self._stream.write(buffer, clock.left(timeout, httpcore2.WriteTimeout))
+        except httpcore2.WriteTimeout as exc:
+            raise clock.named(exc) from exc
 
     async def aclose(self) -> None:
         await self._stream.aclose()
