@@ -18,55 +18,13 @@ Before fmgate serve accepted vLLM's extensions, guidellm got a 400 on every requ
 from __future__ import annotations
 
 import argparse
-import contextlib
-import http.client
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def _served(spec: str, port: int, env: dict[str, str], log: Path) -> Iterator[str]:
-    """``fmgate serve`` in its own process until the block ends (SIGINT, then SIGKILL)."""
-    command = [sys.executable, "-m", "fmgate", "serve", spec, "--port", str(port)]
-    with log.open("w") as out:
-        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        _wait_healthy(port, proc, log)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(2)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"fmgate serve exited; its log:\n{log.read_text()[-3000:]}")
-        with contextlib.suppress(OSError):
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/health")
-            if conn.getresponse().status == 200:
-                return
-        time.sleep(0.2)
-    raise SystemExit(f"fmgate serve did not become healthy; its log:\n{log.read_text()[-3000:]}")
+from _servers import free_port, server
 
 
 def _guidellm(args: argparse.Namespace, target: str, model_dir: Path, profile: str) -> list[str]:
@@ -115,7 +73,9 @@ def main() -> None:
         # One thread per server: on a small machine torch's threads would fight guidellm's.
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         log = Path(tmp) / "serve.log"
-        with _served(f"transformers:{model_dir}", _free_port(), env, log) as target:
+        port = free_port()
+        command = [sys.executable, "-m", "fmgate", "serve", f"transformers:{model_dir}"]
+        with server([*command, "--port", str(port)], port, env, log) as target:
             for profile in args.profiles:
                 print(f"\n== guidellm --profile {profile} against fmgate serve ({target})\n")
                 command = _guidellm(args, target, model_dir, profile)

@@ -20,19 +20,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import openai
+from _servers import free_port, server
 
 PROMPTS = [
     "Write a short story about a brave mouse.",
@@ -55,46 +53,6 @@ class Result:
     @property
     def tps(self) -> float:
         return self.output_tokens / self.seconds
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def _server(command: list[str], port: int, env: dict[str, str], log: Path) -> Iterator[str]:
-    """Start a server process, wait for /health; stop it with SIGINT (then SIGKILL) after."""
-    with log.open("w") as out:
-        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        _wait_healthy(port, proc, log)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.send_signal(2)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    import http.client
-
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited; its log:\n{log.read_text()[-3000:]}")
-        with contextlib.suppress(OSError):
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/health")
-            if conn.getresponse().status == 200:
-                return
-        time.sleep(0.2)
-    raise SystemExit(f"the server did not become healthy; its log:\n{log.read_text()[-3000:]}")
 
 
 async def _drive(url: str, model: str, concurrency: int, requests: int, max_tokens: int) -> Result:
@@ -181,24 +139,26 @@ def main() -> None:
             f"max_tokens={args.max_tokens}, greedy, OMP_NUM_THREADS={args.torch_threads}"
         )
         spec = f"transformers:{folder}"
-        port = _free_port()
+        port = free_port()
         fmgate_cmd = [sys.executable, "-m", "fmgate", "serve", spec, "--port", str(port)]
         fmgate_cmd += ["--max-batch", str(args.max_batch)]
         print(f"fmgate serve (--max-batch {args.max_batch}):")
-        with _server(fmgate_cmd, port, env, Path(tmp) / "fmgate.log") as url:
-            ours = _measure(url, spec, args.levels, args.requests, args.max_tokens)
+        with server(fmgate_cmd, port, env, Path(tmp) / "fmgate.log") as url:
+            ours = _measure(url + "/v1", spec, args.levels, args.requests, args.max_tokens)
 
         theirs: dict[int, Result] = {}
         if _has_transformers_serve(args.tf_python):
-            port = _free_port()
+            port = free_port()
             tf_cmd = [args.tf_python, "-m", "transformers.cli.transformers", "serve", str(folder)]
             tf_cmd += ["--port", str(port), "--host", "127.0.0.1", "--device", "cpu"]
             if args.tf_continuous_batching:
                 tf_cmd.append("--continuous-batching")
             mode = " --continuous-batching" if args.tf_continuous_batching else ""
             print(f"transformers serve{mode}:")
-            with _server(tf_cmd, port, env, Path(tmp) / "transformers.log") as url:
-                theirs = _measure(url, str(folder), args.levels, args.requests, args.max_tokens)
+            with server(tf_cmd, port, env, Path(tmp) / "transformers.log") as url:
+                theirs = _measure(
+                    url + "/v1", str(folder), args.levels, args.requests, args.max_tokens
+                )
         else:
             print(
                 f"transformers serve: not measured ({args.tf_python} lacks the serving extra: "
