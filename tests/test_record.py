@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -54,6 +55,23 @@ def test_from_dict_tolerates_unknown_keys_and_missing_groups() -> None:
     }
     rec = CallRecord.from_dict(flat)
     assert rec.usage == Usage() and rec.cost.amount is None and rec.cost.basis == "unknown"
+
+
+@pytest.mark.parametrize(("operation", "task"), [("chat", "chat"), ("embeddings", "embed")])
+def test_a_record_written_before_tasks_reads_back_with_its_task(operation: str, task: str) -> None:
+    flat = full_record().to_dict()
+    del flat["task"], flat["usage_items"]  # a JSONL line of schema 4
+    flat["operation"] = operation
+    rec = CallRecord.from_dict(flat)
+    assert rec.task == task and rec.usage.items is None
+
+
+def test_a_classify_record_round_trips_with_its_items() -> None:
+    rec = dataclasses.replace(
+        full_record(), operation="classify", task="classify", usage=Usage(items=64)
+    )
+    back = CallRecord.from_dict(json.loads(json.dumps(rec.to_dict())))
+    assert back == rec and back.schema_version == 5
 
 
 def test_latency_follows_vllm_definitions() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import sqlite3
@@ -48,11 +49,12 @@ def full_record(**changes: object) -> CallRecord:
         provider="openai",
         revision="2024-07-18",
         operation="embeddings",
+        task="embed",
         distribution="self_hosted",
         endpoint="127.0.0.1:8000",
         params={"max_tokens": 5, "temperature": 0.5, "stop": ["\n", "."], "nested": {"a": None}},
         stream=True,
-        usage=Usage(10, 20, 3, 4, 5, "provider"),
+        usage=Usage(10, 20, 3, 4, 5, "provider", items=6, images_in=7, images_out=8),
         latency=Latency(1.5, 0.25, 2.0, 15.2, 0.075),
         cost=Cost(Decimal("0.000001234567890123456789"), "list_price", "USD", "snap", 12.5),
         access=Access(
@@ -579,7 +581,9 @@ def test_a_schema_1_file_is_upgraded_and_its_records_read_back(tmp_path: Path) -
     try:
         (back,) = s.records()
         assert back.tags == {}
-        assert back.usage == old.usage and back.cost == old.cost
+        assert back.task == "embed"  # rows older than schema 5: the task read from the operation
+        tokens = dataclasses.replace(old.usage, items=None, images_in=None, images_out=None)
+        assert back.usage == tokens and back.cost == old.cost
         s.write(tagged := record(tags={"fmgate.run": "r1"}))
         s.write_score(fmgate.Score(tagged.id, "contains", 1.0, datetime.now(UTC)))
         assert s.records(tags={"fmgate.run": "r1"}) == [tagged]
@@ -692,3 +696,33 @@ def test_newest_tag_finds_the_latest_value_of_a_tag(store: SqliteStore) -> None:
     store.write(record(started_at=NOW + timedelta(seconds=1), tags={"fmgate.run": "r2"}))
     store.write(record(started_at=NOW + timedelta(seconds=2)))  # untagged: skipped
     assert store.newest_tag("fmgate.run") == "r2"
+
+
+def test_a_schema_4_file_gets_the_task_of_each_old_row(tmp_path: Path) -> None:
+    # Before schema 5 a record had no task: chat and embed calls are told apart by operation.
+    path = tmp_path / "v4.sqlite3"
+    db = connect(path)
+    try:
+        migrate(db, MIGRATIONS[:4])
+        for rid, operation in (("c", "chat"), ("e", "embeddings")):
+            db.execute(
+                "INSERT INTO records (id, started_at, backend, model_id, operation) "
+                "VALUES (?, ?, 'b', 'm', ?)",
+                (rid, NOW.isoformat(), operation),
+            )
+    finally:
+        db.close()
+    s = SqliteStore(path)
+    try:
+        tasks = {r.id: (r.task, r.usage.items) for r in s.records()}
+    finally:
+        s.close()
+    assert tasks == {"c": ("chat", None), "e": ("embed", None)}
+
+
+def test_a_classify_record_keeps_its_task_and_items(store: SqliteStore) -> None:
+    rec = record(operation="classify", task="classify", usage=Usage(items=100))
+    store.write(rec)
+    store.flush()
+    (back,) = store.records()
+    assert back.task == "classify" and back.usage.items == 100

@@ -30,6 +30,7 @@ from ._errors import (
     TimeoutError,
     UnknownAliasError,
     UnknownBackendError,
+    UnsupportedTaskError,
 )
 from ._fallback import FallbackModel
 from ._load import load
@@ -42,7 +43,7 @@ from ._secrets import Secret
 from ._store import SqliteStore, records
 from ._stream import AsyncStream, Stream
 from ._tags import tagged
-from ._types import Chunk, Embeddings, Message, Response
+from ._types import Chunk, Classifications, Embeddings, Message, Response
 
 __version__ = "0.1.0"
 
@@ -54,6 +55,7 @@ __all__ = [
     "BadRequestError",
     "CallRecord",
     "Chunk",
+    "Classifications",
     "Config",
     "ConfigFileError",
     "ConfigurationError",
@@ -90,6 +92,7 @@ __all__ = [
     "TimeoutError",
     "UnknownAliasError",
     "UnknownBackendError",
+    "UnsupportedTaskError",
     "Usage",
     "__version__",
     "add_sink",

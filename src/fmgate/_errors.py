@@ -10,6 +10,7 @@
     │   ├── MissingExtraError     an optional dependency is not installed (pip command given)
     │   ├── OfflineError          FMGATE_OFFLINE=1 and the call would leave this machine
     │   ├── InvalidRequestError   a prompt, message list or parameter fmgate refuses before sending
+    │   ├── UnsupportedTaskError  a task the model cannot do (the message names those it can)
     │   └── StoreError            a record store that cannot be opened or read (damaged, not SQLite)
     └── BackendError              the model or service failed the call
         ├── AuthenticationError   401/403: the key is wrong or lacks access
@@ -57,6 +58,7 @@ __all__ = [
     "TimeoutError",
     "UnknownAliasError",
     "UnknownBackendError",
+    "UnsupportedTaskError",
 ]
 
 
@@ -112,6 +114,15 @@ class OfflineError(ConfigurationError):
 
 class InvalidRequestError(ConfigurationError):
     """A prompt, message list or generation parameter that fmgate refuses before sending."""
+
+
+class UnsupportedTaskError(ConfigurationError):
+    """The model cannot do the task asked (``classify`` on a model that only chats): the message
+    names the tasks it can do, which ``tasks`` holds."""
+
+    def __init__(self, message: str, *, tasks: frozenset[str] = frozenset()) -> None:
+        super().__init__(message)
+        self.tasks = tasks
 
 
 class StoreError(ConfigurationError):

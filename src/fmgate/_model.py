@@ -9,9 +9,9 @@ from typing import Any, Literal, overload
 from . import _embed
 from . import _retry as retry
 from ._batching import TextListener, arun_many, many_rows, run_many
-from ._errors import FmgateError, InvalidRequestError, OfflineError
+from ._errors import FmgateError, InvalidRequestError, OfflineError, UnsupportedTaskError
 from ._offline import offline
-from ._record import Access, Operation
+from ._record import Access, Task
 from ._recording import CallTimer, Recorded, Sink
 from ._retry import NO_RETRIES, RetryPolicy
 from ._stream import AsyncStream, Stream
@@ -57,6 +57,7 @@ class Model:
         self._load_lock = threading.Lock()
         self._access: Access | None = None
         self._prefixes = tuple(dict.fromkeys((backend.wire, backend.config.name)))
+        self._tasks = backend.tasks  # read once: generate's check is then a set lookup
 
     @property
     def backend(self) -> Backend:
@@ -77,6 +78,12 @@ class Model:
     @property
     def sinks(self) -> tuple[Sink, ...]:
         return self._sinks
+
+    @property
+    def tasks(self) -> frozenset[Task]:
+        """The tasks the model serves (``chat``, ``embed``, ``classify``); any other task is
+        refused with an :class:`UnsupportedTaskError` that names these."""
+        return self._tasks
 
     @property
     def access(self) -> Access:
@@ -299,14 +306,12 @@ class Model:
         """One embedding vector per text (embedding models only)."""
         return await _embed.aembed(self, texts)
 
-    def recording(
-        self, operation: Operation, *, params: Mapping[str, Any] | None = None
-    ) -> Recorded:
-        """The recording path of a task (``embed``, and the tasks to come, each in its own
-        module): ``with model.recording("embeddings") as timer:`` checks offline mode, times
-        what runs inside and records a failure there (a refusal as a call that sent nothing),
-        raised as an fmgate error; after it, ``timer.succeed(...)`` records the success."""
-        timer = CallTimer(self, operation=operation, stream=False, params=dict(params or {}))
+    def recording(self, task: Task, *, params: Mapping[str, Any] | None = None) -> Recorded:
+        """The recording path of a task (``embed``, ``classify``, each in its own module):
+        ``with model.recording("embed") as timer:`` checks offline mode, times what runs inside
+        and records a failure there (a refusal as a call that sent nothing), raised as an fmgate
+        error; after it, ``timer.succeed(...)`` records the success."""
+        timer = CallTimer(self, task=task, stream=False, params=dict(params or {}))
         with Recorded(timer, self._backend.provider):
             self._check_online()
         return Recorded(timer, self._backend.provider)
@@ -341,13 +346,15 @@ class Model:
         then records the call (``respond`` or ``fail``). Most code calls ``generate``.
         """
         try:
+            if "chat" not in self._tasks:
+                raise self._backend.unsupported("chat")
             self._check_online()
             merged = self._defaults.merged(make_params(params, self._prefixes))
             messages = normalize_messages(prompt, system if system is not None else self._system)
-        except (InvalidRequestError, OfflineError) as exc:
-            CallTimer(self, operation="chat", stream=stream, params={}).fail(exc, sent=False)
+        except (InvalidRequestError, OfflineError, UnsupportedTaskError) as exc:
+            CallTimer(self, task="chat", stream=stream, params={}).fail(exc, sent=False)
             raise
-        timer = CallTimer(self, operation="chat", stream=stream, params=merged.to_record())
+        timer = CallTimer(self, task="chat", stream=stream, params=merged.to_record())
         return timer, ChatRequest(messages, merged)
 
     def _check_online(self) -> None:

@@ -16,15 +16,28 @@ from typing import Any, Literal, get_args
 Distribution = Literal["local", "self_hosted", "api"]
 UsageSource = Literal["provider", "tokenizer", "estimate"]
 CostBasis = Literal["list_price", "hardware_time", "energy_measured", "energy_estimated", "unknown"]
-Operation = Literal["chat", "embeddings"]
+# gen_ai.operation.name of the GenAI semantic conventions; they have no name for classification,
+# so a classify call says "classify" (the conventions allow a custom value where none applies).
+Operation = Literal["chat", "embeddings", "classify"]
+# What the user asked for, by Model method: chat (generate, stream), embed, classify, and the image
+# tasks to come (detect, image).
+Task = Literal["chat", "embed", "classify", "detect", "image"]
+OPERATIONS: dict[Task, Operation] = {"chat": "chat", "embed": "embeddings", "classify": "classify"}
 Status = Literal["ok", "error"]
 
-SCHEMA_VERSION = 4  # 2: tags; 3: latency.wall_s, outcome.fallback_reason; 4: outcome.sent
+# 2: tags; 3: latency.wall_s, outcome.fallback_reason; 4: outcome.sent;
+# 5: task, usage.items, usage.images_in, usage.images_out
+SCHEMA_VERSION = 5
 
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts for one call, and where they came from."""
+    """Token counts for one call, and where they came from.
+
+    ``items`` counts the inputs of a task that takes a list (texts classified, texts embedded),
+    so that cost and latency per item follow; ``images_in``/``images_out`` count images read and
+    made. Each is ``None`` where the task has none (a chat call has no items).
+    """
 
     input_tokens: int | None = None
     output_tokens: int | None = None
@@ -32,6 +45,9 @@ class Usage:
     cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None
     source: UsageSource | None = None
+    items: int | None = None
+    images_in: int | None = None
+    images_out: int | None = None
 
     @property
     def total_tokens(self) -> int | None:
@@ -169,6 +185,7 @@ class CallRecord:
     provider: str | None = None
     revision: str | None = None
     operation: Operation = "chat"
+    task: Task = "chat"
     distribution: Distribution = "api"
     endpoint: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
@@ -213,6 +230,8 @@ class CallRecord:
                 top[f.name] = data[f.name]
         top["started_at"] = _parse_datetime(top["started_at"])
         top.setdefault("params", {})
+        if top.get("task") is None:  # written before schema 5: only chat and embed existed
+            top["task"] = "embed" if top.get("operation") == "embeddings" else "chat"
         top["tags"] = top.get("tags") or {}
         cost = groups["cost"]
         if cost.get("amount") is not None:

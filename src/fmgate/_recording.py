@@ -28,14 +28,15 @@ from ._cost import Priced, list_price, unknown
 from ._errors import BackendError, ConfigurationError, FmgateError
 from ._failure import as_backend_error
 from ._record import (
+    OPERATIONS,
     Access,
     CallRecord,
     Cost,
     Environment,
     Latency,
-    Operation,
     Outcome,
     Status,
+    Task,
     Usage,
 )
 from ._secrets import redact
@@ -198,6 +199,7 @@ class CallTimer:
 
     __slots__ = (
         "_model",
+        "_task",
         "_operation",
         "_stream",
         "_params",
@@ -219,13 +221,14 @@ class CallTimer:
         self,
         model: ModelLike,
         *,
-        operation: Operation,
+        task: Task,
         stream: bool,
         params: dict[str, Any],
         share: float = 1.0,
     ) -> None:
         self._model = model
-        self._operation = operation
+        self._task = task
+        self._operation = OPERATIONS[task]  # a task without an operation name fails here, early
         self._stream = stream
         self._params = params
         self._share = share
@@ -407,6 +410,7 @@ class CallTimer:
             provider=backend.provider,
             revision=backend.revision,
             operation=self._operation,
+            task=self._task,
             distribution=backend.distribution,
             endpoint=backend.endpoint,
             params=params,

@@ -260,3 +260,34 @@ class Embeddings:
     vectors: list[list[float]]
     usage: Usage
     record: CallRecord
+
+
+Ranked = list[tuple[str, float]]
+"""One input's labels with their scores, best first."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClassifyResult:
+    """What a backend returns for ``classify``: per input, ``(label, score)`` pairs best first."""
+
+    results: list[Ranked]
+    usage: Usage
+    model_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Classifications:
+    """The result of ``classify``: per input, ``(label, score)`` pairs best first, and the record.
+
+    Scores are the classifier's own (probabilities for fastText); a zero-shot chat model's answer
+    scores 1.0 for the label it chose, which is not a probability.
+    """
+
+    results: list[Ranked]
+    usage: Usage
+    record: CallRecord
+
+    @property
+    def labels(self) -> list[str]:
+        """The best label of each input."""
+        return [ranked[0][0] for ranked in self.results]

@@ -169,3 +169,16 @@ def m003_retries_and_fallback(db: sqlite3.Connection) -> None:
 def m004_sent(db: sqlite3.Connection) -> None:
     # schema_version 4: whether the call sent anything (a refused call left no data anywhere).
     db.execute("ALTER TABLE records ADD COLUMN outcome_sent BOOLEAN")
+
+
+@migration
+def m005_tasks(db: sqlite3.Connection) -> None:
+    # schema_version 5: the task asked for, and the items and images a task counts. Rows written
+    # before it were chat or embed calls, which their operation tells apart.
+    db.execute("ALTER TABLE records ADD COLUMN task TEXT")
+    db.execute("ALTER TABLE records ADD COLUMN usage_items INTEGER")
+    db.execute("ALTER TABLE records ADD COLUMN usage_images_in INTEGER")
+    db.execute("ALTER TABLE records ADD COLUMN usage_images_out INTEGER")
+    db.execute(
+        "UPDATE records SET task = CASE operation WHEN 'embeddings' THEN 'embed' ELSE 'chat' END"
+    )

@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from .._errors import FmgateError, InvalidRequestError
+from .._errors import FmgateError, UnsupportedTaskError
 from .._providers import ProviderInfo
-from .._record import Access, Cost, Distribution, Usage
+from .._record import Access, Cost, Distribution, Task, Usage
 from .._secrets import Secret
-from .._types import ChatRequest, Completion, Delta, GenerationParams, OnText
+from .._types import ChatRequest, ClassifyResult, Completion, Delta, GenerationParams, OnText
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,14 +160,57 @@ class Backend(ABC):
         """A meter for local cost, started now; API backends are priced from usage instead."""
         return None
 
+    @property
+    def tasks(self) -> frozenset[Task]:
+        """The tasks this backend serves; ``Model`` refuses the others before calling it.
+
+        By default chat, and embed where ``supports_embeddings``; a backend whose tasks depend
+        on the model loaded (a classifier head) overrides it.
+        """
+        return _EMBED_TASKS if self.supports_embeddings else _CHAT_TASKS
+
+    def unsupported(self, task: Task) -> UnsupportedTaskError:
+        """The error for a task this backend does not serve, naming those it does."""
+        return unsupported_task(self.config.name, self.model, task, self.tasks)
+
     def embed(self, texts: Sequence[str]) -> EmbeddingResult:
-        raise InvalidRequestError(f"The {self.provider} backend does not compute embeddings.")
+        raise self.unsupported("embed")
 
     async def aembed(self, texts: Sequence[str]) -> EmbeddingResult:
-        raise InvalidRequestError(f"The {self.provider} backend does not compute embeddings.")
+        raise self.unsupported("embed")
+
+    def classify(self, texts: Sequence[str], *, top_k: int) -> ClassifyResult:
+        """Per text, the ``top_k`` best ``(label, score)`` pairs of the model's own classifier."""
+        raise self.unsupported("classify")
+
+    async def aclassify(self, texts: Sequence[str], *, top_k: int) -> ClassifyResult:
+        raise self.unsupported("classify")
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op for backends holding nothing
         """Release clients and connections."""
 
     async def aclose(self) -> None:
         self.close()
+
+
+_CHAT_TASKS: frozenset[Task] = frozenset({"chat"})
+_EMBED_TASKS: frozenset[Task] = frozenset({"chat", "embed"})
+_VERBS: dict[str, str] = {
+    "chat": "chat (generate, stream)",
+    "embed": "compute embeddings (embed)",
+    "classify": "classify (classify)",
+    "detect": "detect objects (detect)",
+    "image": "generate images (generate_image)",
+}
+
+
+def unsupported_task(
+    backend: str, model: str, task: Task, tasks: frozenset[Task]
+) -> UnsupportedTaskError:
+    """``backend:model`` cannot do ``task``: the error names what it can do."""
+    can = ", ".join(sorted(tasks)) or "nothing fmgate knows"
+    hint = " (a chat model classifies with labels=[...])" if task == "classify" else ""
+    return UnsupportedTaskError(
+        f"{backend}:{model} cannot {_VERBS.get(task, task)}: its tasks are {can}{hint}.",
+        tasks=frozenset(tasks),
+    )
