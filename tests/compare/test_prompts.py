@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from fmgate import InvalidRequestError
-from fmgate._compare import PromptItem, bundled_prompt_sets, load_prompts
+from fmgate._compare import (
+    PromptItem,
+    bundled_prompt_sets,
+    is_classification,
+    label_set,
+    load_prompts,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "prompts"
 
@@ -43,10 +50,13 @@ def test_csv_items_with_quoted_commas_line_breaks_and_a_bom(tmp_path: Path) -> N
 
 def test_bundled_sets_load_by_name() -> None:
     sets = bundled_prompt_sets()
-    assert {"capitals", "arithmetic", "pairs"} <= set(sets)
+    assert {"capitals", "arithmetic", "pairs", "langid"} <= set(sets)
     for name, path in sets.items():
         items = load_prompts(name)
-        assert path.suffix == ".jsonl" and 8 <= len(items) <= 20, name
+        assert path.suffix == ".jsonl", name
+        if is_classification(items):
+            continue  # langid: its own test below
+        assert 8 <= len(items) <= 20, name
         assert all(item.expected for item in items), name
     assert PromptItem(
         "france", "What is the capital of France? Answer with the city name only.", "Paris"
@@ -76,6 +86,15 @@ def test_the_examples_load_with_the_same_fields() -> None:
         ("a.jsonl", '{"id": "x", "prompt": "a"}\n{"id": "x", "prompt": "b"}\n', "duplicate id"),
         ("a.jsonl", '{"prompt": "a"}\n{"id": "1", "prompt": "b"}\n', r"line 2: duplicate id '1'"),
         ("a.jsonl", "\n\n", r"a\.jsonl: no prompts"),
+        ("a.jsonl", '{"text": "a", "prompt": "b"}\n', r"line 1: both 'prompt' and 'text'"),
+        (
+            "a.jsonl",
+            '{"text": "a", "expected": "x", "label": "x"}\n',
+            r"both 'expected' and 'label'",
+        ),
+        ("a.jsonl", '{"text": "a", "label": "x"}\n{"text": "b"}\n', r"line 2: no 'label'"),
+        ("a.jsonl", '{"text": "a", "label": 1.5}\n{"text": "b", "label": ["x"]}\n', "'label' must"),
+        ("a.csv", "text,label\na,x\nb,\n", r"line 3: no 'label', where other rows"),
         ("a.csv", "question,expected\nq,a\n", r"a\.csv, line 1: .*'prompt' column"),
         ("a.csv", "prompt,answer\nq,a\n", r"line 1: unknown field 'answer'"),
         ("a.csv", "prompt,expected\nq,a,extra\n", r"line 2: 3 fields for 2 columns"),
@@ -116,3 +135,57 @@ def test_a_missing_file_is_said_to_be_missing(tmp_path: Path) -> None:
     with pytest.raises(InvalidRequestError, match="no such file") as caught:
         load_prompts(missing)
     assert str(missing) in str(caught.value)
+
+
+def test_classification_rows_in_jsonl_and_csv_with_comments_and_text(tmp_path: Path) -> None:
+    jsonl = write(
+        tmp_path,
+        "set.jsonl",
+        "# written for this test\n"
+        '{"id": "a", "text": "Il pleut.", "label": "fr"}\n'
+        "  # an indented comment\n"
+        '{"id": "b", "prompt": "It rains.", "label": " en "}\n',
+    )
+    items = load_prompts(jsonl)
+    assert items == [
+        PromptItem("a", "Il pleut.", None, "fr"),
+        PromptItem("b", "It rains.", None, "en"),
+    ]
+    assert is_classification(items) and label_set(items) == ["en", "fr"]
+    csv = write(tmp_path, "set.csv", "id,text,label\na,Il pleut.,fr\nb,It rains.,en\n")
+    assert load_prompts(csv) == items
+    assert not is_classification(load_prompts("capitals")) and not is_classification([])
+
+
+# The languages of fastText lid.176 (ISO 639-1 where it has one) that langid may use.
+LID176 = set(
+    "af als am an ar arz as ast av az azb ba bar bcl be bg bh bn bo bpy br bs bxr ca cbk ce ceb "
+    "ckb co cs cv cy da de diq dsb dty dv el eml en eo es et eu fa fi fr frr fy ga gd gl gn gom "
+    "gu gv he hi hif hr hsb ht hu hy ia id ie ilo io is it ja jbo jv ka kk km kn ko krc ku kv kw "
+    "ky la lb lez li lmo lo lrc lt lv mai mg mhr min mk ml mn mr mrj ms mt mwl my myv mzn nah nap "
+    "nds ne new nl nn no oc or os pa pam pfl pl pms pnb ps pt qu rm ro ru rue sa sah sc scn sco sd "
+    "sh si sk sl so sq sr su sv sw ta te tg th tk tl tr tt tyv ug uk ur uz vec vep vi vls vo wa "
+    "war wuu xal xmf yi yo yue zh".split()
+)
+
+
+def test_the_bundled_langid_set() -> None:
+    items = load_prompts("langid")
+    counts = Counter(item.label for item in items)
+    assert len(counts) >= 10 and set(counts.values()) == {20}
+    assert {"en", "fr", "de", "es", "it", "pt", "nl", "sv", "pl", "tr"} <= set(counts)
+    assert {"ca", "ro", "da", "no"} <= set(counts)  # the Latin-script look-alikes
+    assert set(counts) <= LID176
+    assert len({item.id for item in items}) == len(items)
+    assert all(item.id.startswith(f"{item.label}-") for item in items)
+    for item in items:
+        assert 4 <= len(item.prompt.split()) <= 15, item
+        assert item.prompt == item.prompt.strip() and "\n" not in item.prompt, item
+    per_language = {label: {i.prompt for i in items if i.label == label} for label in counts}
+    assert all(len(texts) == 20 for texts in per_language.values())  # no sentence twice
+
+
+def test_langid_says_where_it_comes_from() -> None:
+    head = bundled_prompt_sets()["langid"].read_text(encoding="utf-8").splitlines()[:5]
+    assert all(line.startswith("#") for line in head)
+    assert "written for fmgate" in " ".join(head)

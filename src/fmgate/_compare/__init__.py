@@ -4,9 +4,14 @@ items = load_prompts("capitals")
 run = run_compare([load("openai:gpt-4o-mini"), load("hf:Qwen/Qwen2.5-0.5B-Instruct")], items,
                   repeat=3, scorer=get_scorer("contains"))
 run.records, run.scores, run.errors
+
+A set whose rows have a ``label`` (the bundled ``langid``) is classified instead, and graded with
+``get_scorer("accuracy")`` or ``get_scorer("macro_f1")``; :func:`class_metrics` computes both
+from the scores.
 """
 
-from .prompts import PromptItem, bundled_prompt_sets, load_prompts
+from .classification import CLASSIFICATION_SCORERS, ClassMetrics, Prediction, class_metrics
+from .prompts import PromptItem, bundled_prompt_sets, is_classification, label_set, load_prompts
 from .runner import (
     DEFAULT_CONCURRENCY,
     CompareRun,
@@ -18,6 +23,7 @@ from .runner import (
 from .scorers import (
     RETRIEVAL,
     ChecksItems,
+    ClassificationScorer,
     JudgeScorer,
     RetrievalIndex,
     Scorer,
@@ -28,18 +34,25 @@ from .scorers import (
 )
 
 __all__ = [
+    "CLASSIFICATION_SCORERS",
     "DEFAULT_CONCURRENCY",
     "RETRIEVAL",
     "ChecksItems",
+    "ClassMetrics",
+    "ClassificationScorer",
     "CompareRun",
     "JudgeScorer",
+    "Prediction",
     "PromptItem",
     "RetrievalIndex",
     "ScoreResult",
     "Scorer",
     "bundled_prompt_sets",
+    "class_metrics",
     "embeds_only",
     "get_scorer",
+    "is_classification",
+    "label_set",
     "load_prompts",
     "new_run_id",
     "normalise",

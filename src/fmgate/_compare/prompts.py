@@ -1,9 +1,14 @@
 """Prompt sets for ``fmgate compare``: JSONL or CSV files, or a set bundled with fmgate by name.
 
 Each item has a ``prompt``, an optional ``expected`` answer (for the scorers) and an optional
-``id`` (by default its position in the set: "1", "2", ...). JSONL holds one object per line;
-CSV has a header row naming its columns. Any other field is an error, not silently dropped:
-a misspelt ``expeted`` column would otherwise grade every answer as unscorable.
+``id`` (by default its position in the set: "1", "2", ...). JSONL holds one object per line
+(a line starting with ``#`` is a comment); CSV has a header row naming its columns. Any other
+field is an error, not silently dropped: a misspelt ``expeted`` column would otherwise grade
+every answer as unscorable.
+
+A classification set gives each row a ``label`` (the true class) instead of ``expected``, and may
+call its prompt ``text``: ``{"id": "fr-01", "text": "Il pleut.", "label": "fr"}``. Every row of
+such a set has a label, so that no text goes ungraded.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import difflib
 import io
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,19 +26,39 @@ from typing import Any
 from .._errors import InvalidRequestError
 from .._types import shown
 
-__all__ = ["FIELDS", "PromptItem", "bundled_prompt_sets", "load_prompts"]
+__all__ = [
+    "FIELDS",
+    "PromptItem",
+    "bundled_prompt_sets",
+    "is_classification",
+    "label_set",
+    "load_prompts",
+]
 
-FIELDS = ("id", "prompt", "expected")
+FIELDS = ("id", "prompt", "text", "expected", "label")
 _SUFFIXES = (".jsonl", ".csv")
 
 
 @dataclass(frozen=True, slots=True)
 class PromptItem:
-    """One prompt of a set; ``expected`` is the reference answer the scorers check against."""
+    """One prompt of a set; ``expected`` is the reference answer the scorers check against,
+    ``label`` the true class of a classification set's text."""
 
     id: str
     prompt: str
     expected: str | None = None
+    label: str | None = None
+
+
+def is_classification(items: Sequence[PromptItem]) -> bool:
+    """Whether ``items`` is a classification set: its rows have a ``label``."""
+    return bool(items) and all(item.label is not None for item in items)
+
+
+def label_set(items: Sequence[PromptItem]) -> list[str]:
+    """The distinct labels of a classification set, sorted: the ``labels=`` of a zero-shot
+    classifier, in an order that does not depend on how the file is sorted."""
+    return sorted({item.label for item in items if item.label is not None})
 
 
 def bundled_prompt_sets() -> dict[str, Path]:
@@ -67,7 +92,9 @@ def load_prompts(source: str | os.PathLike[str]) -> list[PromptItem]:
     items = [_item(path, line, n, row) for n, (line, row) in enumerate(rows, start=1)]
     if not items:
         raise InvalidRequestError(f"{path}: no prompts; add at least one item.")
-    _check_unique(path, items, [line for line, _ in rows])
+    lines = [line for line, _ in rows]
+    _check_unique(path, items, lines)
+    _check_labels(path, items, lines)
     return items
 
 
@@ -97,8 +124,8 @@ def _no_such_set(source: str, bundled: list[str]) -> str:
 
 def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
     for line, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue  # a blank line (often the last) is not an item
+        if not raw.strip() or raw.lstrip().startswith("#"):
+            continue  # a blank line (often the last) or a comment (where the set comes from)
         try:
             row = json.loads(raw)
         except json.JSONDecodeError as exc:
@@ -118,10 +145,10 @@ def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
     # newline="": a quoted field may hold a line break, which splitlines() would cut
     reader = csv.reader(io.StringIO(text, newline=""))
     header = [name.strip() for name in next(reader, [])]
-    if "prompt" not in header:
+    if "prompt" not in header and "text" not in header:
         raise InvalidRequestError(
-            f"{path}, line 1: the header must name a 'prompt' column (and may name "
-            f"'expected' and 'id'); found {header}."
+            f"{path}, line 1: the header must name a 'prompt' column (or 'text'; and may name "
+            f"'expected', 'label' and 'id'); found {header}."
         )
     _check_fields(path, 1, header)
     for row in reader:
@@ -141,13 +168,33 @@ def _check_fields(path: Path, line: int, names: list[str]) -> None:
     if unknown:
         raise InvalidRequestError(
             f"{path}, line {line}: unknown field {unknown[0]!r}; the fields are "
-            f"{', '.join(FIELDS)} (only 'prompt' is required)."
+            f"{', '.join(FIELDS)} (only 'prompt', or 'text', is required)."
         )
 
 
 def _item(path: Path, line: int, position: int, row: dict[str, Any]) -> PromptItem:
     _check_fields(path, line, list(row))
-    prompt = row.get("prompt")
+    prompt = _prompt(path, line, row)
+    ident = _text(path, line, "id", row.get("id"))
+    expected = _text(path, line, "expected", row.get("expected"))
+    label = _text(path, line, "label", row.get("label"))
+    if expected is not None and label is not None:
+        raise InvalidRequestError(
+            f"{path}, line {line}: both 'expected' and 'label'; a row is either an answer to "
+            "grade (expected) or a text to classify (label)."
+        )
+    label = label.strip() if label else None  # " fr" from a hand-edited CSV is still fr
+    return PromptItem(ident.strip() if ident else str(position), prompt, expected, label)
+
+
+def _prompt(path: Path, line: int, row: dict[str, Any]) -> str:
+    """The row's ``prompt``, or its ``text`` (a classification set's name for it)."""
+    if "prompt" in row and "text" in row:
+        raise InvalidRequestError(
+            f"{path}, line {line}: both 'prompt' and 'text'; give one ('text' is another name "
+            "for 'prompt')."
+        )
+    prompt = row.get("prompt", row.get("text"))
     if prompt is not None and not isinstance(prompt, str):
         raise InvalidRequestError(
             f"{path}, line {line}: 'prompt' must be a string, got {type(prompt).__name__} "
@@ -157,9 +204,7 @@ def _item(path: Path, line: int, position: int, row: dict[str, Any]) -> PromptIt
         raise InvalidRequestError(
             f"{path}, line {line}: missing or empty 'prompt'; every item needs a prompt text."
         )
-    ident = _text(path, line, "id", row.get("id"))
-    expected = _text(path, line, "expected", row.get("expected"))
-    return PromptItem(ident.strip() if ident else str(position), prompt, expected)
+    return prompt
 
 
 def _text(path: Path, line: int, name: str, value: Any) -> str | None:
@@ -182,3 +227,14 @@ def _check_unique(path: Path, items: list[PromptItem], lines: list[int]) -> None
                 "give each item its own id."
             )
         seen[item.id] = line
+
+
+def _check_labels(path: Path, items: list[PromptItem], lines: list[int]) -> None:
+    """A set whose rows are partly labelled would grade only some texts: refused."""
+    labelled = [item.label is not None for item in items]
+    if any(labelled) and not all(labelled):
+        line = lines[labelled.index(False)]
+        raise InvalidRequestError(
+            f"{path}, line {line}: no 'label', where other rows have one; in a classification "
+            "set every row needs its label."
+        )

@@ -3,7 +3,8 @@
 ``exact``, ``contains`` and ``regex`` check the item's ``expected`` answer; ``judge:<model>`` asks
 another model to grade. An item without ``expected`` gets ``None`` from the scorers that need one,
 never 0: "could not grade" must not read as "wrong". Encoders are graded by retrieval instead
-(:class:`RetrievalIndex`).
+(:class:`RetrievalIndex`). ``accuracy`` and ``macro_f1`` grade a classification set (rows with a
+``label``): each row is right or wrong, and the report computes both metrics from the rows.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .._errors import FmgateError, InvalidRequestError
 from .._tags import PROMPT, ROLE, tagged
-from .prompts import PromptItem
+from .classification import CLASSIFICATION_SCORERS, Prediction, predictions_detail
+from .prompts import PromptItem, is_classification
 
 if TYPE_CHECKING:
     from .._model import Model
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "RETRIEVAL",
     "ChecksItems",
+    "ClassificationScorer",
     "JudgeScorer",
     "RetrievalIndex",
     "ScoreResult",
@@ -204,25 +207,56 @@ def parse_judge_score(reply: str) -> float | None:
     return value if 0 <= value <= 10 else None
 
 
+class ClassificationScorer:
+    """Grades a classification set: a text is right when the top-1 label equals its ``label``
+    (case-folded). ``accuracy`` and ``macro_f1`` grade the same way; the name says which metric
+    the report's quality column shows (both are shown for classification runs)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def check(self, items: Sequence[PromptItem]) -> None:
+        if not is_classification(items):
+            raise InvalidRequestError(
+                f"The {self.name} scorer grades classification sets, whose rows have a 'label' "
+                "(such as the bundled langid); for answers with 'expected', use exact, contains, "
+                "regex or judge:<model>."
+            )
+
+    def score(self, item: PromptItem, answer: str) -> ScoreResult:
+        return self.grade([(item, answer)])
+
+    def grade(self, rows: Sequence[tuple[PromptItem, str | None]]) -> ScoreResult:
+        """One record's rows: the share classified right, each row kept in ``detail``."""
+        predictions = [Prediction(item.id, item.label or "", label) for item, label in rows]
+        if not predictions or any(item.label is None for item, _ in rows):
+            return ScoreResult(None, "an item has no label to check the prediction against")
+        right = sum(p.correct for p in predictions)
+        return ScoreResult(right / len(predictions), predictions_detail(predictions))
+
+
 _SIMPLE: dict[str, type[ExactScorer | ContainsScorer | RegexScorer]] = {
     "exact": ExactScorer,
     "contains": ContainsScorer,
     "regex": RegexScorer,
 }
+SCORER_NAMES = "exact, contains, regex, accuracy, macro_f1 or judge:<model>"
 
 
 def get_scorer(spec: str) -> Scorer:
-    """``exact``, ``contains``, ``regex`` or ``judge:<model spec or alias>``."""
+    """``exact``, ``contains``, ``regex``, ``accuracy``, ``macro_f1`` (classification sets) or
+    ``judge:<model spec or alias>``."""
     kind, colon, judge = spec.strip().partition(":")
     if kind.lower() == "judge" and colon:
         if not judge.strip():
             raise InvalidRequestError("judge: needs a model, e.g. judge:openai:gpt-4o-mini.")
         return JudgeScorer(judge.strip())
-    factory = _SIMPLE.get(spec.strip().lower())
+    name = spec.strip().lower()
+    if name.replace("-", "_") in CLASSIFICATION_SCORERS:  # macro-f1 as the papers write it
+        return ClassificationScorer(name.replace("-", "_"))
+    factory = _SIMPLE.get(name)
     if factory is None:
-        raise InvalidRequestError(
-            f"Unknown scorer {spec!r}: choose exact, contains, regex or judge:<model>."
-        )
+        raise InvalidRequestError(f"Unknown scorer {spec!r}: choose {SCORER_NAMES}.")
     return factory()
 
 

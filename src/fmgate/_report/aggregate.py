@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import NamedTuple
 
+from .._compare.classification import CLASSIFICATION_SCORERS, ClassMetrics, class_metrics
 from .._record import CallRecord, Score
 from .._tags import ROLE, WARMUP
 
@@ -67,6 +68,9 @@ class ModelSummary:
     sent_off: int = 0
     sent_unknown: int = 0
     batch_size: int | None = None  # the largest generate_many batch: latency is the batch's
+    # Classification runs (scorer accuracy or macro_f1): over every graded text, not per call.
+    accuracy: float | None = None
+    macro_f1: float | None = None
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -119,7 +123,8 @@ def _summarize_group(
     total = _present(r.latency.total_s for r in ok)
     ttft = _present(r.latency.ttft_s for r in ok)
     cost = _costs(counted)
-    quality = _quality(counted, scores)
+    classes = _classified(counted, scores)
+    quality = _quality(counted, scores, classes)
     access = newest.access
     return ModelSummary(
         label=label,
@@ -161,6 +166,8 @@ def _summarize_group(
         sent_off=sum(1 for r in counted if _leaves(r) and r.outcome.sent),
         sent_unknown=sum(1 for r in counted if _leaves(r) and r.outcome.sent is None),
         batch_size=_batch_size(counted),
+        accuracy=classes.accuracy,
+        macro_f1=classes.macro_f1,
     )
 
 
@@ -217,9 +224,10 @@ class _Quality(NamedTuple):
     scored: int
 
 
-def _quality(counted: list[CallRecord], scores: Sequence[Score]) -> _Quality:
+def _quality(counted: list[CallRecord], scores: Sequence[Score], classes: ClassMetrics) -> _Quality:
     """The mean score of the scorer that graded most of these calls; scores from different
-    scorers are never averaged together, and a later score replaces an earlier one."""
+    scorers are never averaged together, and a later score replaces an earlier one. A
+    classification scorer's quality is its metric over the texts (a batched call holds many)."""
     ids = {r.id for r in counted}
     latest: dict[str, dict[str, float | None]] = {}
     for score in scores:
@@ -232,4 +240,19 @@ def _quality(counted: list[CallRecord], scores: Sequence[Score]) -> _Quality:
     if not graded:
         return _Quality(None, None, 0)
     scorer, values = max(graded.items(), key=lambda kv: len(kv[1]))
+    if scorer in CLASSIFICATION_SCORERS and classes.rows:
+        metric = classes.macro_f1 if scorer == "macro_f1" else classes.accuracy
+        return _Quality(metric, scorer, classes.rows)
     return _Quality(sum(values) / len(values), scorer, len(values))
+
+
+def _classified(counted: list[CallRecord], scores: Sequence[Score]) -> ClassMetrics:
+    """Accuracy and macro-F1 over the texts these calls classified: the rows each record's
+    latest classification score keeps (``accuracy`` and ``macro_f1`` keep the same rows)."""
+    ids = {r.id for r in counted}
+    details = {
+        s.record_id: s.detail
+        for s in scores
+        if s.record_id in ids and s.scorer in CLASSIFICATION_SCORERS
+    }
+    return class_metrics(details.values())

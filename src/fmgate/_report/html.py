@@ -17,12 +17,12 @@ from .aggregate import ModelSummary, is_warmup
 from .render import (
     DASH,
     NOTES_TEXT,
-    TABLES,
     UNITS_TEXT,
     TableSpec,
     error_text,
     model_cell,
     notes_for,
+    tables_for,
 )
 
 __all__ = ["render_html", "require_matplotlib"]
@@ -83,7 +83,7 @@ def _list(items: Sequence[str], css: str = "") -> str:
 
 def _tables(summaries: Sequence[ModelSummary]) -> str:
     """The summary and what to know about its rows, then speed and access."""
-    summary, *rest = (_table(summaries, spec) for spec in TABLES)
+    summary, *rest = (_table(summaries, spec) for spec in tables_for(summaries))
     return "\n".join([summary, _list(notes_for(summaries), "note"), *rest])
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "markdown",
     "notes_for",
     "rich_table",
+    "tables_for",
 ]
 
 DASH = "\u2013"
@@ -118,6 +119,11 @@ def fmt_quality(s: ModelSummary) -> str:
     if s.quality is None:
         return DASH
     return f"{s.quality:.3f}" if s.quality == 0 or abs(s.quality) >= 0.1 else f"{s.quality:.3g}"
+
+
+def fmt_metric(value: float | None) -> str:
+    """A share or an F1 in [0, 1], three decimals: ``0.957``."""
+    return DASH if value is None else f"{value:.3f}"
 
 
 def fmt_scored(s: ModelSummary) -> str:
@@ -219,6 +225,29 @@ ACCESS = TableSpec(
     "before sending, in offline mode or on a bad parameter, sent nothing).",
 )
 TABLES: tuple[TableSpec, ...] = (SUMMARY, SPEED, ACCESS)
+CLASSIFICATION = TableSpec(
+    "Classification",
+    (
+        MODEL,
+        Column("accuracy", lambda s: fmt_metric(s.accuracy), True),
+        Column("macro-F1", lambda s: fmt_metric(s.macro_f1), True),
+        Column("texts graded", lambda s: str(s.scored) if s.accuracy is not None else DASH, True),
+    ),
+    "Over every graded text (a batched call classifies many). Accuracy: the share whose top "
+    "label is right. Macro-F1: the mean of each true label's F1, so a rare label weighs as much "
+    "as a common one, and a label the model never predicts scores 0.",
+)
+
+
+def tables_for(
+    summaries: Sequence[ModelSummary], base: Sequence[TableSpec] = TABLES
+) -> list[TableSpec]:
+    """``base``, and the classification table after the first when any model classified."""
+    if not any(s.accuracy is not None for s in summaries):
+        return list(base)
+    first, *rest = base
+    return [first, CLASSIFICATION, *rest]
+
 
 # The terminal: three narrow tables (what each model did, what it cost, how open it is), short
 # headers that the captions spell out.
@@ -305,7 +334,7 @@ def rich_table(summaries: Sequence[ModelSummary], *, title: str | None = None) -
     """
     from rich.console import Group
 
-    main, *rest = TERMINAL_TABLES
+    main, *rest = tables_for(summaries, TERMINAL_TABLES)
     caption = " ".join([main.caption, *notes_for(summaries)])
     tables = [_Fitted(summaries, main, title=title or "", caption=caption)]
     tables += [_Fitted(summaries, spec, title=spec.title, caption=spec.caption) for spec in rest]
@@ -387,7 +416,7 @@ def markdown(summaries: Sequence[ModelSummary], *, title: str, notes: Sequence[s
     lines = [f"# {title}", ""]
     if notes:
         lines += [f"- {_md_escape(n)}" for n in notes] + [""]
-    for spec in TABLES:
+    for spec in tables_for(summaries):
         lines += [f"## {spec.title}", "", *_md_table(summaries, spec.columns), ""]
         if spec.caption:
             lines += [spec.caption, ""]
