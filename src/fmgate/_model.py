@@ -6,7 +6,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
-from . import _embed
+from . import _classify, _embed
 from . import _retry as retry
 from ._batching import TextListener, arun_many, many_rows, run_many
 from ._errors import FmgateError, InvalidRequestError, OfflineError, UnsupportedTaskError
@@ -17,6 +17,7 @@ from ._retry import NO_RETRIES, RetryPolicy
 from ._stream import AsyncStream, Stream
 from ._types import (
     ChatRequest,
+    Classifications,
     Embeddings,
     GenerationParams,
     Prompt,
@@ -305,6 +306,38 @@ class Model:
     async def aembed(self, texts: str | Sequence[str]) -> Embeddings:
         """One embedding vector per text (embedding models only)."""
         return await _embed.aembed(self, texts)
+
+    def classify(
+        self,
+        inputs: str | Sequence[str],
+        *,
+        labels: Sequence[str] | None = None,
+        top_k: int = 1,
+        max_tokens: int | None = None,
+    ) -> Classifications:
+        """Label each text: per text, ``top_k`` ``(label, score)`` pairs best first.
+
+        Without ``labels``, the model's own classifier (fastText, a classification head). With
+        ``labels``, a chat model chooses one of them zero-shot (score 1.0, not a probability;
+        ``max_tokens`` bounds its answer, 16 by default). One record per call (docs/tasks.md).
+        """
+        return _classify.classify(self, inputs, labels, top_k, max_tokens)
+
+    async def aclassify(
+        self,
+        inputs: str | Sequence[str],
+        *,
+        labels: Sequence[str] | None = None,
+        top_k: int = 1,
+        max_tokens: int | None = None,
+    ) -> Classifications:
+        """Label each text: per text, ``top_k`` ``(label, score)`` pairs best first.
+
+        Without ``labels``, the model's own classifier (fastText, a classification head). With
+        ``labels``, a chat model chooses one of them zero-shot (score 1.0, not a probability;
+        ``max_tokens`` bounds its answer, 16 by default). One record per call (docs/tasks.md).
+        """
+        return await _classify.aclassify(self, inputs, labels, top_k, max_tokens)
 
     def recording(self, task: Task, *, params: Mapping[str, Any] | None = None) -> Recorded:
         """The recording path of a task (``embed``, ``classify``, each in its own module):

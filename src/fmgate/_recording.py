@@ -177,6 +177,21 @@ def serving_fallback() -> tuple[str, str] | None:
     return _SERVING.get()
 
 
+_PART: ContextVar[bool] = ContextVar("fmgate_part", default=False)
+
+
+@contextmanager
+def parts_of_one_call() -> Iterator[None]:
+    """Calls started inside are parts of one call that records them as one (a zero-shot
+    classify of many texts is one record, not one per text): their records are built, for the
+    caller to sum, but not stored; the model's cold start stays for the enclosing call."""
+    token = _PART.set(True)
+    try:
+        yield
+    finally:
+        _PART.reset(token)
+
+
 @functools.cache
 def environment(library: str | None) -> Environment:
     from importlib.metadata import PackageNotFoundError, version
@@ -213,6 +228,7 @@ class CallTimer:
         "_early_setup",
         "_fallback",
         "_sent_before",
+        "_part",
         "attempts",
         "chunks",
     )
@@ -234,6 +250,7 @@ class CallTimer:
         self._share = share
         self._tags = current_tags()
         self._fallback = serving_fallback()
+        self._part = _PART.get()
         self._ttft: float | None = None
         self._early_setup = 0.0
         self._sent_before = False
@@ -354,6 +371,8 @@ class CallTimer:
     def _cold_start(self, total: float) -> tuple[float, float | None, float | None]:
         """(total, ttft, load_s) with cold-start time moved out of the steady-state numbers:
         the model's load (reported once) and any client the backend built during this call."""
+        if self._part:  # the enclosing call reports the cold start, once
+            return total, self._ttft, None
         load_s = self._model.take_load_s()
         setup = self._model.backend.take_setup_s()
         ttft = self._ttft
@@ -423,7 +442,8 @@ class CallTimer:
             outcome=outcome,
             environment=environment(backend.library),
         )
-        emit(record, self._model.sinks)
+        if not self._part:
+            emit(record, self._model.sinks)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "fmgate call %s %s:%s %s in %.3fs",

@@ -16,9 +16,15 @@ WIRES: dict[str, str] = {
     "openai": "fmgate.backends.openai:OpenAIBackend",
     "anthropic": "fmgate.backends.anthropic:AnthropicBackend",
     "transformers": "fmgate.backends.transformers:TransformersBackend",
+    "fasttext": "fmgate.backends.fasttext:FastTextBackend",
 }
 # The pip extra that installs what each wire module imports.
-EXTRAS: dict[str, str] = {"openai": "openai", "anthropic": "anthropic", "transformers": "local"}
+EXTRAS: dict[str, str] = {
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "transformers": "local",
+    "fasttext": "fasttext",
+}
 
 ENTRY_POINT_GROUP = "fmgate.backends"
 

@@ -1,0 +1,240 @@
+"""The classify task: ``Model.classify`` and ``Model.aclassify``, on the model's recording path.
+
+Without ``labels``, the model's own classifier labels each text (``Backend.classify``: fastText,
+a sequence-classification head). With ``labels``, any chat model classifies zero-shot: fmgate asks
+it, in a prompt of its own (:data:`ZERO_SHOT_PROMPT`, versioned in the record's ``params``), to
+answer with one label, and maps the answer onto a label. The texts go through ``generate_many``:
+batched on a local model, concurrent on an API. Either way a call is one record, ``task ==
+"classify"``, with ``usage.items`` the number of texts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._errors import FmgateError, InvalidRequestError, MalformedResponseError, UnsupportedTaskError
+from ._record import Usage
+from ._recording import CallTimer, parts_of_one_call
+from ._types import Classifications, ClassifyResult, Ranked, Response, shown
+
+if TYPE_CHECKING:
+    from ._model import Model
+
+ZERO_SHOT_VERSION = "zero-shot-v1"
+ZERO_SHOT_PROMPT = (
+    "Choose the one label that fits the text. Labels: {labels}.\n"
+    'Text: """{text}"""\n'
+    "Answer with the label only."
+)
+ZERO_SHOT_MAX_TOKENS = 16  # a label or two words: a longer answer is not a label
+
+Inputs = str | Sequence[str]
+
+
+def classify(
+    model: Model, inputs: Inputs, labels: Sequence[str] | None, top_k: int, max_tokens: int | None
+) -> Classifications:
+    if labels is None:
+        with model.recording("classify", params={"top_k": top_k}) as timer:
+            texts = _own_classifier(model, inputs, top_k)
+            result = model.backend.classify(texts, top_k=top_k)
+        return _done(timer, result, len(texts))
+    params = _zero_shot_params(model, labels, max_tokens)
+    with model.recording("classify", params=params) as timer:
+        texts, prompts = _zero_shot(model, inputs, params["labels"], top_k)
+        with parts_of_one_call():
+            rows = model.generate_many(prompts, return_exceptions=True, **_sent(params))
+        result = _answers(rows, params["labels"])
+    return _done(timer, result, len(texts))
+
+
+async def aclassify(
+    model: Model, inputs: Inputs, labels: Sequence[str] | None, top_k: int, max_tokens: int | None
+) -> Classifications:
+    if labels is None:
+        with model.recording("classify", params={"top_k": top_k}) as timer:
+            texts = _own_classifier(model, inputs, top_k)
+            result = await model.backend.aclassify(texts, top_k=top_k)
+        return _done(timer, result, len(texts))
+    params = _zero_shot_params(model, labels, max_tokens)
+    with model.recording("classify", params=params) as timer:
+        texts, prompts = _zero_shot(model, inputs, params["labels"], top_k)
+        with parts_of_one_call():
+            rows = await model.agenerate_many(prompts, return_exceptions=True, **_sent(params))
+        result = _answers(rows, params["labels"])
+    return _done(timer, result, len(texts))
+
+
+# -- checks ---------------------------------------------------------------------------------------
+
+
+def _own_classifier(model: Model, inputs: Inputs, top_k: int) -> list[str]:
+    """The texts, once the model is known to have a classifier of its own."""
+    texts = _texts(inputs)
+    _check_top_k(top_k)
+    if "classify" not in model.tasks:
+        raise model.backend.unsupported("classify")
+    return texts
+
+
+def _zero_shot(
+    model: Model, inputs: Inputs, labels: list[str], top_k: int
+) -> tuple[list[str], list[str]]:
+    """The texts and their prompts, once the model is known to chat."""
+    texts = _texts(inputs)
+    _check_top_k(top_k)
+    if "chat" not in model.tasks:
+        raise UnsupportedTaskError(
+            f"{model.spec} classifies with its own labels and does not chat, and labels= asks a "
+            f"chat model to choose among them: drop labels=. Its tasks are "
+            f"{', '.join(sorted(model.tasks))}.",
+            tasks=model.tasks,
+        )
+    listed = ", ".join(labels)
+    return texts, [ZERO_SHOT_PROMPT.format(labels=listed, text=text) for text in texts]
+
+
+def _texts(inputs: object) -> list[str]:
+    batch = [inputs] if isinstance(inputs, str) else inputs
+    if isinstance(batch, Sequence) and not isinstance(batch, bytes | bytearray):
+        batch = list(batch)
+        if batch and all(isinstance(t, str) for t in batch):
+            return batch
+        image = next((t for t in batch if _looks_like_an_image(t)), None)
+    else:
+        image = inputs if _looks_like_an_image(inputs) else None
+    if image is not None:
+        raise InvalidRequestError(
+            f"classify() takes text for now, not a {type(image).__name__}: images come with the "
+            "vision backends."
+        )
+    raise InvalidRequestError(
+        f"classify() takes a str or a non-empty list of str, not {shown(inputs)}."
+    )
+
+
+def _looks_like_an_image(value: object) -> bool:
+    """A path, bytes, a PIL image or an array: what DESIGN's image tasks will take."""
+    return (
+        isinstance(value, bytes | bytearray | os.PathLike)
+        or hasattr(value, "shape")
+        or (hasattr(value, "mode") and hasattr(value, "size"))
+    )
+
+
+def _check_top_k(top_k: int) -> None:
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise InvalidRequestError(f"top_k must be a positive int, not {shown(top_k)}.")
+
+
+def _zero_shot_params(
+    model: Model, labels: Sequence[str], max_tokens: int | None
+) -> dict[str, Any]:
+    """What the record says of a zero-shot call; labels it refuses are a recorded refusal."""
+    try:
+        return _params(labels, max_tokens)
+    except InvalidRequestError:
+        with model.recording("classify"):
+            raise
+
+
+def _params(labels: Sequence[str], max_tokens: int | None) -> dict[str, Any]:
+    """The prompt's version, the labels offered, and the generation settings."""
+    if isinstance(labels, str) or not isinstance(labels, Sequence):
+        raise InvalidRequestError(f"labels must be a list of str, not {shown(labels)}.")
+    listed = list(dict.fromkeys(labels))
+    if not listed or not all(isinstance(label, str) and label.strip() for label in listed):
+        raise InvalidRequestError(
+            f"labels must be a non-empty list of non-blank str, not {shown(labels)}."
+        )
+    return {
+        "classify_prompt": ZERO_SHOT_VERSION,
+        "labels": [label.strip() for label in listed],
+        "max_tokens": ZERO_SHOT_MAX_TOKENS if max_tokens is None else max_tokens,
+        "temperature": 0.0,
+    }
+
+
+def _sent(params: dict[str, Any]) -> dict[str, Any]:
+    """The generation settings among the record's params."""
+    return {"max_tokens": params["max_tokens"], "temperature": params["temperature"]}
+
+
+# -- answers --------------------------------------------------------------------------------------
+
+
+def _answers(rows: Sequence[Response | FmgateError], labels: list[str]) -> ClassifyResult:
+    """The rows' answers as labels, and their usage summed; a failed row fails the call."""
+    failed = next((row for row in rows if isinstance(row, FmgateError)), None)
+    if failed is not None:
+        raise failed
+    responses = [row for row in rows if isinstance(row, Response)]
+    chosen = [to_label(r.text, labels) for r in responses]
+    unmapped = [
+        (i, r.text) for i, (r, c) in enumerate(zip(responses, chosen, strict=True)) if c is None
+    ]
+    if unmapped:
+        raise MalformedResponseError(_unmapped_message(unmapped, labels, len(rows)))
+    results: list[Ranked] = [[(label, 1.0)] for label in chosen if label is not None]
+    model_id = responses[0].record.model_id if responses else None
+    return ClassifyResult(results, sum_usage([r.usage for r in responses]), model_id)
+
+
+def to_label(answer: str, labels: Sequence[str]) -> str | None:
+    """The label an answer names: the whole answer (case and surrounding punctuation aside),
+    else the first label the answer names as a word; None when it names none."""
+    bare = answer.strip().strip("\"'`.,:;!*()[]").strip().casefold()
+    for label in labels:
+        if label.casefold() == bare:
+            return label
+    found = [(m.start(), label) for label in labels if (m := _word(label).search(answer))]
+    return min(found)[1] if found else None
+
+
+def _word(label: str) -> re.Pattern[str]:
+    # a word, not a substring: the label "en" is not in "French"
+    return re.compile(rf"(?<!\w){re.escape(label)}(?!\w)", re.IGNORECASE)
+
+
+def _unmapped_message(unmapped: list[tuple[int, str]], labels: list[str], n: int) -> str:
+    shown_rows = "; ".join(f"text {i}: {answer[:200]!r}" for i, answer in unmapped[:5])
+    more = f" (and {len(unmapped) - 5} more)" if len(unmapped) > 5 else ""
+    return (
+        f"{len(unmapped)} of {n} answers name none of the labels ({', '.join(labels)}): "
+        f"{shown_rows}{more}."
+    )
+
+
+def sum_usage(parts: Sequence[Usage]) -> Usage:
+    """The rows' token counts added up: a count unknown for one row is unknown for all."""
+
+    def total(name: str) -> int | None:
+        values = [getattr(u, name) for u in parts]
+        return None if not values or None in values else sum(values)
+
+    sources = {u.source for u in parts}
+    source = sources.pop() if len(sources) == 1 else "estimate"
+    return Usage(
+        input_tokens=total("input_tokens"),
+        output_tokens=total("output_tokens"),
+        cache_read_tokens=total("cache_read_tokens"),
+        cache_write_tokens=total("cache_write_tokens"),
+        reasoning_tokens=total("reasoning_tokens"),
+        source=source,
+    )
+
+
+def _done(timer: CallTimer, result: ClassifyResult, items: int) -> Classifications:
+    if len(result.results) != items:
+        error = MalformedResponseError(
+            f"the classifier returned {len(result.results)} results for {items} texts"
+        )
+        timer.fail(error)
+        raise error
+    usage = dataclasses.replace(result.usage, items=items)
+    record = timer.succeed(usage=usage, model_id=result.model_id, finish_reason=None)
+    return Classifications(result.results, usage, record)
