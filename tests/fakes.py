@@ -11,8 +11,8 @@ from typing import ClassVar
 
 from fmgate._errors import ContextLengthError, FmgateError, ServerError
 from fmgate._providers import ProviderInfo
-from fmgate._record import Access, Cost, Usage
-from fmgate._types import ChatRequest, Completion, Delta
+from fmgate._record import Access, Cost, Task, Usage
+from fmgate._types import ChatRequest, ClassifyResult, Completion, Delta
 from fmgate.backends._base import Backend, BackendConfig, EmbeddingResult
 
 
@@ -155,3 +155,23 @@ class FakeBatchingBackend(FakeBackend):
 
     def start_meter(self) -> FakeMeter:
         return FakeMeter()
+
+
+class FakeClassifierBackend(FakeBackend):
+    """A classifier of its own (like fastText): a text ``"fr: ..."`` is labelled ``fr``; a text
+    with no ``:`` gets ``other``. ``batches`` records how many texts each call classified."""
+
+    def __init__(self, config: BackendConfig) -> None:
+        super().__init__(config)
+        self.batches: list[int] = []
+
+    @property
+    def tasks(self) -> frozenset[Task]:
+        return frozenset({"classify"})
+
+    def classify(self, texts: Sequence[str], *, top_k: int) -> ClassifyResult:
+        self.batches.append(len(texts))
+        if self.fail_next:
+            raise self.fail_next.pop(0)
+        ranked = [[(t.partition(":")[0].strip() if ":" in t else "other", 0.9)] for t in texts]
+        return ClassifyResult([r[:top_k] for r in ranked], Usage(), "fake-classifier")

@@ -15,6 +15,7 @@ from .prompts import PromptItem, bundled_prompt_sets, is_classification, label_s
 from .runner import (
     DEFAULT_CONCURRENCY,
     CompareRun,
+    check_scorer,
     embeds_only,
     new_run_id,
     planned_calls,
@@ -48,6 +49,7 @@ __all__ = [
     "ScoreResult",
     "Scorer",
     "bundled_prompt_sets",
+    "check_scorer",
     "class_metrics",
     "embeds_only",
     "get_scorer",

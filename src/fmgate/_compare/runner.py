@@ -4,7 +4,8 @@ For each model in turn: ``warmup`` calls (tagged ``fmgate.warmup=true``, never s
 cold start), then ``repeat`` passes over the items. Local models that batch run ``generate_many``
 one batch at a time; the others run one call per item, ``concurrency`` at a time. Chat answers are
 graded on this thread after the model's pass; encoders (which embed and cannot generate) run a
-retrieval task instead, graded ``retrieval@1``.
+retrieval task instead, graded ``retrieval@1``. A classification set (rows with a ``label``) is
+classified instead (see :mod:`.classifying`), graded ``accuracy`` or ``macro_f1``.
 
 Every record carries its own item's tags (run, prompt, repeat, role; batched calls take them
 through ``generate_many(tags=...)``), and every score names the record it grades.
@@ -18,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextvars import copy_context
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from .._errors import FmgateError, InvalidRequestError
 from .._model import Model
@@ -26,13 +27,30 @@ from .._record import CallRecord, Score
 from .._recording import MemorySink, add_sink, remove_sink
 from .._store import DEFAULT_STORE, SqliteStore
 from .._tags import PROMPT, REPEAT, ROLE, RUN, WARMUP, tagged
-from .._types import Embeddings, Response
-from .prompts import PromptItem
-from .scorers import RETRIEVAL, ChecksItems, RetrievalIndex, Scorer, ScoreResult
+from .._types import Classifications, Embeddings, Response
+from .classifying import (
+    ClassifyCall,
+    check_classifiers,
+    classify_batch,
+    classify_calls,
+    classify_labels,
+    planned_classify_calls,
+    top_labels,
+)
+from .prompts import PromptItem, is_classification
+from .scorers import (
+    RETRIEVAL,
+    ChecksItems,
+    ClassificationScorer,
+    RetrievalIndex,
+    Scorer,
+    ScoreResult,
+)
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
     "CompareRun",
+    "check_scorer",
     "embeds_only",
     "new_run_id",
     "planned_calls",
@@ -42,6 +60,9 @@ __all__ = [
 DEFAULT_CONCURRENCY = 8  # calls in flight per API or self-hosted model
 Progress = Callable[[str, int], None]
 _Outcome = Response | FmgateError
+_Classified = Classifications | FmgateError
+_C = TypeVar("_C")
+_R = TypeVar("_R")
 
 
 @dataclass
@@ -75,6 +96,8 @@ def planned_calls(
 ) -> int:
     """How many calls :func:`run_compare` makes to ``models`` (not the judge's): with one model,
     the total its progress counts up to."""
+    if is_classification(items):
+        return sum(planned_classify_calls(m, len(items), repeat, warmup) for m in models)
     index = 1 if any(item.expected is not None for item in items) else 0
     per_model = warmup + repeat * len(items)
     return sum(per_model + (index if embeds_only(m) else 0) for m in models)
@@ -113,6 +136,7 @@ def run_compare(
     ``store`` (default: the default store, where the records go).
     """
     _check(models, items, repeat, warmup, concurrency)
+    _check_task(models, items, scorer)
     if isinstance(scorer, ChecksItems):
         scorer.check(items)  # a bad pattern or judge fails before any model is called
     run = CompareRun(run_id or new_run_id())
@@ -150,6 +174,27 @@ def _check(
         raise InvalidRequestError("every prompt item needs its own id: the records name it.")
 
 
+def _check_task(
+    models: Sequence[Model], items: Sequence[PromptItem], scorer: Scorer | None
+) -> None:
+    """A classification set needs models that classify and a scorer that grades labels."""
+    check_scorer(items, scorer)
+    if is_classification(items):
+        check_classifiers(models)
+
+
+def check_scorer(items: Sequence[PromptItem], scorer: Scorer | None) -> None:
+    """Refuse a scorer that cannot grade ``items``: labels need accuracy or macro_f1, and
+    those need labels. Cheap: the CLI calls it before loading any model."""
+    if isinstance(scorer, ClassificationScorer):
+        scorer.check(items)
+    elif scorer is not None and is_classification(items):
+        raise InvalidRequestError(
+            f"The prompt set is a classification set (its rows have a 'label'): grade it with "
+            f"the accuracy or macro_f1 scorer, not {scorer.name}."
+        )
+
+
 class _Session:
     """One run's settings and tallies, shared by the models it runs in turn."""
 
@@ -172,6 +217,9 @@ class _Session:
 
     def run_model(self, model: Model, items: list[PromptItem], repeat: int, warmup: int) -> None:
         self._done = 0  # progress counts per model: the CLI draws one bar for each
+        if is_classification(items):
+            self._classification(model, items, repeat, warmup)
+            return
         n = len(items)
         warm = [_Call(items[i % n], i // n, warmup=True) for i in range(warmup)]
         measured = [_Call(item, r) for r in range(repeat) for item in items]
@@ -221,7 +269,13 @@ class _Session:
                 except FmgateError as exc:
                     return exc
 
-        outcomes: dict[int, _Outcome] = {}
+        return self._concurrently(model, calls, width, one)
+
+    def _concurrently(
+        self, model: Model, calls: list[_C], width: int, one: Callable[[_C], _R]
+    ) -> list[tuple[_C, _R]]:
+        """``one(call)`` for every call, ``width`` at a time, in the order of ``calls``."""
+        outcomes: dict[int, _R] = {}
         with ThreadPoolExecutor(max_workers=max(1, min(width, len(calls)))) as pool:
             # copy_context: the caller's own tags (an outer fmgate.tagged) reach every record
             futures = {pool.submit(copy_context().run, one, c): i for i, c in enumerate(calls)}
@@ -229,6 +283,40 @@ class _Session:
                 outcomes[futures[future]] = future.result()
                 self._advance(model, 1)
         return [(call, outcomes[i]) for i, call in enumerate(calls)]
+
+    def _classification(
+        self, model: Model, items: list[PromptItem], repeat: int, warmup: int
+    ) -> None:
+        """Classify every text: warm-up calls one text at a time, then batches locally or one
+        text per call, ``concurrency`` at a time, for API and self-hosted models."""
+        labels = classify_labels(model, items)
+        # --max-tokens bounds a zero-shot answer; a classifier of its own generates nothing
+        max_tokens = self._params.get("max_tokens") if labels is not None else None
+        size = classify_batch(model)
+        warm, measured = classify_calls(items, repeat, warmup, size)
+
+        def one(call: ClassifyCall) -> _Classified:
+            with tagged(call.tags(self.run.run_id)):
+                try:
+                    texts = [item.prompt for item in call.items]
+                    return model.classify(texts, labels=labels, max_tokens=max_tokens)
+                except FmgateError as exc:
+                    return exc
+
+        self._concurrently(model, warm, 1, one)  # one at a time: the cold start is paid once
+        width = 1 if size > 1 else self._width(model)
+        results = self._concurrently(model, measured, width, one)
+        self.run.errors += sum(isinstance(outcome, FmgateError) for _, outcome in results)
+        if isinstance(self._scorer, ClassificationScorer):
+            self._grade_classes(self._scorer, results)
+
+    def _grade_classes(
+        self, scorer: ClassificationScorer, results: list[tuple[ClassifyCall, _Classified]]
+    ) -> None:
+        for call, outcome in results:
+            if isinstance(outcome, Classifications):
+                rows = list(zip(call.items, top_labels(outcome), strict=True))
+                self._add_score(outcome.record.id, scorer.name, scorer.grade(rows))
 
     def _grade(self, scorer: Scorer, results: list[tuple[_Call, _Outcome]]) -> None:
         for call, outcome in results:

@@ -26,7 +26,10 @@ def add_commands(commands: Any) -> None:
         "report: a table here, and Markdown, HTML with plots, CSV and JSONL under --out. A model "
         "with failed calls gets a line on stderr: the error types, counted, and the first message. "
         "Under FMGATE_OFFLINE=1, models (and a judge) that would send prompts off this machine are "
-        "refused before anything loads or runs (exit 2): leave them out to compare the others.",
+        "refused before anything loads or runs (exit 2): leave them out to compare the others. "
+        "A set whose rows have a 'label' (langid) is classified instead: classifiers such as "
+        "fastText with their own labels, chat models zero-shot among the set's labels; grade it "
+        "with --scorer accuracy or macro_f1.",
     )
     compare.add_argument(
         "-m",
@@ -41,13 +44,14 @@ def add_commands(commands: Any) -> None:
         "--prompts",
         required=True,
         metavar="FILE|NAME",
-        help="a .jsonl or .csv file with 'prompt' and optional 'expected' and "
-        "'id', or a bundled set (capitals, arithmetic, pairs)",
+        help="a .jsonl or .csv file with 'prompt' and optional 'expected' and 'id' (or "
+        "'text' and 'label' to classify), or a bundled set (capitals, arithmetic, pairs, langid)",
     )
     compare.add_argument(
         "--scorer",
         metavar="NAME",
-        help="exact, contains, regex (expected is a pattern) or judge:<model>",
+        help="exact, contains, regex (expected is a pattern) or judge:<model>; accuracy or "
+        "macro_f1 for a set with labels",
     )
     compare.add_argument(
         "--repeat",
@@ -123,11 +127,12 @@ def _formats(text: str) -> tuple[str, ...]:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from .._compare import get_scorer, load_prompts
+    from .._compare import check_scorer, get_scorer, load_prompts
 
     items = load_prompts(args.prompts)
     _refuse_offline([*args.models, *_judge(args.scorer)])
     scorer = get_scorer(args.scorer) if args.scorer else None
+    check_scorer(items, scorer)  # before any model loads: exact cannot grade a label
     params = {
         k: v
         for k, v in (("max_tokens", args.max_tokens), ("temperature", args.temperature))
