@@ -189,3 +189,16 @@ def test_langid_says_where_it_comes_from() -> None:
     head = bundled_prompt_sets()["langid"].read_text(encoding="utf-8").splitlines()[:5]
     assert all(line.startswith("#") for line in head)
     assert "written for fmgate" in " ".join(head)
+
+
+def test_compare_help_and_the_docs_name_every_bundled_set(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from fmgate.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["compare", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "compare.md").read_text("utf-8")
+    for name in bundled_prompt_sets():
+        assert name in help_text and f"`{name}`" in docs, name
