@@ -195,23 +195,29 @@ def test_the_prompt_lists_the_labels_and_quotes_the_text_at_temperature_0() -> N
     assert (request.params.temperature, request.params.max_tokens) == (0.0, 4)
 
 
-def test_an_answer_that_names_no_label_fails_the_call_with_the_raw_text() -> None:
+def test_an_answer_that_names_no_label_is_a_failed_row_kept_with_its_raw_text() -> None:
     m, sink = make(LocalChatModel)
-    with pytest.raises(fmgate.MalformedResponseError) as caught:
-        m.classify(["Hello", "nonsense here", "Hallo"], labels=LANGS)
-    assert "1 of 3 answers name none of the labels" in str(caught.value)
-    assert "text 1: 'I cannot tell, sorry.'" in str(caught.value)
-    (rec,) = sink.records
-    assert rec is caught.value.record
-    assert rec.task == "classify" and rec.outcome.status == "error"
+    result = m.classify(["Hello", "nonsense here", "Hallo"], labels=LANGS)
+    assert result.labels == ["en", None, "de"] and result.results[1] == []
+    assert result.errors[1] == "text 1: the answer 'I cannot tell, sorry.' names none of the labels"
+    assert result.errors[0] is None and result.errors[2] is None
+    (rec,) = sink.records  # the call succeeded; its error fields describe the row that did not
+    assert rec.task == "classify" and rec.outcome.status == "ok" and rec.usage.items == 3
+    assert rec.outcome.error_type == "MalformedResponseError"
+    assert "1 of 3 texts got no label" in (rec.outcome.error_message or "")
     assert "I cannot tell, sorry." in (rec.outcome.error_message or "")
 
 
-def test_a_row_the_model_fails_fails_the_call() -> None:
+def test_a_row_the_model_fails_is_a_failed_row_and_all_rows_failing_fail_the_call() -> None:
     m, sink = make(LocalChatModel)
+    result = m.classify(["Hello", "too long"], labels=LANGS)
+    assert result.labels == ["en", None] and "ContextLengthError" in (result.errors[1] or "")
     with pytest.raises(fmgate.ContextLengthError):
-        m.classify(["Hello", "too long"], labels=LANGS)
-    assert [(r.task, r.outcome.status) for r in sink.records] == [("classify", "error")]
+        m.classify(["too long"], labels=LANGS)
+    assert [(r.task, r.outcome.status) for r in sink.records] == [
+        ("classify", "ok"),
+        ("classify", "error"),
+    ]
 
 
 @pytest.mark.parametrize(

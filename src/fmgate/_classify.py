@@ -168,20 +168,29 @@ def _sent(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _answers(rows: Sequence[Response | FmgateError], labels: list[str]) -> ClassifyResult:
-    """The rows' answers as labels, and their usage summed; a failed row fails the call."""
-    failed = next((row for row in rows if isinstance(row, FmgateError)), None)
-    if failed is not None:
-        raise failed
+    """The rows' answers as labels, and their usage summed. A row that failed, or whose answer
+    names no label, gets an empty ranking and its reason; only a call whose rows all failed fails.
+    """
+    results: list[Ranked] = []
+    errors: list[str | None] = []
+    for i, row in enumerate(rows):
+        label = to_label(row.text, labels) if isinstance(row, Response) else None
+        results.append([(label, 1.0)] if label is not None else [])
+        errors.append(None if label is not None else _why(i, row, labels))
     responses = [row for row in rows if isinstance(row, Response)]
-    chosen = [to_label(r.text, labels) for r in responses]
-    unmapped = [
-        (i, r.text) for i, (r, c) in enumerate(zip(responses, chosen, strict=True)) if c is None
-    ]
-    if unmapped:
-        raise MalformedResponseError(_unmapped_message(unmapped, labels, len(rows)))
-    results: list[Ranked] = [[(label, 1.0)] for label in chosen if label is not None]
+    if all(error is not None for error in errors):
+        first = next((row for row in rows if isinstance(row, FmgateError)), None)
+        raise first or MalformedResponseError(_unmapped_message(errors))
     model_id = responses[0].record.model_id if responses else None
-    return ClassifyResult(results, sum_usage([r.usage for r in responses]), model_id)
+    usage = sum_usage([r.usage for r in responses])
+    failed = tuple(errors) if any(errors) else ()
+    return ClassifyResult(results, usage, model_id, failed)
+
+
+def _why(i: int, row: Response | FmgateError, labels: list[str]) -> str:
+    if isinstance(row, FmgateError):
+        return f"text {i}: {type(row).__name__}: {row}"
+    return f"text {i}: the answer {row.text[:200]!r} names none of the labels"
 
 
 def to_label(answer: str, labels: Sequence[str]) -> str | None:
@@ -200,13 +209,10 @@ def _word(label: str) -> re.Pattern[str]:
     return re.compile(rf"(?<!\w){re.escape(label)}(?!\w)", re.IGNORECASE)
 
 
-def _unmapped_message(unmapped: list[tuple[int, str]], labels: list[str], n: int) -> str:
-    shown_rows = "; ".join(f"text {i}: {answer[:200]!r}" for i, answer in unmapped[:5])
-    more = f" (and {len(unmapped) - 5} more)" if len(unmapped) > 5 else ""
-    return (
-        f"{len(unmapped)} of {n} answers name none of the labels ({', '.join(labels)}): "
-        f"{shown_rows}{more}."
-    )
+def _unmapped_message(errors: Sequence[str | None]) -> str:
+    failed = [e for e in errors if e is not None]
+    more = f"; and {len(failed) - 5} more" if len(failed) > 5 else ""
+    return f"{len(failed)} of {len(errors)} texts got no label: {'; '.join(failed[:5])}{more}."
 
 
 def sum_usage(parts: Sequence[Usage]) -> Usage:
@@ -236,5 +242,8 @@ def _done(timer: CallTimer, result: ClassifyResult, items: int) -> Classificatio
         timer.fail(error)
         raise error
     usage = dataclasses.replace(result.usage, items=items)
-    record = timer.succeed(usage=usage, model_id=result.model_id, finish_reason=None)
-    return Classifications(result.results, usage, record)
+    failed = MalformedResponseError(_unmapped_message(result.errors)) if result.errors else None
+    record = timer.succeed(
+        usage=usage, model_id=result.model_id, finish_reason=None, failed_items=failed
+    )
+    return Classifications(result.results, usage, record, result.errors)

@@ -294,7 +294,10 @@ class CallTimer:
         model_id: str | None,
         finish_reason: str | None,
         first_token_at: float | None = None,
+        failed_items: BaseException | None = None,
     ) -> CallRecord:
+        """Record a success. ``failed_items``: some items of a many-item call failed while the
+        others succeeded; the record stays ok and its error fields describe those items."""
         total = time.perf_counter() - self._t0
         if first_token_at is not None and self._ttft is None:
             self._ttft = max(0.0, first_token_at - self._t0)
@@ -312,7 +315,10 @@ class CallTimer:
             output_tokens=usage.output_tokens,
             wall_s=self._wall(),
         )
-        outcome = self._outcome("ok", finish_reason, sent=True)
+        partial: dict[str, Any] = {}
+        if failed_items is not None:
+            partial = dict(error_type=type(failed_items).__name__, error_message=str(failed_items))
+        outcome = self._outcome("ok", finish_reason, sent=True, **partial)
         return self._record(resolved, usage, latency, priced.cost, access, outcome, changed)
 
     def respond(self, completion: Completion) -> Response:

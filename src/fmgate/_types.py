@@ -273,6 +273,8 @@ class ClassifyResult:
     results: list[Ranked]
     usage: Usage
     model_id: str | None = None
+    errors: tuple[str | None, ...] = ()
+    """Per input, why its row failed (an empty ranking), else None; empty when none failed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,14 +282,16 @@ class Classifications:
     """The result of ``classify``: per input, ``(label, score)`` pairs best first, and the record.
 
     Scores are the classifier's own (probabilities for fastText); a zero-shot chat model's answer
-    scores 1.0 for the label it chose, which is not a probability.
+    scores 1.0 for the label it chose, which is not a probability. A row that failed (a zero-shot
+    answer that names no label) has an empty ranking, its label is None, and ``errors`` says why.
     """
 
     results: list[Ranked]
     usage: Usage
     record: CallRecord
+    errors: tuple[str | None, ...] = ()
 
     @property
-    def labels(self) -> list[str]:
-        """The best label of each input."""
-        return [ranked[0][0] for ranked in self.results]
+    def labels(self) -> list[str | None]:
+        """The best label of each input (None for a row that failed)."""
+        return [ranked[0][0] if ranked else None for ranked in self.results]
