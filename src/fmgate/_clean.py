@@ -59,14 +59,19 @@ def clean_value(value: Any, field: str, changed: list[str]) -> Any:
     return value
 
 
+_COUNTS = tuple(
+    f.name
+    for f in dataclasses.fields(Usage)
+    if f.name.endswith(("_tokens", "items", "_in", "_out"))
+)
+
+
 def clean_usage(usage: Usage, changed: list[str]) -> Usage:
     """``usage`` with each impossible count (negative, or above any real call) set to unknown."""
     bad = {
-        f.name: None
-        for f in dataclasses.fields(usage)
-        if isinstance(n := getattr(usage, f.name), int)
-        and not isinstance(n, bool)
-        and not 0 <= n <= MAX_TOKENS_PER_CALL
+        name: None
+        for name in _COUNTS
+        if (n := getattr(usage, name)) is not None and not 0 <= n <= MAX_TOKENS_PER_CALL
     }
     if not bad:
         return usage
