@@ -2,7 +2,9 @@
 
 A model id names a local folder when that path exists or it starts with ``./``, ``../``, ``/`` or
 ``~``; anything else is a Hugging Face repo id, resolved and downloaded with
-``huggingface_hub.snapshot_download`` (only the local cache under ``HF_HUB_OFFLINE=1``).
+``huggingface_hub.snapshot_download`` (only the local cache under ``HF_HUB_OFFLINE=1``). A
+``.gguf`` file, or a folder holding exactly one, is dequantized once into a cached folder (see
+:mod:`fmgate._local.gguf`), which then loads like any other.
 
 Loaded models are shared inside the process: a second ``load()`` of the same folder, revision,
 device and dtype reuses the weights already in memory. The cache holds them weakly, so a model
@@ -35,6 +37,7 @@ from .._errors import (
 )
 
 if TYPE_CHECKING:
+    from .gguf import GGUFFacts
     from .profile import ModelProfile
 
 DEVICE_CHOICES = "'auto', 'cpu', 'cuda', 'cuda:<index>' or 'mps'"
@@ -53,11 +56,18 @@ logger = logging.getLogger("fmgate")
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """Where the weights are: the folder, and for a Hub model its repo id and commit."""
+    """Where the weights are: the folder, for a Hub model its repo id and commit, and for a GGUF
+    file (whose dequantized copy is the folder) what the file says."""
 
     path: Path
     repo_id: str | None = None
     revision: str | None = None
+    gguf: GGUFFacts | None = None
+
+    @property
+    def name(self) -> str:
+        """The repo id, the GGUF file or the folder, for messages."""
+        return self.repo_id or (self.gguf.path if self.gguf else str(self.path))
 
 
 def hub_offline() -> bool:
@@ -70,7 +80,11 @@ def hub_offline() -> bool:
 
 
 def looks_local(model: str) -> bool:
-    return model.startswith(_LOCAL_PREFIXES) or Path(model).expanduser().exists()
+    return (
+        model.startswith(_LOCAL_PREFIXES)
+        or model.lower().endswith(".gguf")
+        or Path(model).expanduser().exists()
+    )
 
 
 _RESOLVED: dict[tuple[str, str | None], Source] = {}
@@ -88,9 +102,7 @@ def resolve_source(model: str, revision: str | None = None) -> Source:
                 f"revision={revision!r} applies to Hugging Face repo ids; {model!r} is a local "
                 "folder (check out the revision there instead)."
             )
-        path = Path(model).expanduser().resolve()
-        check_folder(path, model)
-        return Source(path)
+        return _local_source(model)
     key = (model, revision)
     with _RESOLVED_LOCK:
         known = _RESOLVED.get(key)
@@ -103,6 +115,18 @@ def resolve_source(model: str, revision: str | None = None) -> Source:
     return source
 
 
+def _local_source(model: str) -> Source:
+    from .gguf import dequantized, find_gguf
+
+    gguf_file = find_gguf(model)
+    if gguf_file is not None:
+        folder, facts = dequantized(gguf_file)
+        return Source(folder, gguf=facts)
+    path = Path(model).expanduser().resolve()
+    check_folder(path, model)
+    return Source(path)
+
+
 def check_folder(path: Path, model: str) -> None:
     """Refuse a folder that cannot hold a transformers model, naming what is missing."""
     if not path.exists():
@@ -111,7 +135,9 @@ def check_folder(path: Path, model: str) -> None:
             "Hugging Face repo id such as 'Qwen/Qwen2.5-0.5B-Instruct'."
         )
     if not path.is_dir():
-        raise ConfigurationError(f"{path} is a file; a local model is a folder (from {model!r}).")
+        raise ConfigurationError(
+            f"{path} is a file; a local model is a folder or a .gguf file (from {model!r})."
+        )
     if not (path / "config.json").is_file():
         raise ConfigurationError(
             f"{path} has no config.json: it is not a transformers model folder "
@@ -351,8 +377,8 @@ class LoadedModel:
 
     @property
     def name(self) -> str:
-        """The repo id, or the folder, for messages."""
-        return self.source.repo_id or str(self.source.path)
+        """The repo id, the GGUF file or the folder, for messages."""
+        return self.source.name
 
     def __repr__(self) -> str:
         return f"<LoadedModel {self.name} on {self.device} as {dtype_name(self.dtype)}>"
@@ -397,6 +423,10 @@ def _load(source: Source, device: str, dtype: torch.dtype, trust: bool) -> Loade
     from .profile import read_profile
 
     profile = read_profile(source.path)
+    if source.gguf is not None:
+        from .gguf import profile_of
+
+        profile = profile_of(profile, source.gguf)
     auto: Any = transformers.AutoModel if profile.is_encoder else transformers.AutoModelForCausalLM
     tokenizers: Any = transformers.AutoTokenizer
     try:

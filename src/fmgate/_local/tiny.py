@@ -21,7 +21,7 @@ from .._errors import InvalidRequestError
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-__all__ = ["ARCHES", "make_tiny_model"]
+__all__ = ["ARCHES", "make_tiny_gguf", "make_tiny_model"]
 
 TokenizerKind = Literal["causal", "wordpiece", "roberta"]
 
@@ -343,4 +343,106 @@ def _model_card(arch: str) -> str:
         f"# tiny-{arch}\n\n"
         "The weights are random: made by `fmgate.testing.make_tiny_model` for tests and examples.\n"
         "Its outputs are meaningless; its shapes, tokenizer and files are those of a real model.\n"
+    )
+
+
+def make_tiny_gguf(path: str | os.PathLike[str]) -> Path:
+    """The tiny ``llama`` written as a GGUF file at ``path``, as llama.cpp's converter writes one.
+
+    Matrices are quantized to Q8_0 (norms stay float32), so the file is a quantized GGUF with
+    its tokenizer and chat template in the header: the ``.gguf`` path of the transformers
+    backend runs on it in well under a second. Needs the ``local`` and ``gguf`` extras.
+    """
+    import tempfile
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as folder:
+        _write_gguf(make_tiny_model("llama", folder), out)
+    return out
+
+
+def _write_gguf(folder: Path, out: Path) -> None:
+    import json
+
+    import gguf
+
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    writer = gguf.GGUFWriter(str(out), "llama")
+    _gguf_header(writer, config)
+    _gguf_tokenizer(writer, folder, config)
+    _gguf_tensors(writer, folder, config)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def _gguf_header(writer: Any, config: dict[str, Any]) -> None:
+    import gguf
+
+    heads = config["num_attention_heads"]
+    writer.add_name("tiny-llama")
+    writer.add_license("apache-2.0")
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0)
+    writer.add_context_length(config["max_position_embeddings"])
+    writer.add_block_count(config["num_hidden_layers"])
+    writer.add_embedding_length(config["hidden_size"])
+    writer.add_feed_forward_length(config["intermediate_size"])
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(config["num_key_value_heads"])
+    writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
+    writer.add_rope_freq_base(config["rope_parameters"]["rope_theta"])
+    writer.add_rope_dimension_count(config["hidden_size"] // heads)
+
+
+def _gguf_tokenizer(writer: Any, folder: Path, config: dict[str, Any]) -> None:
+    """The byte-level BPE as llama.cpp's ``gpt2`` tokenizer model: tokens by id, merges."""
+    import json
+
+    spec = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    added = {t["content"]: t["id"] for t in spec["added_tokens"]}
+    ids = {**spec["model"]["vocab"], **added}
+    tokens = sorted(ids, key=ids.__getitem__)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_types([3 if t in added else 1 for t in tokens])  # 3: control
+    merges = spec["model"]["merges"]
+    writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in merges])
+    writer.add_bos_token_id(config["bos_token_id"])
+    writer.add_eos_token_id(config["eos_token_id"])
+    writer.add_pad_token_id(config["pad_token_id"])
+    writer.add_chat_template((folder / "chat_template.jinja").read_text(encoding="utf-8"))
+
+
+def _gguf_tensors(writer: Any, folder: Path, config: dict[str, Any]) -> None:
+    import gguf
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config["num_hidden_layers"])
+    q8 = gguf.GGMLQuantizationType.Q8_0
+    for name, array in load_file(folder / "model.safetensors").items():
+        base, _, suffix = name.rpartition(".")
+        target = f"{names.get_name(base)}.{suffix}"
+        data = _llama_cpp_order(target, array.astype(np.float32), config)
+        if data.ndim == 2:
+            writer.add_tensor(target, gguf.quants.quantize(data, q8), raw_dtype=q8)
+        else:
+            writer.add_tensor(target, data)
+
+
+def _llama_cpp_order(name: str, weights: Any, config: dict[str, Any]) -> Any:
+    """llama.cpp stores Q and K rows interleaved for its rotary embedding; transformers undoes
+    this on load, so the file must have it done."""
+    if ".attn_q." in name:
+        heads = config["num_attention_heads"]
+    elif ".attn_k." in name:
+        heads = config["num_key_value_heads"]
+    else:
+        return weights
+    shape = weights.shape
+    return (
+        weights.reshape(heads, 2, shape[0] // heads // 2, *shape[1:]).swapaxes(1, 2).reshape(shape)
     )
