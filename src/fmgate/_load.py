@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ._catalog import catalog, catalog_alias
 from ._config import (
     LITERAL_KEY,
     AliasConfig,
@@ -180,7 +181,8 @@ def _check_file_params(params: dict[str, Any], prefixes: tuple[str, ...], where:
 
 
 def _find_alias(name: str, config: Config) -> AliasConfig:
-    entry = config.models.get(name)
+    """The user's alias, else a packaged model of that name (see ``fmgate models --catalog``)."""
+    entry = config.models.get(name) or catalog_alias(name)
     if entry is not None:
         return entry
     where = f" in {config.path}" if config.path else " (no fmgate.toml was found)"
@@ -201,10 +203,11 @@ def _toml_key(name: str) -> str:
 def _guesses(name: str, config: Config) -> list[str]:
     """What a bare name probably meant, likeliest first: the spec of a model it names (a
     provider's model id, or a Hugging Face repo or folder), aliases of that model, then
-    aliases spelt alike."""
+    aliases and packaged models spelt alike."""
     guesses = [spec for spec in (_spec_for_model(name),) if spec]
     guesses += [alias for alias, entry in config.models.items() if entry.model == name]
-    guesses += difflib.get_close_matches(name, list(config.models), n=3, cutoff=0.6)
+    known = [*config.models, *catalog()]
+    guesses += difflib.get_close_matches(name, known, n=3, cutoff=0.6)
     return list(dict.fromkeys(guesses))[:4]
 
 

