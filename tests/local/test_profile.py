@@ -49,7 +49,7 @@ def _folder(tmp_path: Path, config: dict[str, Any], readme: str | None = None) -
 
 @pytest.mark.parametrize("arch", ARCHES)
 def test_parameters_equal_the_loaded_models_count(arch: str, tiny: Tiny) -> None:
-    auto = transformers.AutoModelForCausalLM if arch in CAUSAL else transformers.AutoModel
+    auto = _auto(arch)
     model = auto.from_pretrained(tiny(arch))
     assert read_profile(tiny(arch)).parameters == model.num_parameters()
 
@@ -67,6 +67,7 @@ def test_tiny_model_profile(arch: str, tiny: Tiny) -> None:
     assert profile.model_type == config["model_type"]
     assert profile.is_encoder is (arch not in CAUSAL)
     assert profile.has_chat_template is (arch in CAUSAL)
+    assert profile.is_classifier is arch.endswith("-classifier")
 
 
 def test_real_minilm_leaves_out_its_saved_buffers() -> None:
@@ -291,3 +292,10 @@ def test_hub_license_is_none_when_the_hub_fails(
 
     online.setattr(huggingface_hub, "model_info", model_info)
     assert hub_license("Qwen/Qwen2.5-0.5B-Instruct", None) is None
+
+
+def _auto(arch: str) -> Any:
+    """The Auto class of a tiny model's head."""
+    if arch.endswith("-classifier"):
+        return transformers.AutoModelForSequenceClassification
+    return transformers.AutoModelForCausalLM if arch in CAUSAL else transformers.AutoModel

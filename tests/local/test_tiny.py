@@ -21,6 +21,8 @@ from fmgate.testing import make_tiny_model  # noqa: E402
 CAUSAL = ("llama", "gpt_neox", "gpt2")
 Tiny = Callable[[str], Path]  # the session fixture in conftest.py: arch -> folder
 ENCODERS = ("bert", "distilbert", "roberta", "mobilebert", "minilm")
+CLASSIFIERS = ("bert-classifier", "distilbert-classifier", "roberta-classifier")
+CLASSIFIERS += ("mobilebert-classifier",)
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -28,7 +30,7 @@ def _digests(folder: Path) -> dict[str, str]:
 
 
 def test_arches_are_the_documented_ones() -> None:
-    assert set(ARCHES) == {*CAUSAL, *ENCODERS}
+    assert set(ARCHES) == {*CAUSAL, *ENCODERS, *CLASSIFIERS}
 
 
 def test_unknown_arch_names_the_known_ones(tmp_path: Path) -> None:
@@ -119,7 +121,7 @@ def test_encoders_use_their_families_tokens(tiny: Tiny) -> None:
 
 @pytest.mark.parametrize("arch", ARCHES)
 def test_small_but_with_a_real_context(arch: str, tiny: Tiny) -> None:
-    auto = transformers.AutoModelForCausalLM if arch in CAUSAL else transformers.AutoModel
+    auto = _auto(arch)
     model: Any = auto.from_pretrained(tiny(arch))
     tokenizer = transformers.AutoTokenizer.from_pretrained(tiny(arch))
     config = model.config
@@ -133,3 +135,10 @@ def test_model_card_says_licence_and_random_weights(arch: str, tiny: Tiny) -> No
     card = (tiny(arch) / "README.md").read_text()
     assert card.startswith("---\nlicense: apache-2.0\n")
     assert "random" in card
+
+
+def _auto(arch: str) -> Any:
+    """The Auto class of a tiny model's head."""
+    if arch.endswith("-classifier"):
+        return transformers.AutoModelForSequenceClassification
+    return transformers.AutoModelForCausalLM if arch in CAUSAL else transformers.AutoModel

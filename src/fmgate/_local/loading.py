@@ -427,7 +427,7 @@ def _load(source: Source, device: str, dtype: torch.dtype, trust: bool) -> Loade
         from .gguf import profile_of
 
         profile = profile_of(profile, source.gguf)
-    auto: Any = transformers.AutoModel if profile.is_encoder else transformers.AutoModelForCausalLM
+    auto = _auto_class(transformers, profile)
     tokenizers: Any = transformers.AutoTokenizer
     try:
         tokenizer = tokenizers.from_pretrained(source.path, trust_remote_code=trust)
@@ -438,7 +438,9 @@ def _load(source: Source, device: str, dtype: torch.dtype, trust: bool) -> Loade
         ) from exc
     model.to(device)
     model.eval()
-    if not profile.is_encoder:
+    if profile.is_classifier:
+        _pad_for_classifier(tokenizer, model)
+    elif not profile.is_encoder:
         _pad_left(tokenizer, model)
     _no_length_warning(tokenizer)
     return LoadedModel(
@@ -450,6 +452,22 @@ def _load(source: Source, device: str, dtype: torch.dtype, trust: bool) -> Loade
         profile=profile,
         is_encoder=profile.is_encoder,
     )
+
+
+def _auto_class(transformers: Any, profile: ModelProfile) -> Any:
+    """The Auto class of the folder's head: a classifier, an encoder (embeddings), a causal LM."""
+    if profile.is_classifier:
+        return transformers.AutoModelForSequenceClassification
+    return transformers.AutoModel if profile.is_encoder else transformers.AutoModelForCausalLM
+
+
+def _pad_for_classifier(tokenizer: Any, model: Any) -> None:
+    """A decoder's classification head reads the last token that is not padding, so a batch of
+    texts needs a pad id in the model's config (GPT-2 and Llama ship none)."""
+    if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
 
 
 def _no_length_warning(tokenizer: Any) -> None:

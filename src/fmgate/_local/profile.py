@@ -76,6 +76,7 @@ _ENCODER_TYPES = frozenset(
     }
 )
 _DECODER_HEADS = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+_CLASSIFIER_HEAD = "ForSequenceClassification"
 
 # SPDX spellings of the licence ids the Hub lets a card declare; SPDX ids match
 # case-insensitively, so "apache-2.0" on a card becomes "Apache-2.0". Ids with no SPDX
@@ -155,6 +156,8 @@ class ModelProfile:
     model_type: str | None
     is_encoder: bool
     has_chat_template: bool
+    # a sequence-classification head (BertForSequenceClassification, ...): the model classifies
+    is_classifier: bool = False
 
 
 def read_profile(model_dir: str | os.PathLike[str]) -> ModelProfile:
@@ -175,6 +178,7 @@ def read_profile(model_dir: str | os.PathLike[str]) -> ModelProfile:
         model_type=config.get("model_type"),
         is_encoder=_is_encoder(config),
         has_chat_template=_has_chat_template(folder),
+        is_classifier=_is_classifier(config),
     )
 
 
@@ -355,6 +359,10 @@ def _is_encoder(config: Mapping[str, Any]) -> bool:
     if any(a.endswith("EncoderModel") for a in architectures):  # T5EncoderModel and kin
         return True
     return config.get("model_type") in _ENCODER_TYPES
+
+
+def _is_classifier(config: Mapping[str, Any]) -> bool:
+    return any(a.endswith(_CLASSIFIER_HEAD) for a in config.get("architectures") or ())
 
 
 def _has_chat_template(folder: Path) -> bool:

@@ -12,7 +12,7 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -94,6 +94,8 @@ class _Arch:
     tokenizer: TokenizerKind
     context: int  # tokens the tokenizer accepts (model_max_length)
     config: dict[str, Any] = field(default_factory=dict)
+    # names of a sequence-classification head's classes; none: no such head
+    labels: tuple[str, ...] = ()
 
     @property
     def causal(self) -> bool:
@@ -177,6 +179,12 @@ _ARCHES: dict[str, _Arch] = {
     ),
 }
 
+# The encoders with a sequence-classification head of three named classes, as a sentiment model.
+_ARCHES |= {
+    f"{name}-classifier": replace(_ARCHES[name], labels=("negative", "neutral", "positive"))
+    for name in ("bert", "distilbert", "roberta", "mobilebert")
+}
+
 ARCHES: tuple[str, ...] = tuple(_ARCHES)
 
 
@@ -184,7 +192,10 @@ def make_tiny_model(arch: str, path: str | os.PathLike[str]) -> Path:
     """Build a small random-weight model of ``arch`` offline and save it into ``path``.
 
     ``arch`` is one of :data:`ARCHES`: causal ``llama``, ``gpt_neox`` (Dolly 2's architecture),
-    ``gpt2``; encoders ``bert``, ``distilbert``, ``roberta``, ``mobilebert``, ``minilm``. The folder
+    ``gpt2``; encoders ``bert``, ``distilbert``, ``roberta``, ``mobilebert``, ``minilm``; and
+    classifiers ``bert-classifier``, ``distilbert-classifier``, ``roberta-classifier``,
+    ``mobilebert-classifier``: the encoder with a sequence-classification head of three classes
+    (``negative``, ``neutral``, ``positive``; its scores are random too). The folder
     (created if needed) gets safetensors weights, config.json, a trained tokenizer (with a
     ChatML-like chat template for causal models) and a README.md model card (apache-2.0). With the
     same torch and transformers versions, the same ``arch`` always gives byte-identical files.
@@ -234,9 +245,9 @@ def _build_model(spec: _Arch, tokenizer: Any) -> Any:
     tf = _transformers()
     ids = _special_ids(spec, tokenizer)
     config = tf.AutoConfig.for_model(
-        spec.model_type, vocab_size=len(tokenizer), **ids, **spec.config
+        spec.model_type, vocab_size=len(tokenizer), **ids, **spec.config, **_label_maps(spec)
     )
-    auto = tf.AutoModelForCausalLM if spec.causal else tf.AutoModel
+    auto = _auto_class(spec)
     # fork_rng: seeding must not disturb the caller's own random state.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_SEED)
@@ -248,6 +259,22 @@ def _build_model(spec: _Arch, tokenizer: Any) -> Any:
             bos_token_id=ids["bos_token_id"], eos_token_id=eos, pad_token_id=ids["pad_token_id"]
         )
     return model.eval()
+
+
+def _label_maps(spec: _Arch) -> dict[str, Any]:
+    if not spec.labels:
+        return {}
+    return {
+        "id2label": dict(enumerate(spec.labels)),
+        "label2id": {label: i for i, label in enumerate(spec.labels)},
+    }
+
+
+def _auto_class(spec: _Arch) -> Any:
+    tf = _transformers()
+    if spec.labels:
+        return tf.AutoModelForSequenceClassification
+    return tf.AutoModelForCausalLM if spec.causal else tf.AutoModel
 
 
 def _special_ids(spec: _Arch, tokenizer: Any) -> dict[str, int]:

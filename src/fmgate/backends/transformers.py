@@ -14,7 +14,10 @@ of :mod:`fmgate._local.energy` (``usd_per_kwh``, ``cpu_watts``, ``gpu_watts``,
 Inference runs on worker threads for the async methods and for streams, so the event loop never
 waits on the model; a per-model lock runs one ``generate`` at a time (transformers models are not
 safe for concurrent generation, and it keeps each call's metered energy its own). Causal models
-generate; encoder models (BERT, DistilBERT, RoBERTa, MobileBERT, MiniLM) embed.
+generate; encoder models (BERT, DistilBERT, RoBERTa, MobileBERT, MiniLM) embed; a folder whose
+architecture is a ``*ForSequenceClassification`` head classifies (its only task), with labels from
+its config's ``id2label`` (see :mod:`fmgate._local.classification`). A ``.gguf`` file, or a folder
+holding one, loads too (see :mod:`fmgate._local.gguf`).
 """
 
 from __future__ import annotations
@@ -39,8 +42,8 @@ from .._local.loading import (
     load_model,
     peak_memory_bytes,
 )
-from .._record import Access, Usage
-from .._types import ChatRequest, Completion, Delta, GenerationParams, OnText
+from .._record import Access, Task, Usage
+from .._types import ChatRequest, ClassifyResult, Completion, Delta, GenerationParams, OnText
 from ._base import Backend, BackendConfig, EmbeddingResult, Meter
 
 if TYPE_CHECKING:
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
 
 _END = object()
 _Push = Callable[[object], None]
+_CLASSIFY: frozenset[Task] = frozenset({"classify"})
 
 
 class TransformersBackend(Backend):
@@ -100,6 +104,12 @@ class TransformersBackend(Backend):
         if self._loaded is None:
             raise InvalidRequestError(f"{self.config.name}:{self.model} was closed.")
         return self._loaded
+
+    @property
+    def tasks(self) -> frozenset[Task]:
+        """``classify`` for a sequence-classification head; else chat and embed (the model's
+        kind decides which of the two runs)."""
+        return _CLASSIFY if self._profile.is_classifier else super().tasks
 
     def default_params(self) -> GenerationParams:
         return GenerationParams(max_tokens=DEFAULT_MAX_TOKENS)
@@ -277,6 +287,8 @@ class TransformersBackend(Backend):
 
     def _causal(self) -> LoadedModel:
         loaded = self.loaded
+        if loaded.profile.is_classifier:
+            raise self.unsupported("chat")
         if loaded.is_encoder:
             raise InvalidRequestError(
                 f"{self.model} is an encoder ({self._profile.model_type}): it computes embeddings "
@@ -288,6 +300,8 @@ class TransformersBackend(Backend):
 
     def embed(self, texts: Sequence[str]) -> EmbeddingResult:
         loaded = self.loaded
+        if loaded.profile.is_classifier:
+            raise self.unsupported("embed")
         if not loaded.is_encoder:
             raise InvalidRequestError(
                 f"{self.model} is a causal language model ({self._profile.model_type}): embed() "
@@ -310,6 +324,24 @@ class TransformersBackend(Backend):
 
     async def aembed(self, texts: Sequence[str]) -> EmbeddingResult:
         return await asyncio.to_thread(self.embed, texts)
+
+    # -- classification -------------------------------------------------------------------------
+
+    def classify(self, texts: Sequence[str], *, top_k: int) -> ClassifyResult:
+        """Per text, the head's ``top_k`` labels with their softmax scores, best first."""
+        loaded = self.loaded
+        if not loaded.profile.is_classifier:
+            raise self.unsupported("classify")
+        from .._local.classification import classify_texts
+
+        with loaded.lock:
+            ranked, tokens = classify_texts(
+                loaded.model, loaded.tokenizer, texts, device=loaded.device, top_k=top_k
+            )
+        return ClassifyResult(ranked, Usage(tokens, 0, source="tokenizer"))
+
+    async def aclassify(self, texts: Sequence[str], *, top_k: int) -> ClassifyResult:
+        return await asyncio.to_thread(self.classify, texts, top_k=top_k)
 
     def close(self) -> None:
         """Let go of the weights: they are freed once no other loaded Model shares them."""
