@@ -76,6 +76,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[None]
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     monkeypatch.setenv("FMGATE_STORE", str(tmp_path / "store" / "records.sqlite3"))
+    # converted GGUF models and assembled packages go to the test's folder, not the user's cache
+    monkeypatch.setenv("FMGATE_CACHE_DIR", str(tmp_path / "cache"))
     yield
     DEFAULT_STORE.reset()
 

@@ -51,8 +51,13 @@ def loading(name: str) -> Iterator[None]:
     if not err.is_terminal:
         yield
         return
-    with err.status(f"Loading {escape(name)}...", spinner="dots"):
-        yield
+    from .._local.gguf import listen
+
+    label = f"Loading {escape(name)}"
+    with err.status(f"{label}...", spinner="dots") as status:
+        # a GGUF file's first load converts it (a minute for SmolLM2): say how far it is
+        with listen(lambda step: status.update(f"{label}: {escape(step)}")):
+            yield
 
 
 def load_model(name: str, **kwargs: Any) -> Any:
