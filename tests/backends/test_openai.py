@@ -635,7 +635,7 @@ def test_embed(httpx2_mock: respx.Router, memory: fmgate.MemorySink) -> None:
     _json(route, wire.embedding_list([[0.1, 0.2], [0.3, 0.4]], prompt_tokens=6))
     e = fmgate.load("openai:text-embedding-3-small").embed(["a", "b"])
     assert e.vectors == [[0.1, 0.2], [0.3, 0.4]]
-    assert e.usage == fmgate.Usage(6, 0, source="provider")
+    assert e.usage == fmgate.Usage(6, 0, source="provider", items=2)
     assert _sent(route) == {
         "model": "text-embedding-3-small",
         "input": ["a", "b"],
