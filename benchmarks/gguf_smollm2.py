@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import local_overhead  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 import torch  # noqa: E402
 import transformers  # noqa: E402
 
@@ -73,29 +74,12 @@ def bench_load() -> list[str]:
     ]
 
 
-class Raw:
-    """transformers alone, on the model and tokenizer fmgate loaded."""
+class Raw(local_overhead.Raw):
+    """transformers alone, on the model and tokenizer fmgate loaded (local_overhead's generate)."""
 
-    def __init__(self, m: fmgate.Model, tokens: int) -> None:
+    def __init__(self, m: fmgate.Model, tokens: int) -> None:  # not the parent's: no load here
         loaded = m.backend.loaded  # type: ignore[attr-defined]
         self.model, self.tokenizer, self.tokens = loaded.model, loaded.tokenizer, tokens
-
-    def generate(self, prompt: str) -> int:
-        ids = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}],
-            add_generation_prompt=True,
-            return_tensors="pt",
-            return_dict=True,
-        )
-        with torch.inference_mode():
-            out = self.model.generate(
-                **ids,
-                max_new_tokens=self.tokens,
-                min_new_tokens=self.tokens,
-                do_sample=False,
-                pad_token_id=self.tokenizer.pad_token_id,
-            )
-        return int(out.shape[1] - ids["input_ids"].shape[1])
 
 
 def fm_generate(m: fmgate.Model, prompt: str, tokens: int) -> int:
