@@ -15,6 +15,7 @@ from typing import Any
 
 from ._record import Usage
 from ._secrets import redact
+from ._types import lone_surrogate
 
 SANITIZED_TAG = "fmgate.sanitized"
 MAX_TOKENS_PER_CALL = 10**9
@@ -23,13 +24,9 @@ MAX_TOKENS_PER_CALL = 10**9
 
 def storable(text: str) -> str:
     """``text`` with each lone surrogate replaced by U+FFFD (valid pairs are joined)."""
-    if text.isascii():
+    if lone_surrogate(text) is None:
         return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def clean_text(text: str | None, field: str, changed: list[str]) -> str | None:

@@ -34,17 +34,26 @@ def shown(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def check_text(text: str, what: str) -> str:
-    """``text``, refused if it holds a lone surrogate: no model and no UTF-8 wire can carry it."""
+def lone_surrogate(text: str) -> int | None:
+    """Where ``text`` holds its first lone surrogate (which no UTF-8 file, wire or SQLite column
+    can carry), or None. Cheap on the usual ASCII text."""
     if text.isascii():
-        return text
+        return None
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def check_text(text: str, what: str) -> str:
+    """``text``, refused if it holds a lone surrogate: no model and no UTF-8 wire can carry it."""
+    at = lone_surrogate(text)
+    if at is not None:
         raise InvalidRequestError(
-            f"{what} holds a lone surrogate ({text[exc.start]!r} at position {exc.start}), which "
+            f"{what} holds a lone surrogate ({text[at]!r} at position {at}), which "
             "cannot be sent as UTF-8: decode the text with errors='replace' first."
-        ) from None
+        )
     return text
 
 

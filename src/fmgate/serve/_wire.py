@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._record import Usage
+from .._types import lone_surrogate
 from ._errors import invalid, unrecognized
 
 # What fmgate honours.
@@ -296,27 +297,19 @@ def check_unicode(body: Any) -> None:
 
 
 def _check_string(text: str, where: str) -> None:
-    if text.isascii():
-        return
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        bad = ascii(text[exc.start])
+    at = lone_surrogate(text)
+    if at is not None:
         raise invalid(
-            f"{where or 'The request body'} holds a lone surrogate ({bad} at position "
-            f"{exc.start}), which is not valid Unicode: send UTF-8 text.",
+            f"{where or 'The request body'} holds a lone surrogate ({ascii(text[at])} at position "
+            f"{at}), which is not valid Unicode: send UTF-8 text.",
             where or None,
-        ) from None
+        )
 
 
 def _shown(key: str) -> str:
     """A field name as an error can show it: escaped where UTF-8 cannot carry it, and short."""
     key = key[:64]
-    try:
-        key.encode("utf-8")
-    except UnicodeEncodeError:
-        return ascii(key)[1:-1]
-    return key
+    return key if lone_surrogate(key) is None else ascii(key)[1:-1]
 
 
 def read_embeddings(body: Mapping[str, Any]) -> EmbedCall:
