@@ -16,7 +16,13 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._errors import FmgateError, InvalidRequestError, MalformedResponseError, UnsupportedTaskError
+from ._errors import (
+    FmgateError,
+    InvalidRequestError,
+    MalformedResponseError,
+    NoLabelError,
+    UnsupportedTaskError,
+)
 from ._record import Usage
 from ._recording import CallTimer, parts_of_one_call
 from ._types import Classifications, ClassifyResult, Ranked, Response, shown
@@ -180,7 +186,10 @@ def _answers(rows: Sequence[Response | FmgateError], labels: list[str]) -> Class
     responses = [row for row in rows if isinstance(row, Response)]
     if all(error is not None for error in errors):
         first = next((row for row in rows if isinstance(row, FmgateError)), None)
-        raise first or MalformedResponseError(_unmapped_message(errors))
+        if first is not None:
+            raise first
+        answers = [row.text for row in responses]
+        raise NoLabelError(_unmapped_message(errors), answers=answers)
     model_id = responses[0].record.model_id if responses else None
     usage = sum_usage([r.usage for r in responses])
     failed = tuple(errors) if any(errors) else ()

@@ -32,6 +32,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ._record import CallRecord
 
 import builtins
@@ -49,6 +51,7 @@ __all__ = [
     "MalformedResponseError",
     "MissingAPIKeyError",
     "MissingExtraError",
+    "NoLabelError",
     "NotFoundError",
     "OfflineError",
     "RateLimitError",
@@ -201,3 +204,13 @@ class ServerError(BackendError):
 
 class MalformedResponseError(BackendError):
     """The response could not be read: not JSON, missing fields, or a stream cut short."""
+
+
+class NoLabelError(MalformedResponseError):
+    """A zero-shot classification whose answers all name none of the labels: the model answered,
+    but not with a label. ``answers`` keeps each text's raw answer. ``fmgate compare`` grades
+    such a call's texts as wrong rather than leaving them out."""
+
+    def __init__(self, message: str, *, answers: Sequence[str]) -> None:
+        super().__init__(message)
+        self.answers = list(answers)

@@ -20,10 +20,10 @@ from fmgate._compare import (
 from fmgate._compare.classification import read_predictions
 from fmgate._compare.classifying import CLASSIFY_BATCH
 from fmgate._errors import ServerError
-from fmgate._record import Task
+from fmgate._record import Task, Usage
 from fmgate._report import summarize
 from fmgate._tags import PROMPT, REPEAT, ROLE, RUN, WARMUP
-from fmgate.backends._base import BackendConfig
+from fmgate.backends._base import BackendConfig, ChatRequest, Completion
 from tests.fakes import FakeBackend, FakeBatchingBackend, FakeClassifierBackend, fake_config
 
 # The fake classifier labels "fr: ..." as fr. The echoing chat fake answers the zero-shot prompt
@@ -141,6 +141,22 @@ def test_a_failed_call_is_counted_and_its_texts_go_ungraded() -> None:
     assert run.errors == 1 and len(run.scores) == 3
     (row,) = summarize(run.records, run.scores)
     assert row.calls == 4 and row.ok == 3 and row.scored == 3
+
+
+class Mumbling(FakeBackend):
+    """A chat model whose every answer names no label."""
+
+    def _reply(self, request: ChatRequest) -> Completion:
+        self.requests.append(request)
+        return Completion("I cannot tell.", "stop", Usage(1, 3, source="estimate"), "mumble-1")
+
+
+def test_a_call_whose_answer_names_no_label_is_graded_wrong_not_left_out() -> None:
+    run = run_compare([api("mumbler", Mumbling)], ITEMS, warmup=0, scorer=get_scorer("accuracy"))
+    assert run.errors == 0  # the model answered: a wrong answer, not an outage
+    assert {r.outcome.error_type for r in run.records} == {"NoLabelError"}
+    (row,) = summarize(run.records, run.scores)
+    assert (row.calls, row.ok, row.scored, row.accuracy) == (4, 0, 4, 0.0)
 
 
 def test_the_bundled_langid_set_runs_through_a_classifier() -> None:

@@ -202,6 +202,16 @@ def test_embeddings_operation_and_no_latency() -> None:
     )
 
 
+def test_a_model_that_did_two_tasks_gets_a_row_per_task() -> None:
+    def rec(i: int, operation: str, alias: str = "smol") -> CallRecord:
+        return CallRecord(f"{alias}{i}", T0, "transformers", "m", alias=alias, operation=operation)
+
+    records = [rec(0, "chat"), rec(1, "classify"), rec(2, "chat"), rec(3, "classify", "ft")]
+    rows = {s.label: (s.operation, s.calls) for s in summarize(records)}
+    assert rows == {"smol · chat": ("chat", 2), "smol · classify": ("classify", 1),
+                    "ft": ("classify", 1)}  # fmt: skip
+
+
 def test_calls_made_by_fmgate_serve_get_a_row_of_their_own() -> None:
     from datetime import UTC, datetime
 

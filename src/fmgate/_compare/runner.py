@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from .._errors import FmgateError, InvalidRequestError
+from .._errors import FmgateError, InvalidRequestError, NoLabelError
 from .._model import Model
 from .._record import CallRecord, Score
 from .._recording import MemorySink, add_sink, remove_sink
@@ -306,7 +306,11 @@ class _Session:
         self._concurrently(model, warm, 1, one)  # one at a time: the cold start is paid once
         width = 1 if size > 1 else self._width(model)
         results = self._concurrently(model, measured, width, one)
-        self.run.errors += sum(isinstance(outcome, FmgateError) for _, outcome in results)
+        # a call whose answers named no label is a wrong answer, graded as one, not an outage
+        self.run.errors += sum(
+            isinstance(outcome, FmgateError) and not isinstance(outcome, NoLabelError)
+            for _, outcome in results
+        )
         if isinstance(self._scorer, ClassificationScorer):
             self._grade_classes(self._scorer, results)
 
@@ -317,6 +321,9 @@ class _Session:
             if isinstance(outcome, Classifications):
                 rows = list(zip(call.items, top_labels(outcome), strict=True))
                 self._add_score(outcome.record.id, scorer.name, scorer.grade(rows))
+            elif isinstance(outcome, NoLabelError) and outcome.record is not None:
+                unlabelled = [(item, None) for item in call.items]
+                self._add_score(outcome.record.id, scorer.name, scorer.grade(unlabelled))
 
     def _grade(self, scorer: Scorer, results: list[tuple[_Call, _Outcome]]) -> None:
         for call, outcome in results:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import NamedTuple
@@ -20,7 +20,15 @@ from .._compare.classification import CLASSIFICATION_SCORERS, ClassMetrics, clas
 from .._record import CallRecord, Score
 from .._tags import ROLE, WARMUP
 
-__all__ = ["ModelSummary", "is_warmup", "label_of", "percentile", "role_of", "summarize"]
+__all__ = [
+    "ModelSummary",
+    "is_warmup",
+    "label_of",
+    "percentile",
+    "role_of",
+    "row_labels",
+    "summarize",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +104,21 @@ def label_of(record: CallRecord) -> str:
     return f"{label} (served)" if record.tags.get("fmgate.served") == "true" else label
 
 
+def row_labels(records: Sequence[CallRecord]) -> Callable[[CallRecord], str]:
+    """Each record's row: its label, with the task named when the same model did several tasks
+    in these records (a chat model answering prompts and classifying texts gets two rows: their
+    latencies, costs and scores do not mix)."""
+    operations: dict[str, set[str]] = {}
+    for record in records:
+        operations.setdefault(label_of(record), set()).add(record.operation)
+
+    def row(record: CallRecord) -> str:
+        label = label_of(record)
+        return f"{label} · {record.operation}" if len(operations[label]) > 1 else label
+
+    return row
+
+
 def role_of(record: CallRecord) -> str:
     return record.tags.get(ROLE) or "candidate"
 
@@ -105,10 +128,12 @@ def is_warmup(record: CallRecord) -> bool:
 
 
 def summarize(records: Sequence[CallRecord], scores: Sequence[Score] = ()) -> list[ModelSummary]:
-    """One summary per (label, role): candidates in order of first appearance, judges last."""
+    """One summary per (row, role): candidates in order of first appearance, judges last. A row
+    is a model, or a model's task where it did several (:func:`row_labels`)."""
+    row = row_labels(records)
     groups: dict[tuple[str, str], list[CallRecord]] = {}
     for record in records:
-        groups.setdefault((label_of(record), role_of(record)), []).append(record)
+        groups.setdefault((row(record), role_of(record)), []).append(record)
     summaries = [_summarize_group(*key, group, scores) for key, group in groups.items()]
     rank = {"candidate": 0, "judge": 2}
     return sorted(summaries, key=lambda s: rank.get(s.role, 1))

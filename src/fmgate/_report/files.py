@@ -104,13 +104,17 @@ def _write_data(
 
 
 def score_columns(records: Sequence[CallRecord], scores: Sequence[Score]) -> list[dict[str, Any]]:
-    """Each record's flat dict plus one ``score_<scorer>`` key per scorer (the latest score)."""
-    latest = {(s.record_id, s.scorer): s.value for s in scores}
+    """Each record's flat dict plus one ``score_<scorer>`` key per scorer (the latest score), and
+    ``score_<scorer>_detail`` for a scorer that keeps details (a classification score's rows)."""
+    latest = {(s.record_id, s.scorer): s for s in scores}
     scorers = sorted({s.scorer for s in scores})
+    detailed = sorted({s.scorer for s in scores if s.detail is not None})
     rows = []
     for record in records:
         row = record.to_dict()
-        row.update({f"score_{n}": latest.get((record.id, n)) for n in scorers})
+        found = {n: latest.get((record.id, n)) for n in scorers}
+        row.update({f"score_{n}": s.value if s else None for n, s in found.items()})
+        row.update({f"score_{n}_detail": s.detail if (s := found[n]) else None for n in detailed})
         rows.append(row)
     return rows
 

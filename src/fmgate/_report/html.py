@@ -83,7 +83,7 @@ def _list(items: Sequence[str], css: str = "") -> str:
 
 def _tables(summaries: Sequence[ModelSummary]) -> str:
     """The summary and what to know about its rows, then speed and access."""
-    summary, *rest = (_table(summaries, spec) for spec in tables_for(summaries))
+    summary, *rest = (_table(spec.rows(summaries), spec) for spec in tables_for(summaries))
     return "\n".join([summary, _list(notes_for(summaries), "note"), *rest])
 
 

@@ -17,7 +17,7 @@ from functools import partial
 from typing import TYPE_CHECKING, NamedTuple
 
 from .._record import CallRecord
-from .aggregate import ModelSummary, is_warmup, label_of, percentile, role_of
+from .aggregate import ModelSummary, is_warmup, percentile, role_of, row_labels
 from .render import all_failed, fmt_number, model_cell
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ CHANNEL_STYLE = {
 }
 _OTHER_STYLE = ("D", "#777777")
 WIDTH = 12.8  # inches at 100 dpi: the page's full width at 1280 px and up
-TASK_NAMES = {"chat": "Chat", "embeddings": "Embedding"}
+TASK_NAMES = {"chat": "Chat", "embeddings": "Embedding", "classify": "Classification"}
 
 
 class Plot(NamedTuple):
@@ -273,9 +273,10 @@ def _channel_legend(fig: Figure, axes: Sequence[Axes]) -> None:
 
 def _latency_spread(rows: Sequence[ModelSummary], records: Sequence[CallRecord]) -> Plot | str:
     values: dict[tuple[str, str], list[float]] = {}
+    row = row_labels(records)
     for r in records:
         if r.ok and not is_warmup(r) and r.latency.total_s is not None:
-            values.setdefault((label_of(r), role_of(r)), []).append(r.latency.total_s * 1e3)
+            values.setdefault((row(r), role_of(r)), []).append(r.latency.total_s * 1e3)
     shown = [(s, values[(s.label, s.role)]) for s in rows if (s.label, s.role) in values]
     caption = "Latency of each successful call (dots); box from p25 to p75, bar at p50."
     if not shown:

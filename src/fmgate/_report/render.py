@@ -156,6 +156,10 @@ class TableSpec(NamedTuple):
     title: str
     columns: tuple[Column, ...]
     caption: str = ""
+    keeps: Callable[[ModelSummary], bool] | None = None  # the rows it shows; None: every one
+
+    def rows(self, summaries: Sequence[ModelSummary]) -> list[ModelSummary]:
+        return [s for s in summaries if self.keeps is None or self.keeps(s)]
 
 
 def _percentiles(p50: float | None, p90: float | None, p99: float | None) -> str:
@@ -236,6 +240,7 @@ CLASSIFICATION = TableSpec(
     "Over every graded text (a batched call classifies many). Accuracy: the share whose top "
     "label is right. Macro-F1: the mean of each true label's F1, so a rare label weighs as much "
     "as a common one, and a label the model never predicts scores 0.",
+    keeps=lambda s: s.accuracy is not None,
 )
 
 
@@ -336,8 +341,10 @@ def rich_table(summaries: Sequence[ModelSummary], *, title: str | None = None) -
 
     main, *rest = tables_for(summaries, TERMINAL_TABLES)
     caption = " ".join([main.caption, *notes_for(summaries)])
-    tables = [_Fitted(summaries, main, title=title or "", caption=caption)]
-    tables += [_Fitted(summaries, spec, title=spec.title, caption=spec.caption) for spec in rest]
+    tables = [_Fitted(main.rows(summaries), main, title=title or "", caption=caption)]
+    tables += [
+        _Fitted(spec.rows(summaries), spec, title=spec.title, caption=spec.caption) for spec in rest
+    ]
     return Group(*tables)
 
 
@@ -417,7 +424,7 @@ def markdown(summaries: Sequence[ModelSummary], *, title: str, notes: Sequence[s
     if notes:
         lines += [f"- {_md_escape(n)}" for n in notes] + [""]
     for spec in tables_for(summaries):
-        lines += [f"## {spec.title}", "", *_md_table(summaries, spec.columns), ""]
+        lines += [f"## {spec.title}", "", *_md_table(spec.rows(summaries), spec.columns), ""]
         if spec.caption:
             lines += [spec.caption, ""]
     lines += [f"- {_md_escape(n)}" for n in notes_for(summaries)]
