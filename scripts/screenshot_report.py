@@ -21,7 +21,7 @@ from pathlib import Path
 
 from fmgate._record import CallRecord, Score
 from fmgate._report import write_report
-from fmgate.cli._demo import NOTES
+from fmgate.cli._demo import CHAT, TITLE, Names, notes
 
 SAMPLE = Path(__file__).resolve().parent.parent / "docs" / "sample-report"
 WIDTHS = (1366, 1920)
@@ -36,10 +36,9 @@ def read_records(path: Path) -> tuple[list[CallRecord], list[Score]]:
         record = CallRecord.from_dict(row)
         records.append(record)
         for key, value in row.items():
-            if key.startswith("score_") and value is not None:
-                scores.append(
-                    Score(record.id, key.removeprefix("score_"), value, record.started_at)
-                )
+            if key.startswith("score_") and not key.endswith("_detail") and value is not None:
+                scorer, detail = key.removeprefix("score_"), row.get(f"{key}_detail")
+                scores.append(Score(record.id, scorer, value, record.started_at, detail=detail))
     return records, scores
 
 
@@ -72,9 +71,8 @@ def main() -> None:
     records, scores = read_records(SAMPLE / "records.jsonl")
     # records.jsonl is the source: rewrite the others from it
     formats = ("html", "md", "csv")
-    write_report(
-        SAMPLE, records, scores, title="fmgate demo: capitals", formats=formats, notes=NOTES
-    )
+    demo_notes = notes(Names("smollm2", "smollm2-served"), CHAT)
+    write_report(SAMPLE, records, scores, title=TITLE, formats=formats, notes=demo_notes)
     (SAMPLE / "records.csv").unlink(missing_ok=True)  # the JSONL already holds every record
     args.out.mkdir(parents=True, exist_ok=True)
     for width in WIDTHS:

