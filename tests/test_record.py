@@ -12,6 +12,7 @@ import pytest
 
 import fmgate
 from fmgate import Access, CallRecord, Cost, Latency, Outcome, Usage
+from fmgate._record import SCHEMA_VERSION
 
 
 def full_record() -> CallRecord:
@@ -71,7 +72,7 @@ def test_a_classify_record_round_trips_with_its_items() -> None:
         full_record(), operation="classify", task="classify", usage=Usage(items=64)
     )
     back = CallRecord.from_dict(json.loads(json.dumps(rec.to_dict())))
-    assert back == rec and back.schema_version == 5
+    assert back == rec and back.schema_version == SCHEMA_VERSION
 
 
 def test_latency_follows_vllm_definitions() -> None:

@@ -24,6 +24,7 @@ from ._errors import (
     NoLabelError,
     NotFoundError,
     OfflineError,
+    OutputValidationError,
     RateLimitError,
     ServerError,
     SpecError,
@@ -31,13 +32,25 @@ from ._errors import (
     TimeoutError,
     UnknownAliasError,
     UnknownBackendError,
+    UnsupportedFeatureError,
     UnsupportedTaskError,
 )
 from ._fallback import FallbackModel
 from ._load import load
 from ._model import Model
 from ._otel import OpenTelemetrySink
-from ._record import Access, CallRecord, Cost, Environment, Latency, Outcome, Score, Usage
+from ._record import (
+    Access,
+    CallRecord,
+    Cost,
+    Environment,
+    Latency,
+    Outcome,
+    OutputCheck,
+    Score,
+    ToolUse,
+    Usage,
+)
 from ._recording import JsonlSink, MemorySink, Sink, add_sink, flush, recent, remove_sink
 from ._registry import backend_names
 from ._secrets import Secret
@@ -72,6 +85,8 @@ __all__ = [
     "Latency",
     "MalformedResponseError",
     "NoLabelError",
+    "OutputValidationError",
+    "UnsupportedFeatureError",
     "MemorySink",
     "Message",
     "MissingAPIKeyError",
@@ -81,6 +96,7 @@ __all__ = [
     "OfflineError",
     "OpenTelemetrySink",
     "Outcome",
+    "OutputCheck",
     "RateLimitError",
     "Response",
     "Score",
@@ -95,6 +111,7 @@ __all__ = [
     "UnknownAliasError",
     "UnknownBackendError",
     "UnsupportedTaskError",
+    "ToolUse",
     "Usage",
     "__version__",
     "add_sink",

@@ -22,10 +22,11 @@ from ._errors import (
     MalformedResponseError,
     NoLabelError,
     UnsupportedTaskError,
+    shown,
 )
 from ._record import Usage
 from ._recording import CallTimer, parts_of_one_call
-from ._types import Classifications, ClassifyResult, Ranked, Response, shown
+from ._types import Classifications, ClassifyResult, Ranked, Response
 
 if TYPE_CHECKING:
     from ._model import Model

@@ -35,9 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._errors import ConfigFileError, ConfigurationError, SpecError
+from ._errors import ConfigFileError, ConfigurationError, SpecError, shown
 from ._secrets import Secret
-from ._types import shown
 
 logger = logging.getLogger("fmgate")
 

@@ -54,6 +54,7 @@ __all__ = [
     "NoLabelError",
     "NotFoundError",
     "OfflineError",
+    "OutputValidationError",
     "RateLimitError",
     "ServerError",
     "SpecError",
@@ -61,6 +62,7 @@ __all__ = [
     "TimeoutError",
     "UnknownAliasError",
     "UnknownBackendError",
+    "UnsupportedFeatureError",
     "UnsupportedTaskError",
 ]
 
@@ -117,6 +119,15 @@ class OfflineError(ConfigurationError):
 
 class InvalidRequestError(ConfigurationError):
     """A prompt, message list or generation parameter that fmgate refuses before sending."""
+
+
+class UnsupportedFeatureError(InvalidRequestError):
+    """The backend cannot honour part of the request (tools, structured output): fmgate refuses
+    rather than drop it silently. ``feature`` names it (``tools``, ``output``)."""
+
+    def __init__(self, message: str, *, feature: str) -> None:
+        super().__init__(message)
+        self.feature = feature
 
 
 class UnsupportedTaskError(ConfigurationError):
@@ -206,6 +217,16 @@ class MalformedResponseError(BackendError):
     """The response could not be read: not JSON, missing fields, or a stream cut short."""
 
 
+class OutputValidationError(MalformedResponseError):
+    """The reply does not validate as the structured output asked for (``output=``). ``text``
+    keeps the raw reply; the call is recorded as failed with the validation message."""
+
+    def __init__(self, message: str, *, text: str, schema_name: str | None = None) -> None:
+        super().__init__(message)
+        self.text = text
+        self.schema_name = schema_name
+
+
 class NoLabelError(MalformedResponseError):
     """A zero-shot classification whose answers all name none of the labels: the model answered,
     but not with a label. ``answers`` keeps each text's raw answer. ``fmgate compare`` grades
@@ -214,3 +235,13 @@ class NoLabelError(MalformedResponseError):
     def __init__(self, message: str, *, answers: Sequence[str]) -> None:
         super().__init__(message)
         self.answers = list(answers)
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut short for a message: a huge value would drown it, and an int past
+    ``sys.get_int_max_str_digits()`` cannot be printed at all."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"an {type(value).__name__} too large to print"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

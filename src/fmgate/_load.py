@@ -27,6 +27,7 @@ from ._errors import (
     InvalidRequestError,
     UnknownAliasError,
     UnknownBackendError,
+    shown,
 )
 from ._fallback import FallbackModel
 from ._model import Model
@@ -35,7 +36,7 @@ from ._recording import Sink, add_sink
 from ._registry import resolve
 from ._retry import DEFAULT_BACKOFF_S, DEFAULT_MAX_RETRIES, RetryPolicy
 from ._store import DEFAULT_STORE
-from ._types import make_params, shown
+from ._types import make_params
 from .backends._base import Backend, BackendConfig
 
 # Every call of this process goes to the embedded store ($FMGATE_STORE) as well; it opens on the

@@ -6,15 +6,22 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
-from . import _classify, _embed
+from . import _classify, _embed, _tool_loop
 from . import _retry as retry
 from ._batching import TextListener, arun_many, many_rows, run_many
-from ._errors import FmgateError, InvalidRequestError, OfflineError, UnsupportedTaskError
+from ._errors import (
+    FmgateError,
+    InvalidRequestError,
+    OfflineError,
+    UnsupportedFeatureError,
+    UnsupportedTaskError,
+)
 from ._offline import offline
 from ._record import Access, Task
 from ._recording import CallTimer, Recorded, Sink
 from ._retry import NO_RETRIES, RetryPolicy
 from ._stream import AsyncStream, Stream
+from ._tools import check_tool_choice, to_output, to_tools
 from ._types import (
     ChatRequest,
     Classifications,
@@ -115,13 +122,27 @@ class Model:
         stop: str | Sequence[str] | None = None,
         seed: int | None = None,
         system: str | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        output: Any = None,
+        run_tools: bool = False,
+        max_tool_rounds: int = 10,
         **backend_params: Any,
     ) -> Response:
         """Generate a reply to ``prompt`` (text or ``{"role", "content"}`` messages).
 
+        ``tools``: functions (or OpenAI function schemas) the model may call; its calls come
+        back in ``Response.tool_calls``, and ``tool_choice`` says whether it may (``auto``),
+        must (``required``, or a tool's name) or must not (``none``). With ``run_tools=True``
+        fmgate runs them and sends the results back until the model answers in text (one
+        record per model call; docs/tools.md). ``output``: a Pydantic model class or a JSON
+        schema the reply must satisfy; ``Response.parsed`` holds the validated value.
         Backend-specific parameters pass through with their prefix (``openai_logprobs=True``).
         """
         params = _params(max_tokens, temperature, top_p, stop, seed, backend_params)
+        params.update(tools=tools, tool_choice=tool_choice, output=output)
+        if run_tools:
+            return _tool_loop.run_tools(self, prompt, system, params, max_tool_rounds)
         timer, request = self.prepare(prompt, system, stream=False, params=params)
         with Recorded(timer, self._backend.provider):
             completion = retry.call(
@@ -139,13 +160,18 @@ class Model:
         stop: str | Sequence[str] | None = None,
         seed: int | None = None,
         system: str | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        output: Any = None,
+        run_tools: bool = False,
+        max_tool_rounds: int = 10,
         **backend_params: Any,
     ) -> Response:
-        """Generate a reply to ``prompt`` (text or ``{"role", "content"}`` messages).
-
-        Backend-specific parameters pass through with their prefix (``openai_logprobs=True``).
-        """
+        """Generate a reply to ``prompt``: as :meth:`generate` (async tools are awaited)."""
         params = _params(max_tokens, temperature, top_p, stop, seed, backend_params)
+        params.update(tools=tools, tool_choice=tool_choice, output=output)
+        if run_tools:
+            return await _tool_loop.arun_tools(self, prompt, system, params, max_tool_rounds)
         timer, request = self.prepare(prompt, system, stream=False, params=params)
         with Recorded(timer, self._backend.provider):
             completion = await retry.acall(
@@ -163,6 +189,9 @@ class Model:
         stop: str | Sequence[str] | None = None,
         seed: int | None = None,
         system: str | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        output: Any = None,
         **backend_params: Any,
     ) -> Stream:
         """Stream a reply as :class:`Chunk` objects; afterwards ``.response`` and ``.record``.
@@ -170,6 +199,7 @@ class Model:
         The request is sent when iteration starts; TTFT runs from then to the first text.
         """
         params = _params(max_tokens, temperature, top_p, stop, seed, backend_params)
+        params.update(tools=tools, tool_choice=tool_choice, output=output)
         timer, request = self.prepare(prompt, system, stream=True, params=params)
         return Stream(self, timer, request)
 
@@ -183,6 +213,9 @@ class Model:
         stop: str | Sequence[str] | None = None,
         seed: int | None = None,
         system: str | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        output: Any = None,
         **backend_params: Any,
     ) -> AsyncStream:
         """Stream a reply as :class:`Chunk` objects; afterwards ``.response`` and ``.record``.
@@ -190,6 +223,7 @@ class Model:
         The request is sent when iteration starts; TTFT runs from then to the first text.
         """
         params = _params(max_tokens, temperature, top_p, stop, seed, backend_params)
+        params.update(tools=tools, tool_choice=tool_choice, output=output)
         timer, request = self.prepare(prompt, system, stream=True, params=params)
         return AsyncStream(self, timer, request)
 
@@ -382,13 +416,38 @@ class Model:
             if "chat" not in self._tasks:
                 raise self._backend.unsupported("chat")
             self._check_online()
+            params = dict(params)
+            tools = to_tools(params.pop("tools", None))
+            choice = check_tool_choice(params.pop("tool_choice", None), tools)
+            output = to_output(params.pop("output", None))
             merged = self._defaults.merged(make_params(params, self._prefixes))
             messages = normalize_messages(prompt, system if system is not None else self._system)
+            request = ChatRequest(messages, merged, tools, choice, output)
+            self._check_features(request)
         except (InvalidRequestError, OfflineError, UnsupportedTaskError) as exc:
             CallTimer(self, task="chat", stream=stream, params={}).fail(exc, sent=False)
             raise
         timer = CallTimer(self, task="chat", stream=stream, params=merged.to_record())
-        return timer, ChatRequest(messages, merged)
+        timer.asked(request)
+        return timer, request
+
+    def _check_features(self, request: ChatRequest) -> None:
+        """Refuse what the backend cannot honour, rather than drop it (Backend.features)."""
+        features = self._backend.features
+        uses_tools = bool(request.tools) or any(
+            m.tool_calls or m.role == "tool" for m in request.messages
+        )
+        for feature, used, what in (
+            ("tools", uses_tools, "tools (and tool calls or results in the messages)"),
+            ("output", request.output is not None, "structured output (output=)"),
+        ):
+            if used and feature not in features:
+                raise UnsupportedFeatureError(
+                    f"{self.spec} cannot take {what}: fmgate's {self._backend.config.name} "
+                    f"backend does not support it for this model, and will not drop it "
+                    f"silently. Leave it out, or use a model whose backend does.",
+                    feature=feature,
+                )
 
     def _check_online(self) -> None:
         """In offline mode, refuse before sending unless the model is known not to need the

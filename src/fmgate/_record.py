@@ -26,8 +26,8 @@ OPERATIONS: dict[Task, Operation] = {"chat": "chat", "embed": "embeddings", "cla
 Status = Literal["ok", "error"]
 
 # 2: tags; 3: latency.wall_s, outcome.fallback_reason; 4: outcome.sent;
-# 5: task, usage.items, usage.images_in, usage.images_out
-SCHEMA_VERSION = 5
+# 5: task, usage.items, usage.images_in, usage.images_out; 6: tools, output
+SCHEMA_VERSION = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +153,28 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolUse:
+    """Tools in a chat call: how many were offered, how the model had to choose (``auto``,
+    ``required``, ``none`` or a tool's name), and how many calls it made. ``None`` throughout
+    for a call without tools. A tool loop's calls share the tag ``fmgate.tool_loop``."""
+
+    offered: int | None = None
+    choice: str | None = None
+    called: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutputCheck:
+    """Structured output (``output=``): the schema's name and sha256 (first 16 hex digits of its
+    canonical JSON), and whether the reply validated (``False``: the call failed with an
+    ``OutputValidationError``; ``None`` with no reply to check). ``None`` throughout without."""
+
+    schema: str | None = None
+    schema_hash: str | None = None
+    valid: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Environment:
     fmgate_version: str | None = None
     backend_library: str | None = None
@@ -166,6 +188,8 @@ _GROUPS: dict[str, type[Any]] = {
     "access": Access,
     "outcome": Outcome,
     "environment": Environment,
+    "tools": ToolUse,
+    "output": OutputCheck,
 }
 
 
@@ -197,6 +221,8 @@ class CallRecord:
     access: Access = Access()
     outcome: Outcome = Outcome()
     environment: Environment = Environment()
+    tools: ToolUse = ToolUse()
+    output: OutputCheck = OutputCheck()
     schema_version: int = SCHEMA_VERSION
 
     @property

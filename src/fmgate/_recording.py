@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ._clean import SANITIZED_TAG, clean_text, clean_usage, clean_value
 from ._cost import Priced, list_price, unknown
-from ._errors import BackendError, ConfigurationError, FmgateError
+from ._errors import BackendError, ConfigurationError, FmgateError, OutputValidationError
 from ._failure import as_backend_error
 from ._record import (
     OPERATIONS,
@@ -35,15 +35,18 @@ from ._record import (
     Environment,
     Latency,
     Outcome,
+    OutputCheck,
     Status,
     Task,
+    ToolUse,
     Usage,
 )
 from ._secrets import redact
 from ._tags import current_tags
-from ._types import Completion, Response
+from ._types import ChatRequest, Completion, Response
 
 if TYPE_CHECKING:
+    from ._tools import OutputSpec
     from .backends._base import Backend
 
 logger = logging.getLogger("fmgate")
@@ -229,6 +232,9 @@ class CallTimer:
         "_fallback",
         "_sent_before",
         "_part",
+        "_tools",
+        "_output",
+        "_spec",
         "attempts",
         "chunks",
     )
@@ -254,9 +260,21 @@ class CallTimer:
         self._ttft: float | None = None
         self._early_setup = 0.0
         self._sent_before = False
+        self._tools = ToolUse()
+        self._output = OutputCheck()
+        self._spec: OutputSpec | None = None
         self.attempts = 1
         self.chunks = 0
         self.restart()
+
+    def asked(self, request: ChatRequest) -> None:
+        """What the request asks beyond text: its tools and its structured output, for the record
+        (and the output to check the reply against, in :meth:`respond`)."""
+        if request.tools:
+            self._tools = ToolUse(offered=len(request.tools), choice=request.tool_choice or "auto")
+        if request.output is not None:
+            self._spec = request.output
+            self._output = OutputCheck(request.output.name, request.output.digest)
 
     def restart(self) -> None:
         """Start the clock now (a stream starts when it is first iterated, not when created)."""
@@ -295,9 +313,13 @@ class CallTimer:
         finish_reason: str | None,
         first_token_at: float | None = None,
         failed_items: BaseException | None = None,
+        tool_calls: int = 0,
+        invalid: BaseException | None = None,
     ) -> CallRecord:
         """Record a success. ``failed_items``: some items of a many-item call failed while the
-        others succeeded; the record stays ok and its error fields describe those items."""
+        others succeeded; the record stays ok and its error fields describe those items.
+        ``invalid``: the reply came back, priced and timed, but is not the structured output
+        asked for; the record is an error with that message."""
         total = time.perf_counter() - self._t0
         if first_token_at is not None and self._ttft is None:
             self._ttft = max(0.0, first_token_at - self._t0)
@@ -316,20 +338,48 @@ class CallTimer:
             wall_s=self._wall(),
         )
         partial: dict[str, Any] = {}
-        if failed_items is not None:
-            partial = dict(error_type=type(failed_items).__name__, error_message=str(failed_items))
-        outcome = self._outcome("ok", finish_reason, sent=True, **partial)
-        return self._record(resolved, usage, latency, priced.cost, access, outcome, changed)
+        failed = invalid or failed_items
+        if failed is not None:
+            partial = dict(error_type=type(failed).__name__, error_message=str(failed)[:2000])
+        status: Status = "error" if invalid is not None else "ok"
+        outcome = self._outcome(status, finish_reason, sent=True, **partial)
+        if self._tools.offered is not None:
+            self._tools = dataclasses.replace(self._tools, called=tool_calls)
+        record = self._record(resolved, usage, latency, priced.cost, access, outcome, changed)
+        if isinstance(invalid, FmgateError):
+            invalid.record = record
+        return record
 
     def respond(self, completion: Completion) -> Response:
-        """The caller's Response to a completed call, with its record."""
+        """The caller's Response to a completed call, with its record. With structured output
+        asked (and no tool called instead) the reply is validated: ``parsed`` holds the value,
+        or the call is recorded as failed and OutputValidationError raised, keeping the text."""
+        parsed, invalid = None, None
+        whole = completion.finish_reason != "client_closed"  # a reply cut off is not checked
+        if self._spec is not None and whole and not completion.tool_calls:
+            try:
+                parsed = self._spec.parse(completion.text)
+            except OutputValidationError as exc:
+                invalid = exc
+            self._output = dataclasses.replace(self._output, valid=invalid is None)
         record = self.succeed(
             usage=completion.usage,
             model_id=completion.model_id,
             finish_reason=completion.finish_reason,
             first_token_at=completion.first_token_at,
+            tool_calls=len(completion.tool_calls),
+            invalid=invalid,
         )
-        return Response(completion.text, completion.finish_reason, completion.usage, record)
+        if invalid is not None:
+            raise invalid
+        return Response(
+            completion.text,
+            completion.finish_reason,
+            completion.usage,
+            record,
+            completion.tool_calls,
+            parsed,
+        )
 
     def _wall(self) -> float:
         return time.perf_counter() - self._wall_t0
@@ -427,6 +477,8 @@ class CallTimer:
         if changed:
             tags = {**tags, SANITIZED_TAG: ",".join(dict.fromkeys(changed))}
         record = CallRecord(
+            tools=self._tools,
+            output=self._output,
             id=uuid.uuid4().hex,
             started_at=self._started_at,
             backend=backend.config.name,

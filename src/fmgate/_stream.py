@@ -6,14 +6,15 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
 from . import _retry
-from ._errors import FmgateError
+from ._errors import FmgateError, OutputValidationError
 from ._failure import as_backend_error
 from ._record import CallRecord, Usage
 from ._recording import CallTimer
-from ._types import ChatRequest, Chunk, Delta, Response
+from ._types import ChatRequest, Chunk, Completion, Delta, Response
 
 if TYPE_CHECKING:
     from ._model import Model
+    from ._tools import ToolCall
 
 
 class _StreamState:
@@ -27,6 +28,7 @@ class _StreamState:
         self._finish_reason: str | None = None
         self._usage: Usage | None = None
         self._model_id: str | None = None
+        self._tool_calls: tuple[ToolCall, ...] = ()
         self._response: Response | None = None
         self._started = False
         self._closed_unsent = False
@@ -66,6 +68,8 @@ class _StreamState:
             self._finish_reason = delta.finish_reason
         if delta.model_id is not None:
             self._model_id = delta.model_id
+        if delta.tool_calls:
+            self._tool_calls += delta.tool_calls
         if not delta.text:
             return None
         self._timer.first_token()
@@ -78,8 +82,13 @@ class _StreamState:
             return
         usage = self._usage or Usage()
         reason = finish_reason or self._finish_reason
-        record = self._timer.succeed(usage=usage, model_id=self._model_id, finish_reason=reason)
-        self._response = Response(self.text, reason, usage, record)
+        done = Completion(self.text, reason, usage, self._model_id, tool_calls=self._tool_calls)
+        try:
+            self._response = self._timer.respond(done)
+        except OutputValidationError as exc:  # recorded; the text stays readable
+            assert exc.record is not None
+            self._response = Response(self.text, reason, usage, exc.record, self._tool_calls)
+            raise
 
     def _retry_wait(self, tries: int, exc: Exception) -> float | None:
         """Seconds before trying again, or None. Once text has reached the caller a failure is

@@ -48,4 +48,5 @@ RUN = "fmgate.run"  # the comparison run's id
 PROMPT = "fmgate.prompt"  # the prompt item's id in the prompt set
 REPEAT = "fmgate.repeat"  # "0", "1", ...: which repeat of the prompt
 WARMUP = "fmgate.warmup"  # "true" on warm-up calls, which statistics leave out
+TOOL_LOOP = "fmgate.tool_loop"  # the id shared by the model calls of one run_tools=True loop
 ROLE = "fmgate.role"  # "candidate" (a model compared), "judge" (a judge grading), "index"

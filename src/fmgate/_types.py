@@ -6,11 +6,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-from ._errors import InvalidRequestError
+from ._errors import InvalidRequestError, shown
 from ._record import CallRecord, Usage
+from ._tools import OutputSpec, Tool, ToolCall, to_tool_call
 
-Role = Literal["system", "user", "assistant"]
-ROLES: frozenset[str] = frozenset(("system", "user", "assistant"))
+Role = Literal["system", "user", "assistant", "tool"]
+ROLES: frozenset[str] = frozenset(("system", "user", "assistant", "tool"))
 
 Prompt = str | Sequence[Mapping[str, Any]]
 OnText = Callable[[str], None]
@@ -20,18 +21,15 @@ OnText = Callable[[str], None]
 
 @dataclass(frozen=True, slots=True)
 class Message:
+    """One chat message. An assistant message may carry the tool calls it made (``content``
+    may then be empty); a ``tool`` message answers one of them (``tool_call_id``), ``name``
+    being the tool's."""
+
     role: Role
     content: str
-
-
-def shown(value: object, limit: int = 60) -> str:
-    """``repr(value)`` cut short for a message: a huge value would drown it, and an int past
-    ``sys.get_int_max_str_digits()`` cannot be printed at all."""
-    try:
-        text = repr(value)
-    except ValueError:
-        return f"an {type(value).__name__} too large to print"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
 
 
 def lone_surrogate(text: str) -> int | None:
@@ -78,7 +76,7 @@ def normalize_messages(prompt: Prompt, system: str | None = None) -> tuple[Messa
         messages.insert(0, Message("system", check_text(system, "The system prompt")))
     if all(m.role == "system" for m in messages):
         raise InvalidRequestError("The messages hold only a system prompt: add a user message.")
-    if not any(m.content.strip() for m in messages if m.role != "system"):
+    if not any(m.content.strip() or m.tool_calls for m in messages if m.role != "system"):
         raise InvalidRequestError(
             "The prompt is empty: every user and assistant message is blank; give one some text."
         )
@@ -91,22 +89,51 @@ def _message(index: int, raw: object) -> Message:
             f"Message {index} is a {type(raw).__name__}; each message must be a dict with "
             "'role' and 'content'."
         )
-    extra = set(raw) - {"role", "content"}
-    if extra or "role" not in raw or "content" not in raw:
-        raise InvalidRequestError(
-            f"Message {index} must have exactly the keys 'role' and 'content' "
-            f"(got {', '.join(sorted(map(shown, raw)))})."
-        )
-    role, content = raw["role"], raw["content"]
+    role = raw.get("role")
     if not isinstance(role, str) or role not in ROLES:  # a list or dict role is unhashable
         raise InvalidRequestError(
-            f"Message {index} has role {shown(role)}; use one of 'system', 'user', 'assistant'."
+            f"Message {index} has role {shown(role)}; use one of 'system', 'user', 'assistant', "
+            "'tool'."
+        )
+    allowed = _KEYS[role]
+    extra = set(raw) - allowed
+    content = raw.get("content")
+    calls = raw.get("tool_calls") if role == "assistant" else None
+    if content is None and calls:  # OpenAI's assistant message with tool calls only
+        content = ""
+    if extra or "role" not in raw or content is None:
+        raise InvalidRequestError(
+            f"Message {index} must have the keys {', '.join(sorted(_KEYS[role]))} "
+            f"(got {', '.join(sorted(map(shown, raw)))})."
         )
     if not isinstance(content, str):
         raise InvalidRequestError(
             f"Message {index} content must be a str, not {type(content).__name__}."
         )
-    return Message(cast(Role, role), check_text(content, f"Message {index} content"))
+    text = check_text(content, f"Message {index} content")
+    if role == "tool":
+        call_id = raw.get("tool_call_id")
+        if not isinstance(call_id, str) or not call_id:
+            raise InvalidRequestError(
+                f"Message {index} is a tool result: give the 'tool_call_id' of the call it answers."
+            )
+        name = raw.get("name")
+        return Message(
+            "tool", text, tool_call_id=call_id, name=name if isinstance(name, str) else None
+        )
+    if calls is not None:
+        if isinstance(calls, str | bytes | Mapping) or not isinstance(calls, Sequence):
+            raise InvalidRequestError(f"Message {index} tool_calls must be a list.")
+        return Message("assistant", text, tuple(to_tool_call(c, i) for i, c in enumerate(calls)))
+    return Message(cast(Role, role), text)
+
+
+_KEYS: dict[str, frozenset[str]] = {
+    "system": frozenset({"role", "content"}),
+    "user": frozenset({"role", "content"}),
+    "assistant": frozenset({"role", "content", "tool_calls"}),
+    "tool": frozenset({"role", "content", "tool_call_id", "name"}),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,10 +243,16 @@ def _check_param(key: str, value: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
-    """What a backend receives: normalised messages and the merged parameters."""
+    """What a backend receives: normalised messages and the merged parameters; the tools the
+    model may call and how it must choose (``auto``, ``required``, ``none``, a tool's name);
+    and the structured output its reply must be. A backend that cannot honour ``tools`` or
+    ``output`` never receives them: ``Model`` refuses first (``Backend.features``)."""
 
     messages: tuple[Message, ...]
     params: GenerationParams
+    tools: tuple[Tool, ...] = ()
+    tool_choice: str | None = None
+    output: OutputSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +266,7 @@ class Completion:
     # time.perf_counter() when the first token was decoded, where the backend can see it (local
     # generation): the recording wrapper turns it into latency.ttft_s for non-streamed calls.
     first_token_at: float | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(slots=True)
@@ -243,16 +277,26 @@ class Delta:
     finish_reason: str | None = None
     usage: Usage | None = None
     model_id: str | None = None
+    # whole tool calls, assembled by the backend from the provider's pieces (usually at the end)
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """The result of ``generate``: the text, why it stopped, token usage and the call record."""
+    """The result of ``generate``: the text, why it stopped, token usage and the call record;
+    the tool calls the model made (``finish_reason == "tool_calls"``), and with ``output=`` the
+    validated value (a Pydantic instance, or the decoded JSON for a schema dict).
+
+    ``messages`` is the conversation after this call when a tool loop ran (``run_tools=True``):
+    the prompt, each assistant turn with its calls, and each tool result."""
 
     text: str
     finish_reason: str | None
     usage: Usage
     record: CallRecord
+    tool_calls: tuple[ToolCall, ...] = ()
+    parsed: Any = None
+    messages: tuple[Message, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._errors import InvalidRequestError
-from .._types import shown
+from .._errors import InvalidRequestError, shown
 
 __all__ = [
     "FIELDS",

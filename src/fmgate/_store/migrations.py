@@ -182,3 +182,15 @@ def m005_tasks(db: sqlite3.Connection) -> None:
     db.execute(
         "UPDATE records SET task = CASE operation WHEN 'embeddings' THEN 'embed' ELSE 'chat' END"
     )
+
+
+@migration
+def m006_tools_and_output(db: sqlite3.Connection) -> None:
+    # schema_version 6: tools offered, the choice asked and calls made; structured output's schema
+    # and whether the reply validated. Rows written before it had neither: NULL.
+    db.execute("ALTER TABLE records ADD COLUMN tools_offered INTEGER")
+    db.execute("ALTER TABLE records ADD COLUMN tools_choice TEXT")
+    db.execute("ALTER TABLE records ADD COLUMN tools_called INTEGER")
+    db.execute("ALTER TABLE records ADD COLUMN output_schema TEXT")
+    db.execute("ALTER TABLE records ADD COLUMN output_schema_hash TEXT")
+    db.execute("ALTER TABLE records ADD COLUMN output_valid BOOLEAN")

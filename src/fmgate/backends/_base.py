@@ -59,6 +59,10 @@ class Backend(ABC):
     wire: ClassVar[str]
     library: ClassVar[str | None] = None
     supports_embeddings: ClassVar[bool] = False
+    # What a backend honours beyond plain chat: "tools" (tools, tool_choice, tool calls and tool
+    # results in messages) and "output" (structured output). Model refuses a request that needs
+    # one the backend lacks, with an UnsupportedFeatureError: never dropped silently.
+    features: ClassVar[frozenset[str]] = frozenset()
     # Backends that run several prompts in one forward pass (local models) set this above 1 and
     # implement complete_batch; Model.generate_many then batches instead of using threads.
     default_batch_size: ClassVar[int] = 1
