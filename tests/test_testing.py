@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from pydantic import BaseModel
 
 import fmgate
 from fmgate.testing import stub_server, stub_server_stats
@@ -83,3 +84,88 @@ def test_building_an_async_client_is_cold_start_not_latency(
     first = asyncio.run(m.agenerate("x")).record.latency
     assert first.load_s is not None and first.load_s >= 0.2
     assert first.total_s is not None and first.total_s < 0.2
+
+
+# -- tools and structured output: the stub answers by the schemas ---------------------------------
+
+
+def _answer(path: bytes, request: dict[str, object]) -> dict[str, object]:
+    import json
+
+    from fmgate.testing._stub_server import respond
+
+    raw = respond(b"POST", path, json.dumps(request).encode())
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    data: dict[str, object] = json.loads(body)
+    return data
+
+
+WEATHER = {
+    "name": "get_weather",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
+        "required": ["city", "unit"],
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        WEATHER["parameters"],
+        {"type": "array", "items": {"type": "integer", "minimum": 3}, "minItems": 2},
+        {"$defs": {"P": {"type": "number", "exclusiveMinimum": 5}}, "$ref": "#/$defs/P"},
+        {"anyOf": [{"type": "null"}, {"type": "string"}]},
+        {"type": ["string", "null"], "minLength": 4},
+    ],
+)
+def test_the_stubs_example_is_valid_against_its_schema(schema: dict[str, object]) -> None:
+    import jsonschema
+
+    from fmgate.testing._stub_server import example
+
+    jsonschema.validate(example(schema), schema)
+
+
+def test_the_openai_stub_calls_the_tool_then_reads_its_result() -> None:
+    tools = [{"type": "function", "function": WEATHER}]
+    first = _answer(
+        b"/v1/chat/completions",
+        {"model": "m", "messages": [{"role": "user", "content": "w"}], "tools": tools},
+    )
+    choice = first["choices"][0]  # type: ignore[index]
+    assert choice["finish_reason"] == "tool_calls"
+    call = choice["message"]["tool_calls"][0]
+    assert call["function"] == {"name": "get_weather", "arguments": '{"city": "x", "unit": "c"}'}
+    result = {"role": "tool", "tool_call_id": call["id"], "content": "21C"}
+    second = _answer(b"/v1/chat/completions", {"model": "m", "messages": [result], "tools": tools})
+    assert second["choices"][0]["message"]["content"] == "The tool said: 21C"  # type: ignore[index]
+
+
+class Point(BaseModel):
+    x: int
+    label: str
+
+
+def get_weather(city: str) -> str:
+    """Weather in a city."""
+    return f"21C in {city}"
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_the_stubs_answer_tools_and_structured_output_through_fmgate(
+    models: list[fmgate.Model], streamed: bool
+) -> None:
+    for m in models:
+        if streamed:
+            stream = m.stream("Weather in Paris?", tools=[get_weather])
+            list(stream)
+            call = stream.response.tool_calls[0]
+        else:
+            call = m.generate("Weather in Paris?", tools=[get_weather]).tool_calls[0]
+        assert (call.name, call.arguments) == ("get_weather", {"city": "x"}), m.spec
+        done = m.generate("Weather in Paris?", tools=[get_weather], run_tools=True)
+        assert done.text == "The tool said: 21C in x", m.spec
+        assert m.generate("A point", output=Point).parsed == Point(x=1, label="x"), m.spec

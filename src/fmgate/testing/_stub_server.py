@@ -2,8 +2,15 @@
 
 For tests, benchmarks and offline demos: it answers ``POST /v1/chat/completions`` (OpenAI) and
 ``POST /v1/messages`` (Anthropic), plain or streamed (SSE), with a canned reply and usage counted
-from the request size, as fast as a stdlib HTTP/1.1 keep-alive server can. It runs in a child
-process so that its work does not share the caller's GIL:
+from the request size, as fast as a stdlib HTTP/1.1 keep-alive server can.
+
+Tools and structured output follow the schemas, deterministically: offered tools (unless
+``tool_choice`` is ``none``, or the last message is already a tool result) get one call to the
+chosen tool, or the first, with the smallest arguments valid against its schema; after a tool
+result the reply is ``"The tool said: <result>"``; a JSON schema asked for (OpenAI's
+``response_format``, Anthropic's ``output_format``) gets the smallest valid instance as the reply.
+
+It runs in a child process so that its work does not share the caller's GIL:
 
     from fmgate.testing import stub_server
     with stub_server() as base_url:            # "http://127.0.0.1:<random port>"
@@ -191,6 +198,190 @@ def anthropic_stream(model: str, input_tokens: int, text: str = REPLY) -> list[b
     return events
 
 
+# -- tools and structured output -------------------------------------------------------------------
+
+
+def example(schema: Any, defs: dict[str, Any] | None = None) -> Any:
+    """The smallest value valid against a JSON schema (the common subset: types, enum, const,
+    required properties, minItems, anyOf/oneOf, $ref to $defs)."""
+    if not isinstance(schema, dict):
+        return None
+    defs = {**(defs or {}), **schema.get("$defs", {}), **schema.get("definitions", {})}
+    if "$ref" in schema:
+        return example(defs.get(str(schema["$ref"]).rsplit("/", 1)[-1], {}), defs)
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if schema.get(key):
+            return example(schema[key][0], defs)
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        props = schema.get("properties", {})
+        return {name: example(props[name], defs) for name in props}
+    if kind == "array":
+        return [example(schema.get("items", {}), defs)] * int(schema.get("minItems", 0))
+    if kind in ("number", "integer"):
+        low = float(schema.get("minimum", schema.get("exclusiveMinimum", 0)) or 0)
+        value = max(1.0, low + (1 if "exclusiveMinimum" in schema else 0))
+        return int(value) if kind == "integer" else float(value)
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    return "x" * max(1, int(schema.get("minLength", 1)))
+
+
+def _openai_plan(request: dict[str, Any]) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
+    """(text, tool calls) for an OpenAI request."""
+    messages = request.get("messages") or [{}]
+    last = messages[-1] if isinstance(messages[-1], dict) else {}
+    if last.get("role") == "tool":
+        return f"The tool said: {last.get('content')}", []
+    tools = [t.get("function", {}) for t in request.get("tools") or [] if isinstance(t, dict)]
+    choice = request.get("tool_choice")
+    if tools and choice != "none":
+        named = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+        tool = next((t for t in tools if t.get("name") == named), tools[0])
+        return "", [(str(tool.get("name")), example(tool.get("parameters", {})))]
+    fmt = request.get("response_format") or {}
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        return json.dumps(example(fmt.get("json_schema", {}).get("schema", {}))), []
+    if isinstance(fmt, dict) and fmt.get("type") == "json_object":
+        return "{}", []
+    return REPLY, []
+
+
+def _anthropic_plan(request: dict[str, Any]) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
+    """(text, tool calls) for an Anthropic request."""
+    messages = request.get("messages") or [{}]
+    content = messages[-1].get("content") if isinstance(messages[-1], dict) else None
+    results = [b for b in content or [] if isinstance(b, dict) and b.get("type") == "tool_result"]
+    if isinstance(content, list) and results:
+        said = results[-1].get("content")
+        if isinstance(said, list):
+            said = " ".join(str(b.get("text", "")) for b in said if isinstance(b, dict))
+        return f"The tool said: {said}", []
+    tools = [t for t in request.get("tools") or [] if isinstance(t, dict) and "input_schema" in t]
+    choice = request.get("tool_choice") or {}
+    if tools and choice.get("type") != "none":
+        tool = next((t for t in tools if t.get("name") == choice.get("name")), tools[0])
+        return "", [(str(tool.get("name")), example(tool.get("input_schema", {})))]
+    fmt = request.get("output_format") or (request.get("output_config") or {}).get("format") or {}
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        return json.dumps(example(fmt.get("schema", {}))), []
+    return REPLY, []
+
+
+def _openai_calls(calls: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": f"call_loopback_{i}",
+            "type": "function",
+            "function": {"name": name, "arguments": json.dumps(args)},
+        }
+        for i, (name, args) in enumerate(calls)
+    ]
+
+
+def openai_tool_completion(
+    model: str, input_tokens: int, calls: list[tuple[str, dict[str, Any]]]
+) -> dict[str, Any]:
+    data = openai_completion(model, input_tokens, "")
+    choice = data["choices"][0]
+    choice["message"].update(content=None, tool_calls=_openai_calls(calls))
+    choice["finish_reason"] = "tool_calls"
+    data["usage"] = _openai_usage(input_tokens, 8 * len(calls))
+    return data
+
+
+def openai_tool_stream(
+    model: str, input_tokens: int, include_usage: bool, calls: list[tuple[str, dict[str, Any]]]
+) -> list[bytes]:
+    """A role chunk, then per call its id and name, and its arguments in two pieces."""
+    events = openai_stream(model, input_tokens, include_usage, "")
+    head, rest = events[0], events[1:]
+    pieces: list[bytes] = []
+    for i, call in enumerate(_openai_calls(calls)):
+        text = call["function"]["arguments"]
+        first = {
+            **call,
+            "index": i,
+            "function": {"name": call["function"]["name"], "arguments": ""},
+        }
+        half = len(text) // 2
+        for delta in (first, {"index": i, "function": {"arguments": text[:half]}},
+                      {"index": i, "function": {"arguments": text[half:]}}):  # fmt: skip
+            pieces.append(_sse(_openai_chunk(model, {"tool_calls": [delta]}, None)))
+    pieces.append(_sse(_openai_chunk(model, {}, "tool_calls")))
+    # the plain stream's empty-text chunk and stop chunk are replaced; usage and [DONE] stay
+    tail = [e for e in rest if b'"usage":{' in e or e.startswith(b"data: [DONE]")]
+    return [head, *pieces, *tail]
+
+
+def _openai_chunk(model: str, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-loopback",
+        "object": "chat.completion.chunk",
+        "created": _CREATED,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
+
+
+def anthropic_tool_message(
+    model: str, input_tokens: int, calls: list[tuple[str, dict[str, Any]]]
+) -> dict[str, Any]:
+    data = anthropic_message(model, input_tokens, "")
+    data["content"] = [
+        {"type": "tool_use", "id": f"toolu_loopback_{i}", "name": name, "input": args}
+        for i, (name, args) in enumerate(calls)
+    ]
+    data["stop_reason"] = "tool_use"
+    return data
+
+
+def anthropic_tool_stream(
+    model: str, input_tokens: int, calls: list[tuple[str, dict[str, Any]]]
+) -> list[bytes]:
+    start = anthropic_tool_message(model, input_tokens, calls)
+    start.update(content=[], stop_reason=None)
+    events = [_sse({"type": "message_start", "message": start}, "message_start")]
+    for i, (name, args) in enumerate(calls):
+        block = {"type": "tool_use", "id": f"toolu_loopback_{i}", "name": name, "input": {}}
+        text = json.dumps(args)
+        events.append(
+            _sse(
+                {"type": "content_block_start", "index": i, "content_block": block},
+                "content_block_start",
+            )  # fmt: skip
+        )
+        for piece in (text[: len(text) // 2], text[len(text) // 2 :]):
+            delta = {"type": "input_json_delta", "partial_json": piece}
+            events.append(
+                _sse(
+                    {"type": "content_block_delta", "index": i, "delta": delta},
+                    "content_block_delta",
+                )  # fmt: skip
+            )
+        events.append(_sse({"type": "content_block_stop", "index": i}, "content_block_stop"))
+    events += [
+        _sse(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                "usage": {"output_tokens": 8 * len(calls)},
+            },
+            "message_delta",
+        ),
+        _sse({"type": "message_stop"}, "message_stop"),
+    ]
+    return events
+
+
 # -- HTTP/1.1 -------------------------------------------------------------------------------------
 
 _REASONS = {
@@ -263,14 +454,24 @@ def respond(method: bytes, target: bytes, body: bytes) -> bytes:
     stream = request.get("stream") is True
     tokens = _input_tokens(body)
     if wire == "openai":
-        if not stream:
-            return json_response(200, openai_completion(model, tokens))
+        text, calls = _openai_plan(request)
         options = request.get("stream_options") or {}
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        return sse_response(openai_stream(model, tokens, include_usage))
+        if calls:
+            if not stream:
+                return json_response(200, openai_tool_completion(model, tokens, calls))
+            return sse_response(openai_tool_stream(model, tokens, include_usage, calls))
+        if not stream:
+            return json_response(200, openai_completion(model, tokens, text))
+        return sse_response(openai_stream(model, tokens, include_usage, text))
+    text, calls = _anthropic_plan(request)
+    if calls:
+        if not stream:
+            return json_response(200, anthropic_tool_message(model, tokens, calls))
+        return sse_response(anthropic_tool_stream(model, tokens, calls))
     if not stream:
-        return json_response(200, anthropic_message(model, tokens))
-    return sse_response(anthropic_stream(model, tokens))
+        return json_response(200, anthropic_message(model, tokens, text))
+    return sse_response(anthropic_stream(model, tokens, text))
 
 
 class _Server:
