@@ -510,7 +510,7 @@ def test_the_default_path_is_in_the_user_data_dir(
     assert default_path() == Path.home() / "x.sqlite3"
 
 
-@pytest.mark.parametrize("value", ["none", "None", " NONE "])
+@pytest.mark.parametrize("value", ["none", "None", " NONE ", "off", "false", "0"])
 def test_fmgate_store_none_turns_the_store_off(
     model: fmgate.Model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:

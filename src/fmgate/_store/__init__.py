@@ -22,6 +22,9 @@ from .sqlite import SqliteStore
 __all__ = ["DEFAULT_STORE", "STORE_ENV", "DefaultStore", "SqliteStore", "records"]
 
 STORE_ENV = "FMGATE_STORE"
+# Values that turn the store off: "none" as documented, and the words people try first (a store
+# file named "off" in the working directory helps nobody).
+OFF = frozenset({"none", "off", "false", "0", "no"})
 FILE_NAME = "records.sqlite3"
 
 logger = logging.getLogger("fmgate")
@@ -33,7 +36,7 @@ def default_path() -> Path | None:
     raw = os.environ.get(STORE_ENV, "").strip()
     if not raw:
         raw = _configured() or ""
-    if raw.lower() == "none":
+    if raw.lower() in OFF:
         return None
     if raw:
         return Path(raw).expanduser()
