@@ -8,6 +8,10 @@ faster than the SDK's parsed ``Message`` and event objects, and skipping ``messa
 argument processing another ~5% (some 30 µs of CPU a call). That method's two checks are kept
 here: it refuses a long call without streaming, and warns of a deprecated model; the request it
 sends, headers included, is the same (a test compares them).
+
+Tools and structured output (``tools=``, ``output=``) are translated in
+:mod:`._anthropic_tools`, which also says when structured output is native and when it runs
+through a forced tool (the ``structured_output`` setting).
 """
 
 from __future__ import annotations
@@ -41,7 +45,18 @@ from .._errors import (
 from .._providers import host_port, remote_access
 from .._record import Access, Usage
 from .._secrets import Secret, key_from_env, redact
-from .._types import ChatRequest, Completion, Delta, GenerationParams, Message
+from .._types import ChatRequest, Completion, Delta, GenerationParams
+from ._anthropic_tools import (
+    BadPayload,
+    OutputMode,
+    OutputTool,
+    StreamedBlocks,
+    check_output_setting,
+    output_mode,
+    read_content,
+    to_messages,
+    tool_fields,
+)
 from ._base import Backend, BackendConfig
 from ._deadline import Clock, until
 from ._http import (
@@ -94,6 +109,9 @@ _RESERVED: dict[str, str] = {
     "top_p": "top_p=...",
     "stop_sequences": "stop=...",
     "stream": "Model.stream()",
+    "tools": "tools=[...]",
+    "tool_choice": "tool_choice=...",
+    "output_format": "output=...",  # the structured-output beta's name for output_config.format
 }
 
 # SDK exception type -> fmgate type; the first match wins, so subclasses come first.
@@ -131,15 +149,15 @@ _STREAM: anthropic.RequestOptions = {}
 _Client = TypeVar("_Client", anthropic.Anthropic, anthropic.AsyncAnthropic)
 
 
-class _BadPayload(ValueError):
-    """A 2xx body or event that does not have the documented shape."""
-
-
 class AnthropicBackend(Backend):
     """Claude models over the Messages API (``anthropic:claude-3-5-haiku-latest``)."""
 
     wire: ClassVar[str] = "anthropic"
     library: ClassVar[str | None] = "anthropic"
+    features: ClassVar[frozenset[str]] = frozenset({"tools", "output"})
+    # "auto" (native structured output where the model has it, else a forced tool), "native"
+    # or "tool": see fmgate.backends._anthropic_tools
+    settings: ClassVar[dict[str, tuple[type, ...]]] = {"structured_output": (str,)}
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
@@ -150,6 +168,8 @@ class AnthropicBackend(Backend):
         assert key is not None  # required=True raises instead
         self._key: Secret = key
         self._endpoint = host_port(self._base_url)
+        setting = check_output_setting(config.options.get("structured_output", "auto"))
+        self._output_mode: OutputMode = output_mode(self.model, setting)
         self._max_plain_tokens = _nonstreaming_limit(self.model, config.timeout)
         if self.model in DEPRECATED_MODELS:
             _warn_deprecated(self.model)
@@ -174,25 +194,37 @@ class AnthropicBackend(Backend):
     def access(self) -> Access:
         return remote_access(self.config.provider, self.model, self._base_url, has_key=True)
 
+    @property
+    def output_mode(self) -> OutputMode:
+        """How ``output=`` is asked of this model: ``native`` (Anthropic's structured output)
+        or ``tool`` (a forced tool whose input is the answer)."""
+        return self._output_mode
+
     # -- calls ----------------------------------------------------------------------------------
 
     def complete(self, request: ChatRequest) -> Completion:
-        response = self._post(self._body(request, stream=False))
-        return _message(json_body(response, self.config.name), self.config.name)
+        body, output = self._body(request, stream=False)
+        response = self._post(body)
+        return _message(json_body(response, self.config.name), self.config.name, output)
 
     async def acomplete(self, request: ChatRequest) -> Completion:
-        response = await self._apost(self._body(request, stream=False))
-        return _message(json_body(response, self.config.name), self.config.name)
+        body, output = self._body(request, stream=False)
+        response = await self._apost(body)
+        return _message(json_body(response, self.config.name), self.config.name, output)
 
     def stream(self, request: ChatRequest) -> Iterator[Delta]:
         clock = try_clock(self.config.timeout, stream=True)
-        response = self._post(self._body(request, stream=True), clock=clock)
-        yield from events(response, _StreamReader(self.config.name), clock, self.config.timeout)
+        body, output = self._body(request, stream=True)
+        response = self._post(body, clock=clock)
+        reader = _StreamReader(self.config.name, output)
+        yield from events(response, reader, clock, self.config.timeout)
 
     async def astream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         clock = try_clock(self.config.timeout, stream=True)
-        response = await self._apost(self._body(request, stream=True), clock=clock)
-        deltas = aevents(response, _StreamReader(self.config.name), clock, self.config.timeout)
+        body, output = self._body(request, stream=True)
+        response = await self._apost(body, clock=clock)
+        reader = _StreamReader(self.config.name, output)
+        deltas = aevents(response, reader, clock, self.config.timeout)
         async with contextlib.aclosing(deltas):
             async for delta in deltas:
                 yield delta
@@ -233,13 +265,16 @@ class AnthropicBackend(Backend):
         except anthropic.AnthropicError as exc:
             raise _send_error(exc, self.config.name) from exc
 
-    def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+    def _body(
+        self, request: ChatRequest, *, stream: bool
+    ) -> tuple[dict[str, Any], OutputTool | None]:
+        """The request body, and the forced tool that carries a structured answer, if any."""
         params = request.params
         _check_params(params)
         max_tokens = params.max_tokens or DEFAULT_MAX_TOKENS
         if max_tokens > self._max_plain_tokens and not stream:
             raise _too_long_for_one_response(max_tokens, self.config.name)
-        system, messages = _split_system(request.messages)
+        system, messages = to_messages(request.messages)
         body: dict[str, Any] = {"model": self.model, "messages": messages, "max_tokens": max_tokens}
         if system is not None:
             body["system"] = system
@@ -252,7 +287,9 @@ class AnthropicBackend(Backend):
         if stream:
             body["stream"] = True
         body.update(params.extra)
-        return body
+        fields, output = tool_fields(request, self._output_mode, params.extra)
+        body.update(fields)
+        return body, output
 
 
 # -- setup --------------------------------------------------------------------------------------
@@ -331,50 +368,47 @@ def _check_params(params: GenerationParams) -> None:
             )
 
 
-def _split_system(messages: tuple[Message, ...]) -> tuple[str | None, list[dict[str, str]]]:
-    """Anthropic takes the system prompt as a top-level field, not as a message."""
-    system = [m.content for m in messages if m.role == "system"]
-    chat = [{"role": m.role, "content": m.content} for m in messages if m.role != "system"]
-    return ("\n\n".join(system) if system else None), chat
-
-
 # -- response -----------------------------------------------------------------------------------
 
 
-def _message(data: Any, provider: str) -> Completion:
+def _message(data: Any, provider: str, output: OutputTool | None = None) -> Completion:
     try:
-        return _parse_message(data)
+        return _parse_message(data, output)
     except BAD_DATA as exc:
         raise _malformed(exc, provider) from exc
 
 
-def _parse_message(data: Any) -> Completion:
+def _parse_message(data: Any, output: OutputTool | None) -> Completion:
     if data.get("type") != "message":
-        raise _BadPayload(f"expected a message object, got type {data.get('type')!r}")
-    text = "".join(block["text"] for block in data["content"] if block["type"] == "text")
+        raise BadPayload(f"expected a message object, got type {data.get('type')!r}")
+    content = read_content(data["content"], output)
     return Completion(
-        text=text,
-        finish_reason=_finish_reason(data["stop_reason"]),
+        text=content.text,
+        finish_reason=_finish_reason(data["stop_reason"], answered=content.answered),
         usage=_usage(data["usage"]),
         model_id=_str(data["model"], "model"),
+        tool_calls=content.calls,
     )
 
 
-def _finish_reason(reason: Any) -> str | None:
+def _finish_reason(reason: Any, *, answered: bool = False) -> str | None:
+    """``answered``: the model stopped to "call" the forced output tool, which is its answer."""
     if reason is None:
         return None
     name = _str(reason, "stop_reason")
+    if answered and name == "tool_use":
+        return "stop"
     return FINISH_REASONS.get(name, name)
 
 
 def _usage(raw: Any) -> Usage:
     """Anthropic counts cached input apart from ``input_tokens``; fmgate's input includes it."""
     if not isinstance(raw, Mapping):
-        raise _BadPayload("usage is missing")
+        raise BadPayload("usage is missing")
     fresh = _count(raw, "input_tokens")
     output = _count(raw, "output_tokens")
     if fresh is None or output is None:
-        raise _BadPayload("usage lacks input_tokens or output_tokens")
+        raise BadPayload("usage lacks input_tokens or output_tokens")
     read = _count(raw, "cache_read_input_tokens")
     write = _count(raw, "cache_creation_input_tokens")
     return Usage(
@@ -389,31 +423,34 @@ def _usage(raw: Any) -> Usage:
 def _count(raw: Mapping[str, Any], key: str) -> int | None:
     value = raw.get(key)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-        raise _BadPayload(f"usage.{key} is {value!r}, not a token count")
+        raise BadPayload(f"usage.{key} is {value!r}, not a token count")
     return value
 
 
 def _str(value: Any, name: str) -> str:
     if not isinstance(value, str):
-        raise _BadPayload(f"{name} is {value!r}, not a string")
+        raise BadPayload(f"{name} is {value!r}, not a string")
     return value
 
 
 class _StreamReader(EventReader):
     """Reads a Messages event stream into deltas, up to ``message_stop``.
 
-    Reads ``message_start`` (model, input usage), ``content_block_delta`` (text),
-    ``message_delta`` (stop reason, cumulative usage) and ``message_stop``; ``ping`` and event
-    types it does not know are skipped; an ``error`` event raises the matching fmgate error.
+    Reads ``message_start`` (model, input usage), ``content_block_start``, ``_delta`` and
+    ``_stop`` (text, and tool calls assembled by :class:`StreamedBlocks`), ``message_delta``
+    (stop reason, cumulative usage) and ``message_stop``; ``ping`` and event types it does not
+    know are skipped; an ``error`` event raises the matching fmgate error. ``output``: the
+    forced tool whose input is streamed as the text.
     """
 
-    __slots__ = ("_model_id", "_stop_reason", "_usage")
+    __slots__ = ("_blocks", "_model_id", "_stop_reason", "_usage")
 
-    def __init__(self, provider: str) -> None:
+    def __init__(self, provider: str, output: OutputTool | None = None) -> None:
         super().__init__(provider)
         self._model_id: str | None = None
         self._usage: dict[str, Any] = {}
         self._stop_reason: str | None = None
+        self._blocks = StreamedBlocks(output)
 
     def event(self, name: str | None, data: bytes) -> Delta | None:
         if name == "ping":
@@ -421,9 +458,13 @@ class _StreamReader(EventReader):
         payload = json.loads(data)
         kind = name or payload.get("type")
         if kind == "content_block_delta":
-            delta = payload["delta"]
-            if delta.get("type") == "text_delta":
-                return Delta(text=_str(delta["text"], "delta.text"))
+            # content, even a tool's arguments: the delta moves the stream's idle deadline
+            return Delta(text=self._blocks.delta(payload["index"], payload["delta"]))
+        elif kind == "content_block_start":
+            self._blocks.start(payload["index"], payload["content_block"])
+        elif kind == "content_block_stop":
+            text = self._blocks.stop(payload["index"])
+            return Delta(text=text) if text else None
         elif kind == "message_start":
             message = payload["message"]
             self._model_id = _str(message["model"], "model")
@@ -441,11 +482,14 @@ class _StreamReader(EventReader):
     def end(self) -> Delta:
         """Finish reason, usage and model id, once the stream has ended."""
         if not self.done:
-            raise _BadPayload("the stream ended before message_stop")
+            raise BadPayload("the stream ended before message_stop")
+        text, calls = self._blocks.finish()
         return Delta(
-            finish_reason=_finish_reason(self._stop_reason),
+            text=text,
+            finish_reason=_finish_reason(self._stop_reason, answered=self._blocks.answered),
             usage=_usage(self._usage),
             model_id=self._model_id,
+            tool_calls=calls,
         )
 
     def malformed(self, exc: Exception) -> MalformedResponseError:
@@ -507,7 +551,7 @@ def _too_long(message: str | None) -> bool:
 
 def _event_error(error: Any, provider: str) -> BackendError:
     if not isinstance(error, Mapping):
-        raise _BadPayload("an error event without an error object")
+        raise BadPayload("an error event without an error object")
     kind = error.get("type")
     message = error.get("message")
     cls = _EVENT_ERRORS.get(kind, ServerError) if isinstance(kind, str) else ServerError
@@ -520,7 +564,7 @@ def _malformed(exc: Exception, provider: str) -> MalformedResponseError:
     """The error for a 2xx body or event that is not the documented shape."""
     reason = (
         str(exc)
-        if isinstance(exc, _BadPayload)
+        if isinstance(exc, BadPayload)
         else f"unreadable body ({type(exc).__name__}: {exc})"
     )
     return MalformedResponseError(redact(f"{provider}: {reason}"), provider=provider)
