@@ -267,7 +267,7 @@ def test_structured_output_is_validated_into_the_pydantic_model() -> None:
     assert request.output is not None and request.output.name == "Conversion"
     assert request.output.schema["additionalProperties"] is False  # closed, as strict mode needs
     (rec,) = records(m)
-    assert (rec.output.schema, rec.output.valid) == ("Conversion", True)
+    assert (rec.output.schema, rec.output.valid, rec.output.mode) == ("Conversion", True, "native")
     assert rec.output.schema_hash == to_output(Conversion).digest  # type: ignore[union-attr]
 
 

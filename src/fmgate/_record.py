@@ -166,12 +166,15 @@ class ToolUse:
 @dataclass(frozen=True, slots=True)
 class OutputCheck:
     """Structured output (``output=``): the schema's name and sha256 (first 16 hex digits of its
-    canonical JSON), and whether the reply validated (``False``: the call failed with an
+    canonical JSON), how the backend asked for it (``mode``: ``native``, the provider's own
+    structured output; ``tool``, a forced tool whose input is the answer; ``grammar``, local
+    constrained decoding), and whether the reply validated (``False``: the call failed with an
     ``OutputValidationError``; ``None`` with no reply to check). ``None`` throughout without."""
 
     schema: str | None = None
     schema_hash: str | None = None
     valid: bool | None = None
+    mode: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -284,7 +284,8 @@ class CallTimer:
             self._tools = ToolUse(offered=len(request.tools), choice=request.tool_choice or "auto")
         if request.output is not None:
             self._spec = request.output
-            self._output = OutputCheck(request.output.name, request.output.digest)
+            mode = self._model.backend.output_mode
+            self._output = OutputCheck(request.output.name, request.output.digest, mode=mode)
 
     def restart(self) -> None:
         """Start the clock now (a stream starts when it is first iterated, not when created)."""

@@ -194,3 +194,4 @@ def m006_tools_and_output(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE records ADD COLUMN output_schema TEXT")
     db.execute("ALTER TABLE records ADD COLUMN output_schema_hash TEXT")
     db.execute("ALTER TABLE records ADD COLUMN output_valid BOOLEAN")
+    db.execute("ALTER TABLE records ADD COLUMN output_mode TEXT")

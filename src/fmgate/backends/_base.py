@@ -173,6 +173,13 @@ class Backend(ABC):
         """
         return _EMBED_TASKS if self.supports_embeddings else _CHAT_TASKS
 
+    @property
+    def output_mode(self) -> str | None:
+        """How this backend asks for structured output, as ``record.output.mode`` says it:
+        ``native`` (the provider's own structured output) by default where ``output`` is in
+        :attr:`features`; a backend that uses a forced tool or a grammar says so."""
+        return "native" if "output" in self.features else None
+
     def unsupported(self, task: Task) -> UnsupportedTaskError:
         """The error for a task this backend does not serve, naming those it does."""
         return unsupported_task(self.config.name, self.model, task, self.tasks)
