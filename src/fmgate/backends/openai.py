@@ -8,6 +8,9 @@ the response and for every stream chunk), and its sync stream closes the respons
 ``[DONE]`` without reading the end of the chunked body, so the connection cannot be reused. The
 documented ``client.post(path, cast_to=httpx2.Response, ...)`` keeps the SDK's auth, headers,
 timeouts and error classes, and hands back the raw response.
+
+Tools and structured output (``tools``, ``tool_choice``, ``response_format``, tool messages, and
+the tool calls read back whole or assembled from a stream) are translated in ``_openai_tools``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import contextlib
 import functools
 import json
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 import httpx2
@@ -55,6 +58,14 @@ from ._http import (
     too_large,
     try_clock,
 )
+from ._openai_tools import (
+    BadPayload,
+    StreamedCalls,
+    finish_reason,
+    read_calls,
+    to_messages,
+    tool_fields,
+)
 
 _CHAT = "/chat/completions"
 _EMBEDDINGS = "/embeddings"
@@ -77,6 +88,9 @@ class OpenAIBackend(Backend):
     wire = "openai"
     library = "openai"
     supports_embeddings = True
+    features: ClassVar[frozenset[str]] = frozenset({"tools", "output"})
+    # strict_tools=False: never mark tools "strict", for a server that refuses the field.
+    settings: ClassVar[dict[str, tuple[type, ...]]] = {"strict_tools": (bool,)}
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
@@ -85,6 +99,7 @@ class OpenAIBackend(Backend):
         self._key = _read_key(config)
         # "max_completion_tokens" for OpenAI (it deprecated max_tokens), "max_tokens" elsewhere.
         self._max_tokens_field = config.provider.max_tokens_param
+        self._strict_tools = bool(config.options.get("strict_tools", True))
         self._client = _build(openai.OpenAI, config, self._base_url, self._key)
         # Built without a reference to the backend, which is then freed (and its clients closed)
         # as soon as it is dropped.
@@ -144,10 +159,7 @@ class OpenAIBackend(Backend):
 
     def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         params = request.params
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-        }
+        body: dict[str, Any] = {"model": self.model, "messages": to_messages(request.messages)}
         if params.max_tokens is not None:
             body[self._max_tokens_field] = params.max_tokens
         for name in ("temperature", "top_p", "seed"):
@@ -159,7 +171,9 @@ class OpenAIBackend(Backend):
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
-        return _with_extra(body, params.extra)
+        tools = tool_fields(request, strict_tools=self._strict_tools)
+        body.update(tools)
+        return _with_extra(body, params.extra, _RESERVED.union(tools))
 
     # -- embeddings -----------------------------------------------------------------------------
 
@@ -259,12 +273,16 @@ def _read_key(config: BackendConfig) -> Secret | None:
 # -- request bodies ------------------------------------------------------------------------------
 
 
-def _with_extra(body: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    clash = _RESERVED.intersection(extra)
+def _with_extra(
+    body: dict[str, Any], extra: Mapping[str, Any], reserved: frozenset[str] = _RESERVED
+) -> dict[str, Any]:
+    """``body`` with the caller's backend-specific parameters; ``reserved``: the keys fmgate set
+    for this request (tools=, tool_choice= and output= own theirs), which they may not replace."""
+    clash = reserved.intersection(extra)
     if clash:
         raise InvalidRequestError(
             f"The backend parameter {sorted(clash)[0]!r} cannot be passed through: fmgate sets "
-            f"{', '.join(sorted(_RESERVED))} itself."
+            f"{', '.join(sorted(reserved))} itself."
         )
     body.update(extra)
     return body
@@ -287,14 +305,21 @@ def _completion(data: Any, provider: str) -> Completion:
         _raise_error_object(data, provider)
         choice = _first(data["choices"])
         message = choice["message"]
-        text = _opt(message.get("content"), str) or _opt(message.get("refusal"), str) or ""
+        content = _opt(message.get("content"), str)
+        # A refusal is the text when the model wrote nothing else; the finish reason says so.
+        # With output= asked, Model's validation then fails it as OutputValidationError, which
+        # keeps the refusal's text and the call's usage on the record (it was billed).
+        refusal = None if content else _opt(message.get("refusal"), str)
+        calls = read_calls(message.get("tool_calls"), provider)
+        reason = _opt(choice.get("finish_reason"), str)
         return Completion(
-            text,
-            _opt(choice.get("finish_reason"), str),
+            content or refusal or "",
+            finish_reason(reason, bool(calls), bool(refusal)),
             _usage(data.get("usage")),
             _opt(data.get("model"), str),
+            tool_calls=calls,
         )
-    except (_Shape, KeyError, TypeError, AttributeError) as exc:
+    except (_Shape, BadPayload, KeyError, TypeError, AttributeError) as exc:
         raise _malformed("chat.completion", exc, provider) from exc
 
 
@@ -379,10 +404,20 @@ class _ChunkReader(EventReader):
 
     A stream must show a finish reason or usage before it ends: otherwise it was cut. A server
     that ignores ``include_usage`` (some self-hosted ones do) gets its output counted as one
-    token per text chunk, as vLLM-style servers send them, with ``source="estimate"``.
+    token per content chunk, as vLLM-style servers send them, with ``source="estimate"``.
+    Tool calls arrive in pieces and leave whole, in the last delta.
     """
 
-    __slots__ = ("content_type", "finished", "has_usage", "text_chunks")
+    __slots__ = (
+        "calls",
+        "content",
+        "content_type",
+        "finished",
+        "has_usage",
+        "reason",
+        "refused",
+        "text_chunks",
+    )
 
     def __init__(self, provider: str, content_type: str | None) -> None:
         super().__init__(provider)
@@ -390,6 +425,10 @@ class _ChunkReader(EventReader):
         self.finished = False  # a finish reason or usage was read
         self.has_usage = False
         self.text_chunks = 0
+        self.calls = StreamedCalls()
+        self.reason: str | None = None
+        self.content = False  # content (not a refusal) was streamed
+        self.refused = False
 
     def event(self, name: str | None, data: bytes) -> Delta | None:
         if data == b"[DONE]":
@@ -397,18 +436,23 @@ class _ChunkReader(EventReader):
             return None
         chunk = json.loads(data)
         _raise_error_object(chunk, self.provider)
-        delta = _chunk_delta(chunk)
+        delta = _chunk_delta(chunk, self)
         if delta.finish_reason is not None or delta.usage is not None:
             self.finished = True
+        self.reason = delta.finish_reason or self.reason
         self.has_usage = self.has_usage or delta.usage is not None
-        self.text_chunks += bool(delta.text)
         return delta
 
     def end(self) -> Delta | None:
         if self.finished:
-            if self.has_usage:
+            calls = self.calls.finish(self.provider)
+            reason = finish_reason(self.reason, bool(calls), self.refused and not self.content)
+            usage = None
+            if not self.has_usage:
+                usage = Usage(output_tokens=self.text_chunks, source="estimate")
+            if usage is None and not calls and reason == self.reason:
                 return None
-            return Delta(usage=Usage(output_tokens=self.text_chunks, source="estimate"))
+            return Delta(finish_reason=reason, usage=usage, tool_calls=calls)
         if not self.started:
             self._raise_body_error()
         raise MalformedResponseError(
@@ -437,7 +481,8 @@ class _ChunkReader(EventReader):
         return _malformed("chat.completion.chunk", exc, self.provider)
 
 
-def _chunk_delta(chunk: Any) -> Delta:
+def _chunk_delta(chunk: Any, reader: _ChunkReader) -> Delta:
+    """One chunk's Delta; its tool call pieces go to ``reader.calls``."""
     raw_usage = chunk.get("usage")
     usage = _usage(raw_usage) if raw_usage is not None else None
     model_id = _opt(chunk.get("model"), str)
@@ -445,8 +490,15 @@ def _chunk_delta(chunk: Any) -> Delta:
     if not choices:  # the usage-only chunk that include_usage adds at the end
         return Delta(usage=usage, model_id=model_id)
     choice = _first(choices)
-    text = _opt((choice.get("delta") or {}).get("content"), str) or ""
-    return Delta(text, _opt(choice.get("finish_reason"), str), usage, model_id)
+    delta = choice.get("delta") or {}
+    text = _opt(delta.get("content"), str) or ""
+    refusal = _opt(delta.get("refusal"), str) or ""  # streamed as the text, as when whole
+    pieces = delta.get("tool_calls")
+    reader.calls.take(pieces)
+    reader.content = reader.content or bool(text)
+    reader.refused = reader.refused or bool(refusal)
+    reader.text_chunks += bool(text or refusal or pieces)
+    return Delta(text + refusal, _opt(choice.get("finish_reason"), str), usage, model_id)
 
 
 # -- errors --------------------------------------------------------------------------------------
