@@ -372,6 +372,13 @@ class CallTimer:
                 parsed = self._spec.parse(completion.text)
             except OutputValidationError as exc:
                 invalid = exc
+                if completion.finish_reason == "content_filter":  # a refusal, not a bad shape
+                    invalid = OutputValidationError(
+                        f"The model refused to answer as {self._spec.name}: "
+                        f"{completion.text[:200]!r}",
+                        text=completion.text,
+                        schema_name=self._spec.name,
+                    )
             self._output = dataclasses.replace(self._output, valid=invalid is None)
         record = self.succeed(
             usage=completion.usage,

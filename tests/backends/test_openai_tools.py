@@ -557,7 +557,7 @@ def test_a_refusal_with_output_is_an_output_validation_error_that_keeps_it(
     body = wire.chat_completion(None)
     body["choices"][0]["message"]["refusal"] = "I'm sorry, I cannot assist with that request."
     reply(httpx2_mock, body)
-    with pytest.raises(OutputValidationError) as info:
+    with pytest.raises(OutputValidationError, match="refused to answer as Conversion") as info:
         model.generate("x", output=Conversion)
     assert info.value.text == "I'm sorry, I cannot assist with that request."
     record = memory.records[-1]
