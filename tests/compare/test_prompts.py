@@ -57,7 +57,7 @@ def test_bundled_sets_load_by_name() -> None:
         if is_classification(items):
             continue  # langid: its own test below
         assert 8 <= len(items) <= 20, name
-        assert all(item.expected for item in items), name
+        assert all(item.expected or item.expected_tool for item in items), name
     assert PromptItem(
         "france", "What is the capital of France? Answer with the city name only.", "Paris"
     ) in load_prompts("capitals")

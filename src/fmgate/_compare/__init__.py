@@ -8,6 +8,9 @@ run.records, run.scores, run.errors
 A set whose rows have a ``label`` (the bundled ``langid``) is classified instead, and graded with
 ``get_scorer("accuracy")`` or ``get_scorer("macro_f1")``; :func:`class_metrics` computes both
 from the scores.
+
+Rows may ask for structure (a ``schema`` for the reply, ``tools`` to call; the bundled ``units``
+and ``tools`` sets), graded with ``get_scorer("json_schema")`` or ``get_scorer("tool_call")``.
 """
 
 from .classification import CLASSIFICATION_SCORERS, ClassMetrics, Prediction, class_metrics
@@ -25,10 +28,13 @@ from .scorers import (
     RETRIEVAL,
     ChecksItems,
     ClassificationScorer,
+    GradesResponses,
+    JsonSchemaScorer,
     JudgeScorer,
     RetrievalIndex,
     Scorer,
     ScoreResult,
+    ToolCallScorer,
     get_scorer,
     normalise,
     parse_judge_score,
@@ -42,12 +48,15 @@ __all__ = [
     "ClassMetrics",
     "ClassificationScorer",
     "CompareRun",
+    "GradesResponses",
+    "JsonSchemaScorer",
     "JudgeScorer",
     "Prediction",
     "PromptItem",
     "RetrievalIndex",
     "ScoreResult",
     "Scorer",
+    "ToolCallScorer",
     "bundled_prompt_sets",
     "check_scorer",
     "class_metrics",

@@ -9,6 +9,28 @@ every answer as unscorable.
 A classification set gives each row a ``label`` (the true class) instead of ``expected``, and may
 call its prompt ``text``: ``{"id": "fr-01", "text": "Il pleut.", "label": "fr"}``. Every row of
 such a set has a label, so that no text goes ungraded.
+
+A row may ask for structure (graded by the ``json_schema`` and ``tool_call`` scorers):
+
+- ``schema``: a JSON schema object; the reply must be JSON valid against it (the model is called
+  with ``output=schema``). ``expected`` is then a JSON value (usually an object) the parsed reply
+  must equal, numbers within 0.1%; it must itself match the schema.
+- ``tools``: a list of OpenAI function schemas offered to the model (``tools=``), with an optional
+  ``tool_choice`` (``auto``, ``required``, ``none`` or a tool's name). ``expected_tool`` names the
+  tool the model should call, and ``expected_arguments`` (a JSON object, valid against that
+  tool's parameters) the arguments it should pass; without them the tools are offered but the
+  call is not graded.
+
+For example (one line each in a JSONL file)::
+
+    {"id": "km", "prompt": "Convert 3 km to metres.", "schema": {"type": "object", ...},
+     "expected": {"value": 3000, "unit": "m"}}
+    {"id": "paris", "prompt": "Is it raining in Paris?", "tools": [{"type": "function",
+     "function": {"name": "get_weather", ...}}], "expected_tool": "get_weather",
+     "expected_arguments": {"city": "Paris", "unit": "celsius"}}
+
+In a CSV file the cells of ``schema``, ``tools`` and ``expected_arguments`` (and ``expected`` on a
+row with a schema) hold JSON text: a string answer is written with its JSON quotes.
 """
 
 from __future__ import annotations
@@ -18,12 +40,13 @@ import difflib
 import io
 import json
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .._errors import InvalidRequestError, shown
+from .structured_rows import STRUCTURE_FIELDS, decode_json_cells, structure_of
 
 __all__ = [
     "FIELDS",
@@ -34,19 +57,47 @@ __all__ = [
     "load_prompts",
 ]
 
-FIELDS = ("id", "prompt", "text", "expected", "label")
+FIELDS = ("id", "prompt", "text", "expected", "label", *STRUCTURE_FIELDS)
 _SUFFIXES = (".jsonl", ".csv")
 
 
 @dataclass(frozen=True, slots=True)
 class PromptItem:
     """One prompt of a set; ``expected`` is the reference answer the scorers check against,
-    ``label`` the true class of a classification set's text."""
+    ``label`` the true class of a classification set's text.
+
+    A row with a ``schema`` asks for structured output: ``expected_output`` is the value the
+    parsed reply must equal (``expected`` then holds it as JSON text, for a judge to read). A row
+    with ``tools`` offers them (``tool_choice`` as given), and ``expected_tool`` and
+    ``expected_arguments`` name the right call.
+    """
 
     id: str
     prompt: str
     expected: str | None = None
     label: str | None = None
+    schema: Mapping[str, Any] | None = field(default=None, hash=False)
+    expected_output: Any = field(default=None, hash=False)
+    tools: tuple[Mapping[str, Any], ...] = field(default=(), hash=False)
+    tool_choice: str | None = None
+    expected_tool: str | None = None
+    expected_arguments: Mapping[str, Any] | None = field(default=None, hash=False)
+
+    @property
+    def structured(self) -> bool:
+        """Whether the row asks for structured output or offers tools."""
+        return self.schema is not None or bool(self.tools)
+
+    def call_params(self) -> dict[str, Any]:
+        """What the row adds to a ``generate`` call: ``output``, ``tools``, ``tool_choice``."""
+        params: dict[str, Any] = {}
+        if self.schema is not None:
+            params["output"] = dict(self.schema)
+        if self.tools:
+            params["tools"] = [dict(t) for t in self.tools]
+        if self.tool_choice is not None:
+            params["tool_choice"] = self.tool_choice
+        return params
 
 
 def is_classification(items: Sequence[PromptItem]) -> bool:
@@ -159,7 +210,8 @@ def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
                 "quote a field that holds a comma."
             )
         # An empty cell is an absent value: a CSV cannot tell "" from nothing.
-        yield reader.line_num, {k: v for k, v in zip(header, row, strict=True) if v.strip()}
+        cells = {k: v for k, v in zip(header, row, strict=True) if v.strip()}
+        yield reader.line_num, decode_json_cells(f"{path}, line {reader.line_num}", cells)
 
 
 def _check_fields(path: Path, line: int, names: list[str]) -> None:
@@ -175,6 +227,9 @@ def _item(path: Path, line: int, position: int, row: dict[str, Any]) -> PromptIt
     _check_fields(path, line, list(row))
     prompt = _prompt(path, line, row)
     ident = _text(path, line, "id", row.get("id"))
+    structure = structure_of(f"{path}, line {line}", row)
+    if "expected_output" in structure:  # the JSON value, kept as text for a judge to read
+        row = {**row, "expected": json.dumps(structure["expected_output"], ensure_ascii=False)}
     expected = _text(path, line, "expected", row.get("expected"))
     label = _text(path, line, "label", row.get("label"))
     if expected is not None and label is not None:
@@ -183,7 +238,8 @@ def _item(path: Path, line: int, position: int, row: dict[str, Any]) -> PromptIt
             "grade (expected) or a text to classify (label)."
         )
     label = label.strip() if label else None  # " fr" from a hand-edited CSV is still fr
-    return PromptItem(ident.strip() if ident else str(position), prompt, expected, label)
+    ident = ident.strip() if ident else str(position)
+    return PromptItem(ident, prompt, expected, label, **structure)
 
 
 def _prompt(path: Path, line: int, row: dict[str, Any]) -> str:
@@ -212,8 +268,9 @@ def _text(path: Path, line: int, name: str, value: Any) -> str | None:
         return value if value and value.strip() else None
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
+    hint = " (a JSON value to match needs a 'schema' on the row)" if name == "expected" else ""
     raise InvalidRequestError(
-        f"{path}, line {line}: {name!r} must be text or a number, not {type(value).__name__}."
+        f"{path}, line {line}: {name!r} must be text or a number, not {type(value).__name__}{hint}."
     )
 
 

@@ -7,12 +7,19 @@ graded on this thread after the model's pass; encoders (which embed and cannot g
 retrieval task instead, graded ``retrieval@1``. A classification set (rows with a ``label``) is
 classified instead (see :mod:`.classifying`), graded ``accuracy`` or ``macro_f1``.
 
+A row that asks for structure adds its own ``output=`` (its schema), ``tools=`` and ``tool_choice``
+to the run's ``params``; a local batch holds rows that ask for the same structure, since one
+``generate_many`` call takes one set of params. A reply that does not validate against its
+schema is a wrong answer, not an outage: graded (``json_schema`` gives it 0) and shown in the
+report's validity rate, but not counted in ``CompareRun.errors``.
+
 Every record carries its own item's tags (run, prompt, repeat, role; batched calls take them
 through ``generate_many(tags=...)``), and every score names the record it grades.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -21,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from .._errors import FmgateError, InvalidRequestError, NoLabelError
+from .._errors import FmgateError, InvalidRequestError, NoLabelError, OutputValidationError
 from .._model import Model
 from .._record import CallRecord, Score
 from .._recording import MemorySink, add_sink, remove_sink
@@ -42,9 +49,12 @@ from .scorers import (
     RETRIEVAL,
     ChecksItems,
     ClassificationScorer,
+    GradesResponses,
+    JsonSchemaScorer,
     RetrievalIndex,
     Scorer,
     ScoreResult,
+    ToolCallScorer,
 )
 
 __all__ = [
@@ -185,7 +195,8 @@ def _check_task(
 
 def check_scorer(items: Sequence[PromptItem], scorer: Scorer | None) -> None:
     """Refuse a scorer that cannot grade ``items``: labels need accuracy or macro_f1, and
-    those need labels. Cheap: the CLI calls it before loading any model."""
+    those need labels; json_schema needs rows with a schema, tool_call rows with an expected
+    tool. Cheap: the CLI calls it before loading any model."""
     if isinstance(scorer, ClassificationScorer):
         scorer.check(items)
     elif scorer is not None and is_classification(items):
@@ -193,6 +204,8 @@ def check_scorer(items: Sequence[PromptItem], scorer: Scorer | None) -> None:
             f"The prompt set is a classification set (its rows have a 'label'): grade it with "
             f"the accuracy or macro_f1 scorer, not {scorer.name}."
         )
+    elif isinstance(scorer, JsonSchemaScorer | ToolCallScorer):
+        scorer.check(items)
 
 
 class _Session:
@@ -228,7 +241,11 @@ class _Session:
             return
         self._chat(model, warm, width=1)  # one at a time: the cold start is paid once
         results = self._chat(model, measured, width=self._width(model))
-        self.run.errors += sum(isinstance(outcome, FmgateError) for _, outcome in results)
+        # a reply of the wrong shape is a wrong answer, graded as one, not an outage
+        self.run.errors += sum(
+            isinstance(outcome, FmgateError) and not isinstance(outcome, OutputValidationError)
+            for _, outcome in results
+        )
         if self._scorer is not None:
             self._grade(self._scorer, results)
 
@@ -241,20 +258,29 @@ class _Session:
         return self._one_by_one(model, calls, width)
 
     def _batched(self, model: Model, calls: list[_Call]) -> list[tuple[_Call, _Outcome]]:
+        """Batches of rows that ask for the same structure (one ``generate_many`` takes one
+        ``output=`` and ``tools=``), in the calls' order within each; results in ``calls``'
+        order."""
         size = model.backend.default_batch_size
-        results: list[tuple[_Call, _Outcome]] = []
-        for start in range(0, len(calls), size):
-            batch = calls[start : start + size]
-            outcomes = model.generate_many(
-                [c.item.prompt for c in batch],
-                batch_size=size,
-                return_exceptions=True,
-                tags=[c.tags(self.run.run_id) for c in batch],
-                **self._params,
-            )
-            results += zip(batch, outcomes, strict=True)
-            self._advance(model, len(batch))
-        return results
+        outcomes: dict[int, _Outcome] = {}
+        for group in _same_structure(calls):
+            for start in range(0, len(group), size):
+                batch = group[start : start + size]
+                done = model.generate_many(
+                    [calls[i].item.prompt for i in batch],
+                    batch_size=size,
+                    return_exceptions=True,
+                    tags=[calls[i].tags(self.run.run_id) for i in batch],
+                    **self._call_params(calls[batch[0]].item),
+                )
+                outcomes.update(zip(batch, done, strict=True))
+                self._advance(model, len(batch))
+        return [(call, outcomes[i]) for i, call in enumerate(calls)]
+
+    def _call_params(self, item: PromptItem) -> dict[str, Any]:
+        """The run's params, and the row's structure (its ``output``, ``tools``, ``tool_choice``
+        replace the run's own)."""
+        return {**self._params, **item.call_params()}
 
     def _one_by_one(
         self, model: Model, calls: list[_Call], width: int
@@ -265,7 +291,7 @@ class _Session:
         def one(call: _Call) -> _Outcome:
             with tagged(call.tags(self.run.run_id)):
                 try:
-                    return model.generate(call.item.prompt, **self._params)
+                    return model.generate(call.item.prompt, **self._call_params(call.item))
                 except FmgateError as exc:
                     return exc
 
@@ -327,10 +353,18 @@ class _Session:
 
     def _grade(self, scorer: Scorer, results: list[tuple[_Call, _Outcome]]) -> None:
         for call, outcome in results:
-            if isinstance(outcome, Response):
+            if isinstance(scorer, GradesResponses) and isinstance(outcome, OutputValidationError):
+                if outcome.record is not None:  # graded 0, not left out: a wrong shape
+                    result = scorer.score_response(call.item, outcome)
+                    self._add_score(outcome.record.id, scorer.name, result)
+            elif isinstance(outcome, Response):
                 # the run's tags, so a judge's own records are found with the run's
                 with tagged({RUN: self.run.run_id, REPEAT: str(call.repeat)}):
-                    result = scorer.score(call.item, outcome.text)
+                    result = (
+                        scorer.score_response(call.item, outcome)
+                        if isinstance(scorer, GradesResponses)
+                        else scorer.score(call.item, outcome.text)
+                    )
                 self._add_score(outcome.record.id, scorer.name, result)
 
     def _retrieval(
@@ -386,3 +420,12 @@ class _Session:
 
 
 _NO_INDEX = ScoreResult(None, "the index call (embedding the expected texts) failed")
+
+
+def _same_structure(calls: Sequence[_Call]) -> list[list[int]]:
+    """The calls' positions, grouped by the structure their rows ask for, in first-seen order."""
+    groups: dict[str, list[int]] = {}
+    for i, call in enumerate(calls):
+        key = json.dumps(call.item.call_params(), sort_keys=True, default=str)
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())

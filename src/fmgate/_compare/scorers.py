@@ -5,6 +5,8 @@ another model to grade. An item without ``expected`` gets ``None`` from the scor
 never 0: "could not grade" must not read as "wrong". Encoders are graded by retrieval instead
 (:class:`RetrievalIndex`). ``accuracy`` and ``macro_f1`` grade a classification set (rows with a
 ``label``): each row is right or wrong, and the report computes both metrics from the rows.
+``json_schema`` and ``tool_call`` grade rows that ask for structure (a ``schema``, or ``tools``
+with an ``expected_tool``; see :mod:`.structured_scorers`).
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
 from .._errors import FmgateError, InvalidRequestError
 from .._tags import PROMPT, ROLE, tagged
 from .classification import CLASSIFICATION_SCORERS, Prediction, predictions_detail
+from .grading import ChecksItems, GradesResponses, Scorer, ScoreResult
 from .prompts import PromptItem, is_classification
+from .structured_scorers import JsonSchemaScorer, ToolCallScorer
 
 if TYPE_CHECKING:
     from .._model import Model
@@ -28,10 +32,13 @@ __all__ = [
     "RETRIEVAL",
     "ChecksItems",
     "ClassificationScorer",
+    "GradesResponses",
+    "JsonSchemaScorer",
     "JudgeScorer",
     "RetrievalIndex",
     "ScoreResult",
     "Scorer",
+    "ToolCallScorer",
     "get_scorer",
     "normalise",
     "parse_judge_score",
@@ -56,32 +63,7 @@ Reply with one or two sentences of reasoning, then a last line of the form:
 SCORE: <integer from 0 to 10>"""
 
 
-@dataclass(frozen=True, slots=True)
-class ScoreResult:
-    """A grade: ``value`` in [0, 1], or None when it could not be graded (``detail`` says why)."""
-
-    value: float | None
-    detail: str | None = None
-    judge_record_id: str | None = None
-
-
 _NO_EXPECTED = ScoreResult(None, "the item has no expected answer")
-
-
-class Scorer(Protocol):
-    """Grades one answer; ``name`` is stored with each score (``exact``, ``judge:<model>``)."""
-
-    @property
-    def name(self) -> str: ...
-
-    def score(self, item: PromptItem, answer: str) -> ScoreResult: ...
-
-
-@runtime_checkable
-class ChecksItems(Protocol):
-    """A scorer that can reject the prompt set before any model is called (a bad regex)."""
-
-    def check(self, items: Sequence[PromptItem]) -> None: ...
 
 
 def normalise(text: str) -> str:
@@ -235,25 +217,28 @@ class ClassificationScorer:
         return ScoreResult(right / len(predictions), predictions_detail(predictions))
 
 
-_SIMPLE: dict[str, type[ExactScorer | ContainsScorer | RegexScorer]] = {
+_SIMPLE: dict[str, Callable[[], Scorer]] = {
     "exact": ExactScorer,
     "contains": ContainsScorer,
     "regex": RegexScorer,
+    "json_schema": JsonSchemaScorer,
+    "tool_call": ToolCallScorer,
 }
-SCORER_NAMES = "exact, contains, regex, accuracy, macro_f1 or judge:<model>"
+SCORER_NAMES = "exact, contains, regex, json_schema, tool_call, accuracy, macro_f1 or judge:<model>"
 
 
 def get_scorer(spec: str) -> Scorer:
-    """``exact``, ``contains``, ``regex``, ``accuracy``, ``macro_f1`` (classification sets) or
-    ``judge:<model spec or alias>``."""
+    """``exact``, ``contains``, ``regex``, ``json_schema`` and ``tool_call`` (rows with a schema
+    or tools), ``accuracy``, ``macro_f1`` (classification sets) or ``judge:<model spec or
+    alias>``."""
     kind, colon, judge = spec.strip().partition(":")
     if kind.lower() == "judge" and colon:
         if not judge.strip():
             raise InvalidRequestError("judge: needs a model, e.g. judge:openai:gpt-4o-mini.")
         return JudgeScorer(judge.strip())
-    name = spec.strip().lower()
-    if name.replace("-", "_") in CLASSIFICATION_SCORERS:  # macro-f1 as the papers write it
-        return ClassificationScorer(name.replace("-", "_"))
+    name = spec.strip().lower().replace("-", "_")  # macro-f1 as the papers write it
+    if name in CLASSIFICATION_SCORERS:
+        return ClassificationScorer(name)
     factory = _SIMPLE.get(name)
     if factory is None:
         raise InvalidRequestError(f"Unknown scorer {spec!r}: choose {SCORER_NAMES}.")

@@ -29,7 +29,10 @@ def add_commands(commands: Any) -> None:
         "refused before anything loads or runs (exit 2): leave them out to compare the others. "
         "A set whose rows have a 'label' (langid) is classified instead: classifiers such as "
         "fastText with their own labels, chat models zero-shot among the set's labels; grade it "
-        "with --scorer accuracy or macro_f1.",
+        "with --scorer accuracy or macro_f1. Rows may ask for structure: a 'schema' the reply "
+        "must match (units; --scorer json_schema) or 'tools' to call with an 'expected_tool' "
+        "(tools; --scorer tool_call); the report then shows the share of replies that validated "
+        "and the tool calls made.",
     )
     compare.add_argument(
         "-m",
@@ -45,13 +48,17 @@ def add_commands(commands: Any) -> None:
         required=True,
         metavar="FILE|NAME",
         help="a .jsonl or .csv file with 'prompt' and optional 'expected' and 'id' (or "
-        "'text' and 'label' to classify), or a bundled set (capitals, arithmetic, pairs, langid)",
+        "'text' and 'label' to classify; 'schema', 'tools', 'tool_choice', 'expected_tool' and "
+        "'expected_arguments' to ask for structure), or a bundled set (capitals, arithmetic, "
+        "pairs, langid, units, tools)",
     )
     compare.add_argument(
         "--scorer",
         metavar="NAME",
         help="exact, contains, regex (expected is a pattern) or judge:<model>; accuracy or "
-        "macro_f1 for a set with labels",
+        "macro_f1 for a set with labels; json_schema (the reply matches the row's schema and "
+        "equals its expected value) or tool_call (the expected tool, with the expected "
+        "arguments) for rows that ask for structure",
     )
     compare.add_argument(
         "--repeat",
