@@ -79,6 +79,13 @@ class ModelSummary:
     # Classification runs (scorer accuracy or macro_f1): over every graded text, not per call.
     accuracy: float | None = None
     macro_f1: float | None = None
+    # Structured output (record.output): replies checked against a schema, and those valid.
+    output_checked: int = 0
+    output_valid: int = 0
+    validity_rate: float | None = None
+    # Tools (record.tools): calls offered tools, and the mean tool calls the model made in them.
+    calls_with_tools: int = 0
+    tools_called_per_call: float | None = None
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -151,6 +158,7 @@ def _summarize_group(
     classes = _classified(counted, scores)
     quality = _quality(counted, scores, classes)
     access = newest.access
+    structure = _structure(counted)
     return ModelSummary(
         label=label,
         role=role,
@@ -193,6 +201,36 @@ def _summarize_group(
         batch_size=_batch_size(counted),
         accuracy=classes.accuracy,
         macro_f1=classes.macro_f1,
+        output_checked=structure.checked,
+        output_valid=structure.valid,
+        validity_rate=structure.validity_rate,
+        calls_with_tools=structure.with_tools,
+        tools_called_per_call=structure.tools_called,
+    )
+
+
+class _Structure(NamedTuple):
+    checked: int
+    valid: int
+    validity_rate: float | None
+    with_tools: int
+    tools_called: float | None
+
+
+def _structure(counted: list[CallRecord]) -> _Structure:
+    """Validity over the replies checked against a schema (``output.valid`` True or False; a
+    call that failed before any reply, or called a tool instead, was not checked), and tool
+    use over the calls offered tools."""
+    checked = [r.output.valid for r in counted if r.output.valid is not None]
+    offered = [r for r in counted if r.tools.offered]
+    called = [r.tools.called for r in offered if r.tools.called is not None]
+    valid = sum(checked)
+    return _Structure(
+        len(checked),
+        valid,
+        valid / len(checked) if checked else None,
+        len(offered),
+        sum(called) / len(called) if called else None,
     )
 
 

@@ -4,7 +4,8 @@ The Markdown and HTML pages show the same three tables (:data:`TABLES`: summary,
 the terminal a narrower selection of the same cells (:data:`TERMINAL_TABLES`), so every table
 says the same thing in the same units: times in milliseconds, costs in dollars, or in µ$
 (millionths of a dollar) under a cent. A value fmgate could not compute renders as an en dash,
-never as 0.
+never as 0. Columns and tables that only some runs have (validity and tool use beside quality,
+the classification table) appear only when a record needs them (:func:`tables_for`).
 """
 
 from __future__ import annotations
@@ -244,14 +245,60 @@ CLASSIFICATION = TableSpec(
 )
 
 
+def fmt_validity(s: ModelSummary) -> str:
+    return fmt_rate(s.validity_rate)
+
+
+def validity_hint(s: ModelSummary) -> str:
+    return f"{s.output_valid} of {s.output_checked} replies validated against their schema"
+
+
+VALIDITY = Column("valid", fmt_validity, True, validity_hint)
+TOOL_USE = (
+    Column("with tools", lambda s: str(s.calls_with_tools), True),
+    Column("tools / call", lambda s: fmt_number(s.tools_called_per_call), True),
+)
+VALIDITY_TEXT = (
+    "valid: the share of replies that validated against their row's schema (structured output; "
+    "a reply that did not is a failed call, graded 0)."
+)
+TOOL_USE_TEXT = (
+    "with tools: calls that offered the model tools; tools / call: the mean number of tool "
+    "calls it made in them."
+)
+
+
 def tables_for(
     summaries: Sequence[ModelSummary], base: Sequence[TableSpec] = TABLES
 ) -> list[TableSpec]:
-    """``base``, and the classification table after the first when any model classified."""
-    if not any(s.accuracy is not None for s in summaries):
-        return list(base)
+    """``base``, its first table with validity and tool use beside quality when any call asked
+    for structured output or offered tools, and the classification table after the first when
+    any model classified."""
     first, *rest = base
+    first = _with_structure(first, summaries)
+    if not any(s.accuracy is not None for s in summaries):
+        return [first, *rest]
     return [first, CLASSIFICATION, *rest]
+
+
+def _with_structure(spec: TableSpec, summaries: Sequence[ModelSummary]) -> TableSpec:
+    """``spec`` with the validity column where any reply was checked against a schema, and the
+    tool-use columns where any call offered tools, just before its quality column."""
+    added: list[Column] = []
+    texts: list[str] = []
+    if any(s.output_checked for s in summaries):
+        added.append(VALIDITY)
+        texts.append(VALIDITY_TEXT)
+    if any(s.calls_with_tools for s in summaries):
+        added += TOOL_USE
+        texts.append(TOOL_USE_TEXT)
+    if not added:
+        return spec
+    headers = [c.header for c in spec.columns]
+    at = headers.index("quality") if "quality" in headers else len(headers)
+    columns = (*spec.columns[:at], *added, *spec.columns[at:])
+    caption = " ".join([spec.caption, *texts]) if spec.caption else " ".join(texts)
+    return spec._replace(columns=columns, caption=caption)
 
 
 # The terminal: three narrow tables (what each model did, what it cost, how open it is), short
