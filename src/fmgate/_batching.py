@@ -12,7 +12,13 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._errors import FmgateError, InvalidRequestError, MalformedResponseError, OfflineError
+from ._errors import (
+    FmgateError,
+    InvalidRequestError,
+    MalformedResponseError,
+    OfflineError,
+    OutputValidationError,
+)
 from ._failure import as_backend_error
 from ._recording import CallTimer
 from ._stream import CLIENT_CLOSED
@@ -266,7 +272,10 @@ class Batch:
                 timer.fail(result)
                 self.slots[index] = result
             else:
-                self.slots[index] = timer.respond(self._delivered(n, result))
+                try:
+                    self.slots[index] = timer.respond(self._delivered(n, result))
+                except OutputValidationError as exc:  # recorded; this row fails, not the batch
+                    self.slots[index] = exc
 
     def _delivered(self, n: int, row: Completion) -> Completion:
         """``row`` once its listener has it: whole now if the backend did not stream it."""

@@ -316,16 +316,7 @@ def units_replies(items: Sequence[PromptItem]) -> dict[str, Reply]:
     return replies
 
 
-BATCH_SETTLE = (
-    "fmgate._batching.Batch.settle lets OutputValidationError escape from timer.respond: one "
-    "invalid reply aborts generate_many's whole batch (the rows after it are never recorded)"
-)
-
-
-@pytest.mark.parametrize(
-    "batching",
-    [False, pytest.param(True, marks=pytest.mark.xfail(reason=BATCH_SETTLE, strict=True))],
-)
+@pytest.mark.parametrize("batching", [False, True])
 def test_a_units_run_grades_shape_and_value_and_counts_no_outage(
     store: fmgate.SqliteStore, batching: bool
 ) -> None:
