@@ -4,6 +4,9 @@
 ``GET /v1/models`` and ``GET /v1/models/{id}`` need a bearer key when the server has keys;
 ``GET /health`` does not. Every model call goes through the served :class:`~fmgate.Model`, so it
 is recorded like any other call, tagged ``fmgate.served=true``.
+
+A reply that is not the structured output asked for (``response_format``) is still answered, 200
+with its text and finish reason: see :func:`unvalidated`.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.responses import Response as HttpResponse
 from starlette.routing import Route
 
-from .._errors import FmgateError
+from .._errors import FmgateError, OutputValidationError, UnsupportedFeatureError
 from .._model import Model
 from .._record import Usage
 from .._tags import tagged
@@ -36,6 +39,8 @@ from ._errors import ApiError, from_fmgate, internal, invalid, not_found, queue_
 logger = logging.getLogger("fmgate.serve")
 
 SERVED_TAGS: Mapping[str, str] = {"fmgate.served": "true"}
+# The request field that asked for a feature the served model lacks.
+_FEATURE_PARAMS: Mapping[str, str] = {"tools": "tools", "output": "response_format"}
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 Endpoint = Callable[[Request], Awaitable[HttpResponse]]
 
@@ -86,7 +91,7 @@ class Served:
     def error(self, exc: FmgateError, call: wire.ChatCall | None = None) -> ApiError:
         backend = self.model.backend
         asked = call.params.get("max_tokens") if call is not None else None
-        return from_fmgate(
+        error = from_fmgate(
             exc,
             served=self.name,
             model_id=backend.model,
@@ -94,6 +99,9 @@ class Served:
             window=lambda: self.model.access.context_window,
             completion_tokens=asked or backend.default_params().max_tokens,
         )
+        if isinstance(exc, UnsupportedFeatureError):
+            error.param = _FEATURE_PARAMS.get(exc.feature)
+        return error
 
     def params(self, call: wire.ChatCall) -> dict[str, Any]:
         """The call's parameters for this model; ``ignore_eos`` where the backend honours it
@@ -101,18 +109,25 @@ class Served:
         params = dict(call.params)
         if call.ignore_eos and "ignore_eos" in self._extensions:
             params[f"{self.model.backend.wire}_ignore_eos"] = True
+        if call.tools:
+            params.update(tools=call.tools, tool_choice=call.tool_choice)
+        if call.output is not None:
+            params["output"] = call.output
         return params
 
     async def generate(self, call: wire.ChatCall) -> Response:
         if self.batcher is not None:
             item = await self._submit(call, stream=False).items.get()
             if isinstance(item, FmgateError):
-                raise item
+                return unvalidated(item)
             assert isinstance(item, Response)
             return item
         async with self._slot():
             with tagged(SERVED_TAGS):
-                return await self.model.agenerate(call.messages, **self.params(call))
+                try:
+                    return await self.model.agenerate(call.messages, **self.params(call))
+                except OutputValidationError as exc:
+                    return unvalidated(exc)
 
     async def events(self, call: wire.ChatCall) -> AsyncGenerator[str | Response, None]:
         """The reply's text pieces as they come, then its Response."""
@@ -126,7 +141,7 @@ class Served:
             finally:
                 job.closed = not job.done
             if isinstance(item, FmgateError):
-                raise item
+                item = unvalidated(item)
             # Text held back while it could still change (a character cut in two by the last
             # token) is final now.
             if len(item.text) > len(sent) and item.text.startswith(sent):
@@ -137,8 +152,12 @@ class Served:
             with tagged(SERVED_TAGS):
                 stream = self.model.astream(call.messages, **self.params(call))
             async with stream:  # closed early (the client left): recorded as client_closed
-                async for piece in stream:
-                    yield piece.text
+                try:
+                    async for piece in stream:
+                        yield piece.text
+                except OutputValidationError as exc:
+                    yield unvalidated(exc)
+                    return
             yield stream.response
 
     async def embed(self, texts: list[str]) -> Any:
@@ -165,6 +184,24 @@ class Served:
             yield
         finally:
             self._in_flight -= 1
+
+
+def unvalidated(error: FmgateError) -> Response:
+    """A reply that does not validate as the ``response_format`` asked for, answered as it came:
+    200, its text, its finish reason and usage (the server's record says it failed validation).
+    ``error`` is raised again if it is any other error.
+
+    This is what OpenAI and vLLM do: they check nothing after decoding (a reply cut by
+    ``max_tokens`` comes back 200 with ``finish_reason: "length"`` and half a JSON value), and
+    the clients check: the openai SDK's ``parse()`` raises LengthFinishReasonError or pydantic's
+    ValidationError with the text in hand, LangChain its OutputParserException. A 5xx instead
+    would be retried by those SDKs (twice by default), paying again for a reply the same prompt
+    will likely repeat, and would lose the text and the usage; a 4xx would blame the request.
+    """
+    if not isinstance(error, OutputValidationError) or error.record is None:
+        raise error
+    record = error.record
+    return Response(error.text, record.outcome.finish_reason, record.usage, record)
 
 
 class Server:
@@ -223,11 +260,7 @@ class Server:
         try:
             if not call.stream:
                 reply = await served.generate(call)
-                return Json(
-                    wire.completion(
-                        ident, created, call.model, reply.text, reply.finish_reason, reply.usage
-                    )
-                )
+                return Json(wire.completion(ident, created, call.model, reply))
             events = served.events(call)
             try:  # the status is known only once the first piece (or the error) is
                 first = await anext(events)
@@ -347,7 +380,8 @@ async def _sse(
     first: str | Response,
     chunks: Chunks,
 ) -> AsyncIterator[bytes]:
-    """OpenAI's chunk sequence: the role, the content pieces, the finish reason, the usage
+    """OpenAI's chunk sequence: the role, the content pieces, the tool calls (each whole, in one
+    chunk: the backend assembles them), the finish reason, the usage
     (``include_usage``), ``[DONE]``. A failure after the first byte becomes an error event."""
     item = first
     try:
@@ -355,7 +389,10 @@ async def _sse(
         while isinstance(item, str):
             yield chunks.chunk({"content": item})
             item = await anext(events)
-        yield chunks.chunk({}, wire.finish_reason(item.finish_reason), item.usage)
+        for index, call in enumerate(item.tool_calls):
+            yield chunks.chunk(wire.tool_call_delta(index, call))
+        reason = wire.finish_reason(item.finish_reason, bool(item.tool_calls))
+        yield chunks.chunk({}, reason, item.usage)
         if chunks.call.include_usage:
             yield chunks.usage(item.usage)
         yield b"data: [DONE]\n\n"

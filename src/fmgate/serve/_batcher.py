@@ -1,7 +1,8 @@
 """Dynamic batching: requests to one local model that arrive together are generated together.
 
 Each request becomes a :class:`Job` in the model's queue. One worker per model takes the oldest
-job and every waiting job that can share its ``generate`` (the same generation parameters), and
+job and every waiting job that can share its ``generate`` (the same generation parameters, tools,
+tool choice and output schema: ``generate_many`` takes one set for the whole batch), and
 runs at most ``max_batch`` of them as one left-padded batch on a worker thread, so the event loop
 stays free. Before it starts a batch it waits for more jobs to come, but never longer than
 ``max_wait_s`` (from the later of the oldest job's arrival and the end of the previous batch),
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +31,7 @@ from typing import Any
 
 from .._errors import FmgateError, ServerError
 from .._model import Model
+from .._tools import OutputSpec, Tool
 from .._types import Response
 
 logger = logging.getLogger("fmgate.serve")
@@ -40,7 +43,7 @@ class Job:
     """One request in a batcher's queue: pieces of text, then its Response or error, arrive on
     ``items`` (put from the generating thread through the event loop)."""
 
-    def __init__(self, messages: list[dict[str, str]], params: dict[str, Any], *, stream: bool):
+    def __init__(self, messages: list[dict[str, Any]], params: dict[str, Any], *, stream: bool):
         self.messages = messages
         self.params = params
         self.stream = stream
@@ -60,11 +63,20 @@ class Job:
 
 
 def _batch_key(params: Mapping[str, Any]) -> object:
-    """Jobs with equal keys can share a ``generate``. A seeded sampled job runs alone: a seed
-    reproduces a text only when nothing else draws from the same random stream."""
+    """Jobs with equal keys can share a ``generate``: their parameters as canonical JSON, tools
+    and output schema included. A seeded sampled job runs alone: a seed reproduces a text only
+    when nothing else draws from the same random stream."""
     if params.get("seed") is not None and params.get("temperature"):
         return object()
-    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items()))
+    return json.dumps(params, sort_keys=True, default=_plain)
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, Tool):
+        return value.to_openai()
+    if isinstance(value, OutputSpec):
+        return {"name": value.name, "schema": dict(value.schema)}
+    raise TypeError(f"no batch key for {type(value).__name__}")
 
 
 class QueueFull(Exception):

@@ -2,8 +2,10 @@
 
 The request schemas follow OpenAI's Chat Completions and Embeddings references. A field OpenAI
 does not define is refused ("Unrecognized request argument supplied"), as OpenAI refuses it; a
-field it defines but fmgate cannot honour (tools, logprobs, ``n`` above 1, ...) is refused too,
-unless it holds its no-op value, so that no client believes it got what it did not.
+field it defines but fmgate cannot honour (logprobs, ``n`` above 1, ...) is refused too,
+unless it holds its no-op value, so that no client believes it got what it did not. Tools and
+structured output (``tools``, ``tool_choice``, ``response_format``, tool calls and results in the
+messages) are read in ``_wire_tools``; a model that cannot honour them refuses them (400).
 
 vLLM's extensions that common OpenAI-compatible clients send (guidellm, benchmark scripts) are
 read too: ``ignore_eos`` and ``stream_options.continuous_usage_stats`` are honoured, a few others
@@ -25,8 +27,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._record import Usage
-from .._types import lone_surrogate
+from .._tools import OutputSpec, Tool, ToolCall
+from .._types import Response, lone_surrogate
 from ._errors import invalid, unrecognized
+from ._wire_tools import (
+    answer_calls,
+    read_response_format,
+    read_tool_calls,
+    read_tool_choice,
+    read_tools,
+)
 
 # What fmgate honours.
 _CHAT_USED = frozenset(
@@ -43,6 +53,9 @@ _CHAT_USED = frozenset(
         "stream",
         "stream_options",
         "ignore_eos",  # vLLM's: generate max_tokens whatever the model says (local models)
+        "tools",
+        "tool_choice",
+        "response_format",
     }
 )
 # Labels and hints that change nothing about the reply: accepted and ignored.
@@ -54,6 +67,7 @@ _CHAT_IGNORED = frozenset(
         "safety_identifier",
         "prompt_cache_key",
         "service_tier",
+        # Not passed on: the model behind makes as many calls as it would by default.
         "parallel_tool_calls",
     }
 )
@@ -64,11 +78,8 @@ _CHAT_OFF: Mapping[str, tuple[Any, ...]] = {
     "logprobs": (False,),
     "top_logprobs": (0,),
     "logit_bias": ({},),
-    "tools": ([],),
-    "tool_choice": ("none",),
-    "functions": ([],),
+    "functions": ([],),  # the deprecated forms of tools and tool_choice
     "function_call": ("none",),
-    "response_format": ({"type": "text"},),
     "modalities": (["text"],),
     "audio": (),
     "prediction": (),
@@ -97,9 +108,19 @@ _VLLM_OFF: Mapping[str, tuple[Any, ...]] = {
     "return_tokens_as_token_ids": (False,),
     "priority": (0,),
 }
-_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
-_MESSAGE_KEYS = frozenset({"role", "content", "name"})
-# Assistant-message fields that only tool use fills.
+_ROLES = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "tool",
+}
+_MESSAGE_KEYS = {
+    "assistant": frozenset({"role", "content", "name", "tool_calls"}),
+    "tool": frozenset({"role", "content", "tool_call_id", "name"}),
+}
+_PLAIN_KEYS = frozenset({"role", "content", "name"})
+# Assistant-message fields accepted when null.
 _ASSISTANT_OFF = frozenset({"tool_calls", "function_call", "refusal", "audio"})
 _MAX_STOPS = 4  # OpenAI's limit
 # OpenAI documents no length limit; one is needed all the same: matching costs grow with it.
@@ -113,12 +134,15 @@ class ChatCall:
     """A checked chat request: what the Model is asked, and how the answer is sent back."""
 
     model: str
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     params: dict[str, Any]
     stream: bool
     include_usage: bool
     continuous_usage: bool = False  # usage in every chunk (vLLM's continuous_usage_stats)
     ignore_eos: bool = False
+    tools: tuple[Tool, ...] = ()
+    tool_choice: str | None = None
+    output: OutputSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +177,7 @@ def read_chat(body: Mapping[str, Any]) -> ChatCall:
             "stream_options",
         )
     include_usage, continuous = _stream_usage(options)
+    tools = read_tools(given.get("tools"))
     return ChatCall(
         model=model_name(given),
         messages=_messages(given.get("messages")),
@@ -161,6 +186,9 @@ def read_chat(body: Mapping[str, Any]) -> ChatCall:
         include_usage=include_usage,
         continuous_usage=include_usage and continuous,
         ignore_eos=_bool(given, "ignore_eos"),
+        tools=tools,
+        tool_choice=read_tool_choice(given.get("tool_choice"), tools),
+        output=read_response_format(given.get("response_format")),
     )
 
 
@@ -182,30 +210,45 @@ def _params(body: Mapping[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _messages(raw: Any) -> list[dict[str, str]]:
+def _messages(raw: Any) -> list[dict[str, Any]]:
     if not isinstance(raw, list) or not raw:
         raise invalid("messages must be a non-empty array of message objects.", "messages")
-    return [_message(i, m) for i, m in enumerate(raw)]
+    messages = [_message(i, m) for i, m in enumerate(raw)]
+    answer_calls(messages)
+    return messages
 
 
-def _message(index: int, raw: Any) -> dict[str, str]:
+def _message(index: int, raw: Any) -> dict[str, Any]:
+    """The message as ``Model.generate`` takes it: an assistant's tool calls (its content may
+    then be null) as ToolCall values, a tool result with the id of the call it answers."""
     where = f"messages[{index}]"
     if not isinstance(raw, dict):
         raise invalid(f"{where} must be an object with 'role' and 'content'.", where)
     role = raw.get("role")
     if not isinstance(role, str) or role not in _ROLES:
         raise invalid(
-            f"{where}.role must be one of 'system', 'developer', 'user', 'assistant' "
-            "(tool messages are not supported).",
+            f"{where}.role must be one of 'system', 'developer', 'user', 'assistant', 'tool'.",
             f"{where}.role",
         )
+    known = _MESSAGE_KEYS.get(role, _PLAIN_KEYS)
     for key, value in raw.items():
-        if key in _MESSAGE_KEYS or (key in _ASSISTANT_OFF and value is None):
+        if key in known or (key in _ASSISTANT_OFF and value is None):
             continue
         raise invalid(f"{where}.{key} is not supported by this server.", f"{where}.{key}")
     if raw.get("name") is not None and not isinstance(raw["name"], str):
         raise invalid(f"{where}.name must be a string.", f"{where}.name")
-    return {"role": _ROLES[role], "content": _content(raw.get("content"), f"{where}.content")}
+    calls = read_tool_calls(raw["tool_calls"], where) if raw.get("tool_calls") else ()
+    if calls and raw.get("content") is None:
+        return {"role": "assistant", "content": "", "tool_calls": calls}
+    message: dict[str, Any] = {
+        "role": _ROLES[role],
+        "content": _content(raw.get("content"), f"{where}.content"),
+    }
+    if calls:
+        message["tool_calls"] = calls
+    if role == "tool":  # checked against the calls before it by answer_calls
+        message["tool_call_id"] = raw.get("tool_call_id")
+    return message
 
 
 def _content(raw: Any, where: str) -> str:
@@ -353,13 +396,21 @@ def usage(usage: Usage) -> dict[str, int | None]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
 
 
-def finish_reason(reason: str | None) -> str:
+def finish_reason(reason: str | None, called: bool = False) -> str:
+    """OpenAI's word for why the reply ended. A reply that calls tools ends with ``tool_calls``
+    unless it was cut short: agent loops check for that word (OpenAI itself says ``stop`` after
+    a call it forced, which the clients that know it accept as well)."""
+    if called and reason in (None, "stop"):
+        return "tool_calls"
     return reason if reason in _FINISH else "stop"
 
 
-def completion(
-    ident: str, created: int, model: str, text: str, reason: str | None, used: Usage
-) -> dict[str, Any]:
+def completion(ident: str, created: int, model: str, reply: Response) -> dict[str, Any]:
+    """The whole reply; ``content`` is null when the model only called tools, as OpenAI's is."""
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text, "refusal": None}
+    if reply.tool_calls:
+        message["content"] = reply.text or None
+        message["tool_calls"] = [call.to_openai() for call in reply.tool_calls]
     return {
         "id": ident,
         "object": "chat.completion",
@@ -368,13 +419,19 @@ def completion(
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": None},
+                "message": message,
                 "logprobs": None,
-                "finish_reason": finish_reason(reason),
+                "finish_reason": finish_reason(reply.finish_reason, bool(reply.tool_calls)),
             }
         ],
-        "usage": usage(used),
+        "usage": usage(reply.usage),
     }
+
+
+def tool_call_delta(index: int, call: ToolCall) -> dict[str, Any]:
+    """A streamed tool call in one piece: OpenAI's chunk form (``index``, then the id, type and
+    name the first piece of a call carries, and its arguments), which clients append by index."""
+    return {"tool_calls": [{"index": index, **call.to_openai()}]}
 
 
 def chunk(
