@@ -19,6 +19,10 @@ HEAVY = (
     "httpx",
     "starlette",
     "uvicorn",
+    "pydantic",
+    "jsonschema",
+    "xgrammar",
+    "llguidance",
 )
 
 

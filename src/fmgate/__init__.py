@@ -57,6 +57,7 @@ from ._secrets import Secret
 from ._store import SqliteStore, records
 from ._stream import AsyncStream, Stream
 from ._tags import tagged
+from ._tools import Tool, ToolCall
 from ._types import Chunk, Classifications, Embeddings, Message, Response
 
 __version__ = "0.1.0"
@@ -84,19 +85,18 @@ __all__ = [
     "JsonlSink",
     "Latency",
     "MalformedResponseError",
-    "NoLabelError",
-    "OutputValidationError",
-    "UnsupportedFeatureError",
     "MemorySink",
     "Message",
     "MissingAPIKeyError",
     "MissingExtraError",
     "Model",
+    "NoLabelError",
     "NotFoundError",
     "OfflineError",
     "OpenTelemetrySink",
     "Outcome",
     "OutputCheck",
+    "OutputValidationError",
     "RateLimitError",
     "Response",
     "Score",
@@ -108,10 +108,13 @@ __all__ = [
     "StoreError",
     "Stream",
     "TimeoutError",
+    "Tool",
+    "ToolCall",
+    "ToolUse",
     "UnknownAliasError",
     "UnknownBackendError",
+    "UnsupportedFeatureError",
     "UnsupportedTaskError",
-    "ToolUse",
     "Usage",
     "__version__",
     "add_sink",

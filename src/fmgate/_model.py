@@ -135,9 +135,10 @@ class Model:
         back in ``Response.tool_calls``, and ``tool_choice`` says whether it may (``auto``),
         must (``required``, or a tool's name) or must not (``none``). With ``run_tools=True``
         fmgate runs them and sends the results back until the model answers in text (one
-        record per model call; docs/tools.md). ``output``: a Pydantic model class or a JSON
-        schema the reply must satisfy; ``Response.parsed`` holds the validated value.
-        Backend-specific parameters pass through with their prefix (``openai_logprobs=True``).
+        record per model call; docs/tools.md; ``agenerate`` awaits async tools). ``output``: a
+        Pydantic model class or a JSON schema the reply must satisfy; ``Response.parsed`` holds
+        the validated value. Backend-specific parameters pass through with their prefix
+        (``openai_logprobs=True``).
         """
         params = _params(max_tokens, temperature, top_p, stop, seed, backend_params)
         params.update(tools=tools, tool_choice=tool_choice, output=output)
@@ -167,7 +168,17 @@ class Model:
         max_tool_rounds: int = 10,
         **backend_params: Any,
     ) -> Response:
-        """Generate a reply to ``prompt``: as :meth:`generate` (async tools are awaited)."""
+        """Generate a reply to ``prompt`` (text or ``{"role", "content"}`` messages).
+
+        ``tools``: functions (or OpenAI function schemas) the model may call; its calls come
+        back in ``Response.tool_calls``, and ``tool_choice`` says whether it may (``auto``),
+        must (``required``, or a tool's name) or must not (``none``). With ``run_tools=True``
+        fmgate runs them and sends the results back until the model answers in text (one
+        record per model call; docs/tools.md; ``agenerate`` awaits async tools). ``output``: a
+        Pydantic model class or a JSON schema the reply must satisfy; ``Response.parsed`` holds
+        the validated value. Backend-specific parameters pass through with their prefix
+        (``openai_logprobs=True``).
+        """
         params = _params(max_tokens, temperature, top_p, stop, seed, backend_params)
         params.update(tools=tools, tool_choice=tool_choice, output=output)
         if run_tools:
