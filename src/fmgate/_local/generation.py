@@ -40,12 +40,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from .._errors import BackendError, ContextLengthError, InvalidRequestError
 from .._record import Usage
 from .._types import ChatRequest, Completion, GenerationParams, Message
+from . import tools
+from .grammar import Constrained, constrain
 from .loading import LoadedModel
 
 DEFAULT_MAX_TOKENS = 256
@@ -66,6 +68,7 @@ RESERVED = frozenset(
         "return_dict_in_generate",
         "num_return_sequences",
         "generation_config",
+        "logits_processor",
     }
 )
 _RNG_LOCK = threading.Lock()
@@ -109,9 +112,14 @@ def render(tokenizer: Any, messages: Sequence[Message]) -> str:
     )
 
 
-def encode(loaded: LoadedModel, requests: Sequence[ChatRequest]) -> Batch:
+def encode(
+    loaded: LoadedModel, requests: Sequence[ChatRequest], plans: Sequence[tools.Plan]
+) -> Batch:
     tokenizer = loaded.tokenizer
-    texts = [render(tokenizer, r.messages) for r in requests]
+    texts = [
+        p.render(tokenizer, r) if p.shown is not None else render(tokenizer, r.messages)
+        for r, p in zip(requests, plans, strict=True)
+    ]
     # A chat template writes its own special tokens (BOS included); raw text gets the usual ones.
     enc = tokenizer(
         texts,
@@ -341,7 +349,9 @@ class RowText:
 
 class TextPieces(BaseStreamer):
     """Turns the tokens of a ``generate`` into text pieces as they are decoded, row by row: each
-    row with a listener gets its own :class:`RowText`; rows without one are not decoded."""
+    row with a listener gets its own :class:`RowText`; rows without one are not decoded.
+    ``holds``, per row, adds strings its text is held back at as at a stop string (a tool
+    call's trigger)."""
 
     def __init__(
         self,
@@ -349,10 +359,13 @@ class TextPieces(BaseStreamer):
         stops: tuple[str, ...],
         ends: Sequence[int],
         emits: Sequence[Callable[[str], None] | None],
+        holds: Sequence[tuple[str, ...]] | None = None,
     ) -> None:
         end_ids = frozenset(ends)
+        extra = holds if holds is not None else [()] * len(emits)
         self.rows = [
-            RowText(tokenizer, stops, end_ids, emit) if emit is not None else None for emit in emits
+            RowText(tokenizer, stops + hold, end_ids, emit) if emit is not None else None
+            for emit, hold in zip(emits, extra, strict=True)
         ]
         self._prompt_seen = False
 
@@ -417,31 +430,78 @@ def run(
     """One ``generate`` for requests that share their parameters; the streamer when streaming.
 
     ``on_text``, one entry per request, receives that row's text pieces as they are decoded
-    (``None``: the row is not streamed).
+    (``None``: the row is not streamed). With tools offered, a row's text is held back from
+    where a call begins (the whole reply, for formats whose calls have no trigger).
     """
     params = requests[0].params
     stops = params.stop or ()
-    streamer = None
-    if on_text is not None and any(emit is not None for emit in on_text):
-        streamer = TextPieces(loaded.tokenizer, stops, eos_ids(loaded), on_text)
     # Tokenizing takes the lock too: a fast tokenizer is not safe to share between threads (its
     # padding settings are set per call: "RuntimeError: Already borrowed").
     with loaded.lock:
-        batch = encode(loaded, requests)
-        kwargs = generate_kwargs(loaded, params, max_new_tokens(loaded, batch, params))
+        plans = [tools.plan(loaded, r) for r in requests]
+        streamer = _streamer(loaded, stops, plans, on_text)
+        batch = encode(loaded, requests, plans)
+        budget = max_new_tokens(loaded, batch, params)
+        kwargs = generate_kwargs(loaded, params, budget)
+        grammar = _constrain(loaded, requests, plans, batch, budget, kwargs)
         tracker = Tracker(loaded, batch.width, stops, cancel)
         out = _generate(loaded, batch, params, tracker, streamer, kwargs)
         rows = finish(loaded, out[:, batch.width :], tracker, stops)
     completions = [
-        Completion(
-            text,
-            reason,
-            Usage(prompt, generated, source="tokenizer"),
-            first_token_at=tracker.first_token_at,
+        tools.with_calls(
+            Completion(
+                text,
+                "length" if grammar is not None and i in grammar.closed else reason,
+                Usage(prompt, generated, source="tokenizer"),
+                first_token_at=tracker.first_token_at,
+            ),
+            request,
+            how.form,
         )
-        for (text, reason, generated), prompt in zip(rows, batch.prompt_tokens, strict=True)
+        for i, ((text, reason, generated), prompt, request, how) in enumerate(
+            zip(rows, batch.prompt_tokens, requests, plans, strict=True)
+        )
     ]
     return completions, streamer
+
+
+def _streamer(
+    loaded: LoadedModel,
+    stops: tuple[str, ...],
+    plans: Sequence[tools.Plan],
+    on_text: Sequence[Callable[[str], None] | None] | None,
+) -> TextPieces | None:
+    if on_text is None:
+        return None
+    holds = [p.hold() for p in plans]
+    emits = [emit if hold is not None else None for emit, hold in zip(on_text, holds, strict=True)]
+    if all(emit is None for emit in emits):
+        return None
+    rows = [hold or () for hold in holds]
+    return TextPieces(loaded.tokenizer, stops, eos_ids(loaded), emits, rows)
+
+
+def _constrain(
+    loaded: LoadedModel,
+    requests: Sequence[ChatRequest],
+    plans: Sequence[tools.Plan],
+    batch: Batch,
+    budget: int,
+    kwargs: dict[str, Any],
+) -> Constrained | None:
+    """The grammar processor for the batch, put into ``kwargs``; None when no row has one."""
+    forms = [p.form for p in plans]
+    ends = eos_ids(loaded)
+    processor = constrain(loaded, requests, forms, width=batch.width, budget=budget, ends=ends)
+    if processor is None:
+        return None
+    if "min_new_tokens" in kwargs and processor.ends_by_grammar:
+        raise InvalidRequestError(
+            "transformers_ignore_eos cannot be combined with output= or a forced tool_choice: "
+            "the grammar must be free to end the reply."
+        )
+    kwargs["logits_processor"] = LogitsProcessorList([processor])
+    return processor
 
 
 def _generate(

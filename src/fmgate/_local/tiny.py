@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._errors import InvalidRequestError
+from .tools import HERMES_TEMPLATE
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -96,6 +97,10 @@ class _Arch:
     config: dict[str, Any] = field(default_factory=dict)
     # names of a sequence-classification head's classes; none: no such head
     labels: tuple[str, ...] = ()
+    # a causal model's chat template, and tokens added to its vocabulary (not special: they
+    # stay in decoded text, as Qwen 2.5's <tool_call> does)
+    template: str = _CHAT_TEMPLATE
+    added: tuple[str, ...] = ()
 
     @property
     def causal(self) -> bool:
@@ -185,6 +190,28 @@ _ARCHES |= {
     for name in ("bert", "distilbert", "roberta", "mobilebert")
 }
 
+# Chat models whose template shows tools and reads calls back in the Hermes/Qwen format
+# (<tool_call>{"name": ..., "arguments": ...}</tool_call>): tool calling and structured output
+# run on them offline.
+_TOOL_TOKENS = ("<tool_call>", "</tool_call>")
+_ARCHES["llama-tools"] = replace(_ARCHES["llama"], template=HERMES_TEMPLATE, added=_TOOL_TOKENS)
+_ARCHES["qwen2-tools"] = _Arch(
+    "qwen2",
+    "causal",
+    2048,
+    dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=False,
+    ),
+    template=HERMES_TEMPLATE,
+    added=_TOOL_TOKENS,
+)
+
 ARCHES: tuple[str, ...] = tuple(_ARCHES)
 
 
@@ -192,7 +219,9 @@ def make_tiny_model(arch: str, path: str | os.PathLike[str]) -> Path:
     """Build a small random-weight model of ``arch`` offline and save it into ``path``.
 
     ``arch`` is one of :data:`ARCHES`: causal ``llama``, ``gpt_neox`` (Dolly 2's architecture),
-    ``gpt2``; encoders ``bert``, ``distilbert``, ``roberta``, ``mobilebert``, ``minilm``; and
+    ``gpt2``; chat models with tools ``llama-tools`` and ``qwen2-tools`` (a Hermes/Qwen-style
+    chat template that shows tools, and ``<tool_call>`` tokens: tool calls and structured output
+    work on them); encoders ``bert``, ``distilbert``, ``roberta``, ``mobilebert``, ``minilm``; and
     classifiers ``bert-classifier``, ``distilbert-classifier``, ``roberta-classifier``,
     ``mobilebert-classifier``: the encoder with a sequence-classification head of three classes
     (``negative``, ``neutral``, ``positive``; its scores are random too). The folder
@@ -285,13 +314,16 @@ def _special_ids(spec: _Arch, tokenizer: Any) -> dict[str, int]:
 
 
 def _wrap_tokenizer(spec: _Arch) -> Any:
-    extra = {"chat_template": _CHAT_TEMPLATE} if spec.causal else {}
-    return _transformers().PreTrainedTokenizerFast(
+    extra = {"chat_template": spec.template} if spec.causal else {}
+    tokenizer = _transformers().PreTrainedTokenizerFast(
         tokenizer_object=_train_tokenizer(spec.tokenizer),
         model_max_length=spec.context,
         **_SPECIAL_TOKENS[spec.tokenizer],
         **extra,
     )
+    if spec.added:
+        tokenizer.add_tokens(list(spec.added))
+    return tokenizer
 
 
 def _train_tokenizer(kind: TokenizerKind) -> Tokenizer:

@@ -18,6 +18,13 @@ generate; encoder models (BERT, DistilBERT, RoBERTa, MobileBERT, MiniLM) embed; 
 architecture is a ``*ForSequenceClassification`` head classifies (its only task), with labels from
 its config's ``id2label`` (see :mod:`fmgate._local.classification`). A ``.gguf`` file, or a folder
 holding one, loads too (see :mod:`fmgate._local.gguf`).
+
+Tools and structured output: ``tools=`` are shown through the model's chat template and its calls
+read from its output (Hermes/Qwen ``<tool_call>`` blocks, Llama 3 JSON; a ChatML template without
+tools, as SmolLM2's, gets fmgate's Hermes template: :mod:`fmgate._local.tools`). ``output=`` and
+``tool_choice="required"`` or a tool's name are enforced by constrained decoding with llguidance,
+so the JSON is valid by construction (:mod:`fmgate._local.grammar`); ``record.output.mode`` is
+``grammar``.
 """
 
 from __future__ import annotations
@@ -60,6 +67,9 @@ class TransformersBackend(Backend):
     wire = "transformers"
     library = "transformers"
     supports_embeddings = True
+    # tools through the chat template, calls read from the model's format; structured output
+    # and forced calls by constrained decoding (see _local/tools.py and _local/grammar.py)
+    features: ClassVar[frozenset[str]] = frozenset({"tools", "output"})
     default_batch_size = 8
     streams_batches = True
     # vLLM's request extensions honoured as transformers_<name> (fmgate serve passes them on)
@@ -110,6 +120,11 @@ class TransformersBackend(Backend):
         """``classify`` for a sequence-classification head; else chat and embed (the model's
         kind decides which of the two runs)."""
         return _CLASSIFY if self._profile.is_classifier else super().tasks
+
+    @property
+    def output_mode(self) -> str:
+        """Structured output by constrained decoding: a grammar masks each token."""
+        return "grammar"
 
     def default_params(self) -> GenerationParams:
         return GenerationParams(max_tokens=DEFAULT_MAX_TOKENS)
@@ -227,7 +242,8 @@ class TransformersBackend(Backend):
             )
             sent = pieces.sent(0) if pieces is not None else ""
             rest = completion.text[len(sent) :] if completion.text.startswith(sent) else ""
-            push(Delta(rest, completion.finish_reason, completion.usage))
+            reason, usage, calls = completion.finish_reason, completion.usage, completion.tool_calls
+            push(Delta(rest, reason, usage, tool_calls=calls))
             push(_END)
         except BaseException as exc:  # raised again on the consumer's side
             push(exc)
