@@ -25,9 +25,15 @@ supplies everything else, as with a plain ``model.generate``; ``transformers_<na
 the end-of-sequence token is never chosen (``min_new_tokens`` is the budget), as load generators
 ask to measure a fixed output length.
 
+Tools and ``output``: a request that offers tools, or holds earlier calls and results, is
+rendered with a template that shows them and its calls are read out of the text afterwards
+(:mod:`fmgate._local.tools`); ``output`` and forced tool choices constrain each row's tokens to
+a grammar (:mod:`fmgate._local.grammar`), which rows of one batch need not share.
+
 ``finish_reason`` is ``"stop"`` on an end-of-sequence token or a stop string, ``"length"`` when
-``max_new_tokens`` ran out. ``output_tokens`` counts the tokens the model generated, the
-end-of-sequence token included and padding excluded.
+``max_new_tokens`` ran out (or the grammar closed a structure early because it was about to),
+``"tool_calls"`` when the reply is calls. ``output_tokens`` counts the tokens the model
+generated, the end-of-sequence token included and padding excluded.
 """
 
 from __future__ import annotations

@@ -141,7 +141,9 @@ def closing(matcher: LLMatcher, closers: Sequence[int], ends: Sequence[int]) -> 
         mask = walk.compute_bitmask()
         token = next((t for t in closers if _allows(mask, t)), None)
         if token is None:
-            token = next((t for t in range(len(mask) * 8) if _allows(mask, t)), None)
+            bits = np.unpackbits(np.frombuffer(mask, dtype=np.uint8), bitorder="little")
+            allowed = np.flatnonzero(bits)
+            token = int(allowed[0]) if len(allowed) else None
         if token is None or not walk.consume_token(token):
             break
         tokens.append(token)
@@ -240,13 +242,13 @@ class Constrained(LogitsProcessor):
     def _closer(self, row: int, left: int) -> int | None:
         """The token that ``row`` must take now to close in time, or None (the model chooses).
 
-        The closing walk is measured every 8 tokens, and at every token once the tokens left
+        The closing walk is measured every 16 tokens, and at every token once the tokens left
         come near twice what it took last time (the model may open more at any token); once
         no more tokens are left than twice what it takes, its tokens are forced one per step.
         """
         plan = self._plans.get(row)
         if plan is None:
-            if left > 2 * self._need[row] + 16 and left % 8:
+            if left > 2 * self._need[row] + 16 and left % 16:
                 return None
             matcher = self._matchers[row]
             assert matcher is not None

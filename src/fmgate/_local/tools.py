@@ -130,17 +130,22 @@ class ToolFormat:
         specials: Container[str] = (),
     ) -> str:
         """Lark rules (for llguidance) whose ``calls`` rule is one call, or one or more when
-        ``many``, of ``tools`` with arguments valid against their schemas. A piece in
-        ``specials`` is one special token of the tokenizer, written as such (llguidance
-        matches a special token only by its name, never by its text)."""
+        ``many`` and the format separates calls (Llama 3 writes one), of ``tools`` with
+        arguments valid against their schemas. A piece in ``specials`` is one special token of
+        the tokenizer, written as such (llguidance matches a special token only by its name,
+        never by its text)."""
         body = json.dumps(call_schema(tools, self.key, options))
         sep = _lark([self.separator], specials)
         # a separator may close the last call too: a model that writes one after a block is not
         # thereby made to start another call
-        calls = (f"call ({sep} call)*" if many else "call") + (f" {sep}?" if sep else "")
+        calls = f"call ({sep} call)* {sep}?" if many and sep else f"call {sep}?" if sep else "call"
         begin, end = _lark(self.begin, specials), _lark(self.end, specials)
         return "\n".join(
-            [f"calls: {calls}", f"call: {begin} call_json {end}", f"call_json: %json {body}"]
+            [
+                f"calls: {calls}",
+                "call: " + " ".join(p for p in (begin, "call_json", end) if p),
+                f"call_json: %json {body}",
+            ]
         )
 
     def lazy_grammar(
