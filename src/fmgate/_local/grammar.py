@@ -4,27 +4,37 @@ Before each token, a grammar says which tokens may come next and every other tok
 set to -inf (a ``LogitsProcessor`` in ``model.generate``), so the text is always a prefix of
 something the grammar accepts: the JSON of ``output=``'s schema, or a call of one of the tools in
 its family's format (:mod:`fmgate._local.tools`) with arguments valid against that tool's
-schema. Rows of one batch each have their own grammar (or none). JSON is written compactly, with
-the separators ``", "`` and ``": "`` that models trained on ``json.dumps`` output expect.
+schema. Rows of one batch each have their own grammar (or none). JSON is written on one line,
+with the separators ``", "`` and ``": "`` that models trained on ``json.dumps`` output expect.
 
-**The library is llguidance** (guidance-ai, MIT; the ``local`` extra). Measured against xgrammar
-0.2.9 with llguidance 1.9.1 (``benchmarks/constrained_decoding.py``, CPU, transformers 5):
-both keep a constrained token within 1.3x of an unconstrained one on the tiny llama and on
-SmolLM2-135M-Instruct (about 0.2 ms of mask per token on SmolLM2's 49k vocabulary, against
-tens of ms for the model's step), so speed does not separate them. llguidance was chosen for:
+**The library is llguidance** (guidance-ai, MIT; the ``local`` extra), measured against xgrammar
+0.2.9 with llguidance 1.9.1 by ``benchmarks/constrained_decoding.py`` (CPU, 2 threads, greedy,
+a nested schema, medians of 9 rounds; constrained / unconstrained time per decoded token):
 
-- **Nothing to compile**: it computes masks lazily from the grammar (Earley parser over a
-  derivative-based lexer), so a new schema costs about 2 ms before its first token; each
-  request may bring its own schema. xgrammar precompiles a per-schema token-mask cache (ms to
-  seconds, growing with the schema and the vocabulary).
+=================  ==========  ========  ===============================
+model              llguidance  xgrammar  fmgate's whole ``generate``
+=================  ==========  ========  ===============================
+tiny llama         1.14        0.99      1.27
+SmolLM2-135M       1.00        1.04      1.01
+=================  ==========  ========  ===============================
+
+Both stay within 1.3x (a mask costs about 0.05 ms on the tiny model's 640 tokens and 0.2 ms on
+SmolLM2's 49k, against 1.4 and 70 ms per token), so speed does not separate them. Their view of
+a tokenizer is built once per model (llguidance 13 and 340 ms, xgrammar 3 and 230 ms); a schema
+costs llguidance 2 ms and xgrammar 2.4 and 7.5 ms. llguidance was chosen for:
+
+- **Nothing to compile**: it computes masks lazily from the grammar (an Earley parser over a
+  lexer of regex derivatives), so a schema costs the same 2 ms whatever the vocabulary, and each
+  request may bring its own. xgrammar precompiles a token-mask cache per schema, which grows
+  with the schema and the vocabulary.
 - **No dependencies**: one abi3 wheel (any Python 3, about 8 MB) that pulls in nothing;
   xgrammar 0.2.9 requires torch, transformers, pydantic, numpy, apache-tvm-ffi and triton (about
-  1 GB on Linux) and pins itself to transformers versions.
+  1 GB installed on Linux).
 - **Lark grammars with JSON schemas inside** (``%json {...}``) and lazy triggers, which express
   tool calls in free text ("auto": text, and any ``<tool_call>`` block then well formed) without
   a second mechanism.
-- Maintained and used in production: vLLM and SGLang ship it as a structured-output backend, and
-  llama.cpp can build with it.
+- Maintained and used in production: vLLM, SGLang and TensorRT-LLM ship it as a structured-output
+  backend, and llama.cpp can build with it.
 
 **Within the token budget.** A grammar cannot make a model stop: a string may go on until
 ``max_tokens`` runs out, cutting the JSON. So every few tokens fmgate measures how many
@@ -180,7 +190,7 @@ class Constrained(LogitsProcessor):
         self._ends = list(ends)
         self._words = (vocab + 31) // 32
         self._mask = torch.full((len(self._matchers), self._words), -1, dtype=torch.int32)
-        self._need = [0] * len(self._matchers)  # tokens a close took when last measured
+        self._need = [-1] * len(self._matchers)  # tokens a close took when last measured
         self._plans: dict[int, list[int]] = {}
         self.closed: set[int] = set()
 
@@ -198,7 +208,7 @@ class Constrained(LogitsProcessor):
         if not rows:
             return scores
         self._fill(rows)
-        scores.masked_fill_(~self._allowed(scores), float("-inf"))
+        scores.masked_fill_(self._refused(scores), float("-inf"))
         left = self._budget - steps
         for row in rows:
             token = self._closer(row, left)
@@ -230,25 +240,30 @@ class Constrained(LogitsProcessor):
             assert matcher is not None
             matcher.unsafe_compute_mask_ptr(base + row * size, size)
 
-    def _allowed(self, scores: torch.Tensor) -> torch.Tensor:
-        """The masks as booleans over the logits' width (a token past the tokenizer's
-        vocabulary, padding in the embedding matrix, is never allowed)."""
-        bits = np.unpackbits(self._mask.numpy().view(np.uint8), axis=1, bitorder="little")
+    def _refused(self, scores: torch.Tensor) -> torch.Tensor:
+        """The masks inverted, as booleans over the logits' width: True where a token is not
+        allowed (a token past the tokenizer's vocabulary, padding in the embedding matrix,
+        never is)."""
+        bits = np.unpackbits(~self._mask.numpy().view(np.uint8), axis=1, bitorder="little")
         vocab = int(scores.shape[1])
         if bits.shape[1] < vocab:
-            bits = np.pad(bits, ((0, 0), (0, vocab - bits.shape[1])))
-        return torch.from_numpy(bits[:, :vocab]).to(scores.device, dtype=torch.bool)
+            bits = np.pad(bits, ((0, 0), (0, vocab - bits.shape[1])), constant_values=1)
+        refused = torch.from_numpy(bits).view(torch.bool)[:, :vocab]
+        return refused if scores.device.type == "cpu" else refused.to(scores.device)
 
     def _closer(self, row: int, left: int) -> int | None:
         """The token that ``row`` must take now to close in time, or None (the model chooses).
 
-        The closing walk is measured every 16 tokens, and at every token once the tokens left
-        come near twice what it took last time (the model may open more at any token); once
-        no more tokens are left than twice what it takes, its tokens are forced one per step.
+        The closing walk is measured at the first token, then every 16 tokens, and every 4 once
+        the tokens left come near twice what it took last time (the model may open more at any
+        token). Once no more tokens are left than twice what it takes (and 4 for the tokens
+        since it was measured), its tokens are forced one per step.
         """
         plan = self._plans.get(row)
         if plan is None:
-            if left > 2 * self._need[row] + 16 and left % 16:
+            need = self._need[row]
+            near = need >= 0 and left <= 2 * need + 16
+            if need >= 0 and left % (4 if near else 16):
                 return None
             matcher = self._matchers[row]
             assert matcher is not None
@@ -258,7 +273,7 @@ class Constrained(LogitsProcessor):
             self._need[row] = len(walk)
             # Twice the need: one token of the model's can open a great deal (a "," in a list
             # of objects with many required keys), so closing starts with room to spare.
-            if not walk or left > 2 * len(walk):
+            if not walk or left > 2 * len(walk) + 4:
                 return None
             plan = self._plans[row] = walk
             self.closed.add(row)
