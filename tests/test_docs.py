@@ -126,7 +126,25 @@ def page_names(block: Block, request: pytest.FixtureRequest) -> dict[str, Any]:
     else:
         m = fmgate.load("openai:gpt-4o-mini")
     sink = fmgate.MemorySink()
-    return {"fmgate": fmgate, "load": fmgate.load, "m": m, "prompts": PROMPTS, "my_sink": sink}
+    names = {"fmgate": fmgate, "load": fmgate.load, "m": m, "prompts": PROMPTS, "my_sink": sink}
+    return {**names, **_defined_before(block)}
+
+
+def _defined_before(block: Block) -> dict[str, Any]:
+    """The imports, functions and classes that earlier blocks of the page define: a later block
+    uses them as a reader who ran the page top to bottom would (tools.md's ``get_weather``)."""
+    names: dict[str, Any] = {"__name__": "__docs__"}
+    for earlier in PYTHON:
+        if earlier.path != block.path or earlier.line >= block.line or earlier.skip:
+            continue
+        kept = [
+            node
+            for node in ast.parse(earlier.text).body
+            if isinstance(node, ast.Import | ast.ImportFrom | ast.FunctionDef | ast.ClassDef)
+        ]
+        exec(compile(ast.Module(kept, []), earlier.where, "exec"), names)  # noqa: S102
+    del names["__name__"]
+    return names
 
 
 @pytest.mark.usefixtures("own_environ", "own_sinks")

@@ -9,6 +9,7 @@ Pydantic and jsonschema load here, on first use, never on ``import fmgate``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -296,8 +297,8 @@ class OutputSpec:
             value = json.loads(body)
         except json.JSONDecodeError as exc:
             raise OutputValidationError(
-                f"The reply is not JSON ({exc.msg} at position {exc.pos}), so it cannot be a "
-                f"{self.name}.",
+                f"The reply is not JSON ({exc.msg} at position {exc.pos}), so it cannot be read "
+                f"as {self.name}.",
                 text=text,
                 schema_name=self.name,
             ) from None
@@ -366,12 +367,23 @@ def to_output(output: object) -> OutputSpec | None:
 
 
 def _check_schema(schema: Mapping[str, Any]) -> None:
+    """Refuse a schema that is not one; checked once per distinct schema (a check costs
+    milliseconds, and compare or serve send the same schema with every call)."""
+    try:
+        text = json.dumps(schema, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        raise InvalidRequestError(f"output's schema is not JSON: {shown(schema)}.") from None
+    _check_schema_text(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _check_schema_text(text: str) -> None:
     try:
         import jsonschema
     except ImportError:
         return
     try:
-        jsonschema.Draft202012Validator.check_schema(dict(schema))
+        jsonschema.Draft202012Validator.check_schema(json.loads(text))
     except jsonschema.SchemaError as exc:
         raise InvalidRequestError(f"output is not a valid JSON schema: {exc.message}.") from None
 

@@ -19,9 +19,10 @@ from fmgate import InvalidRequestError  # noqa: E402
 from fmgate._local.profile import hub_license, normalise_license, read_profile  # noqa: E402
 from fmgate._local.tiny import ARCHES  # noqa: E402
 
-CAUSAL = ("llama", "gpt_neox", "gpt2")
+CAUSAL = ("llama", "gpt_neox", "gpt2", "llama-tools", "qwen2-tools")
 Tiny = Callable[[str], Path]  # the session fixture in conftest.py: arch -> folder
 CONTEXT = {"llama": 2048, "gpt_neox": 2048, "gpt2": 1024, "roberta": 512, "bert": 512}
+CONTEXT |= {"llama-tools": 2048, "qwen2-tools": 2048}
 _SIZES = {"F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4}
 
 

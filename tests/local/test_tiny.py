@@ -18,7 +18,7 @@ from fmgate import InvalidRequestError  # noqa: E402
 from fmgate._local.tiny import ARCHES  # noqa: E402
 from fmgate.testing import make_tiny_model  # noqa: E402
 
-CAUSAL = ("llama", "gpt_neox", "gpt2")
+CAUSAL = ("llama", "gpt_neox", "gpt2", "llama-tools", "qwen2-tools")
 Tiny = Callable[[str], Path]  # the session fixture in conftest.py: arch -> folder
 ENCODERS = ("bert", "distilbert", "roberta", "mobilebert", "minilm")
 CLASSIFIERS = ("bert-classifier", "distilbert-classifier", "roberta-classifier")
