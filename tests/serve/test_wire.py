@@ -128,7 +128,7 @@ def test_calls_are_recorded_and_tagged(echo_url: str, memory: fmgate.MemorySink)
         (chat_body(max_tokens=0), "max_tokens", "max_tokens"),
         (chat_body(max_completion_tokens="9"), "max_completion_tokens", "integer"),
         (chat_body(stop=["a", "b", "c", "d", "e"]), "stop", "stop"),
-        (chat_body(tools=[{"type": "function"}]), "tools[0].function", "Missing required parameter"),
+        (chat_body(tools=[{"type": "function"}]), "tools[0].function", "Missing required"),
         (chat_body(stream="yes"), "stream", "boolean"),
         (chat_body(stream_options={"include_usage": True}), "stream_options", "only allowed"),
         ({"model": "echo"}, "messages", "messages"),
