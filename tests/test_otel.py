@@ -18,7 +18,17 @@ from opentelemetry.trace import SpanKind, StatusCode
 import fmgate
 from fmgate import _registry
 from fmgate._otel import OpenTelemetrySink, span_attributes
-from fmgate._record import Access, CallRecord, Cost, Environment, Latency, Outcome, Usage
+from fmgate._record import (
+    Access,
+    CallRecord,
+    Cost,
+    Environment,
+    Latency,
+    Outcome,
+    OutputCheck,
+    ToolUse,
+    Usage,
+)
 from tests.fakes import FakeBackend
 
 GROUPS = ("usage", "latency", "cost", "access", "outcome", "environment")
@@ -207,6 +217,8 @@ def test_every_record_field_is_exported() -> None:
         ),
         outcome=Outcome("error", "length", "ServerError", "boom", 500, 2, "other", 4, "why", True),
         environment=Environment("1.0", "openai 1.0", "3.11"),
+        tools=ToolUse(2, "auto", 1),
+        output=OutputCheck("Conversion", "451b398eb1bee8e3", True, "native"),
     )
     semconv = {
         "id": "fmgate.record_id",
