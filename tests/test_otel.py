@@ -31,7 +31,7 @@ from fmgate._record import (
 )
 from tests.fakes import FakeBackend
 
-GROUPS = ("usage", "latency", "cost", "access", "outcome", "environment")
+GROUPS = ("usage", "latency", "cost", "access", "outcome", "environment", "tools", "output")
 
 
 @pytest.fixture
