@@ -15,7 +15,6 @@ import anthropic
 import httpx
 import pytest
 import respx
-from pydantic import BaseModel
 
 import fmgate
 from fmgate import (
@@ -30,6 +29,7 @@ from fmgate._tools import ToolCall
 from fmgate.backends._anthropic_tools import output_mode
 from fmgate.backends.anthropic import AnthropicBackend, _StreamReader
 from tests.backends import anthropic_wire as wire
+from tests.backends.tool_fixtures import Conversion, get_time, get_weather
 
 NATIVE_SPEC = "anthropic:claude-sonnet-4-5"  # a model with native structured output
 # wire.SPEC (claude-3-5-haiku-latest) has none: structured output goes through a forced tool
@@ -50,26 +50,6 @@ def model() -> Iterator[fmgate.Model]:
 def native() -> Iterator[fmgate.Model]:
     with fmgate.load(NATIVE_SPEC) as m:
         yield m
-
-
-def get_weather(city: str, unit: str = "celsius") -> str:
-    """Get the current weather in a city.
-
-    Args:
-        city: The city and state, e.g. San Francisco, CA.
-        unit: celsius or fahrenheit.
-    """
-    return f"18 degrees {unit} in {city}"
-
-
-def get_time(city: str) -> str:
-    """Get the local time in a city."""
-    return f"14:05 in {city}"
-
-
-class Conversion(BaseModel):
-    value: float
-    unit: str
 
 
 WEATHER_SCHEMA = {

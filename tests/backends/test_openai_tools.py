@@ -16,13 +16,13 @@ import pytest
 import respx
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletionChunk
-from pydantic import BaseModel
 
 import fmgate
 from fmgate import InvalidRequestError, MalformedResponseError, OutputValidationError
 from fmgate._tags import TOOL_LOOP
 from fmgate._tools import ToolCall, to_output, to_tools
 from fmgate.backends.openai import OpenAIBackend, _ChunkReader
+from tests.backends.tool_fixtures import Conversion, get_time, get_weather
 
 from . import openai_wire as wire
 
@@ -40,26 +40,6 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
 def model() -> Iterator[fmgate.Model]:
     with fmgate.load("openai:gpt-4o-mini") as m:
         yield m
-
-
-def get_weather(city: str, unit: str = "celsius") -> str:
-    """Get the current weather in a city.
-
-    Args:
-        city: The city and state, e.g. San Francisco, CA.
-        unit: celsius or fahrenheit.
-    """
-    return f"18 degrees {unit} in {city}"
-
-
-def get_time(city: str) -> str:
-    """Get the local time in a city."""
-    return f"14:05 in {city}"
-
-
-class Conversion(BaseModel):
-    value: float
-    unit: str
 
 
 STRICT_WEATHER: dict[str, Any] = {  # fits strict mode: every property required, no others allowed
