@@ -195,22 +195,8 @@ _ARCHES |= {
 # run on them offline.
 _TOOL_TOKENS = ("<tool_call>", "</tool_call>")
 _ARCHES["llama-tools"] = replace(_ARCHES["llama"], template=HERMES_TEMPLATE, added=_TOOL_TOKENS)
-_ARCHES["qwen2-tools"] = _Arch(
-    "qwen2",
-    "causal",
-    2048,
-    dict(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        tie_word_embeddings=False,
-    ),
-    template=HERMES_TEMPLATE,
-    added=_TOOL_TOKENS,
-)
+# Qwen 2 takes Llama's dimensions under its own model type (its attention adds q/k/v biases)
+_ARCHES["qwen2-tools"] = replace(_ARCHES["llama-tools"], model_type="qwen2")
 
 ARCHES: tuple[str, ...] = tuple(_ARCHES)
 
