@@ -123,8 +123,8 @@ def test_classify_without_labels_on_a_chat_model_says_to_give_labels() -> None:
     [
         ([], {}, "non-empty list of str"),
         ([1, 2], {}, "non-empty list of str"),
-        (b"\x89PNG", {}, "takes text for now, not a bytes"),
-        ([Path("cat.png")], {}, "takes text for now"),
+        (b"\x89PNG", {}, "classifies text, not images \\(got a bytes\\)"),
+        ([Path("cat.png")], {}, "classifies text, not images"),
         (["a"], {"top_k": 0}, "top_k must be a positive int"),
         (["a"], {"labels": "en"}, "labels must be a list of str"),
         (["a"], {"labels": []}, "non-empty list of non-blank str"),

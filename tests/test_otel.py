@@ -209,7 +209,7 @@ def test_every_record_field_is_exported() -> None:
         revision="001",
         stream=True,
         task="classify",
-        usage=Usage(10, 5, 2, 1, 3, "provider", items=4, images_in=1, images_out=0),
+        usage=Usage(10, 5, 2, 1, 3, "provider", items=4, images_in=1, images_out=0, pixels_in=640, pixels_out=0),
         latency=Latency(1.0, 0.1, 0.5, 40.0, 0.2, 1.7),
         cost=Cost(Decimal("0.01"), "list_price", "USD", "genai-prices 0.1", 3.0),
         access=Access(

@@ -58,7 +58,7 @@ from ._store import SqliteStore, records
 from ._stream import AsyncStream, Stream
 from ._tags import tagged
 from ._tools import Tool, ToolCall
-from ._types import Chunk, Classifications, Embeddings, Message, Response
+from ._types import Chunk, Classifications, Detection, Detections, Embeddings, Message, Response
 
 __version__ = "0.1.0"
 
@@ -77,6 +77,8 @@ __all__ = [
     "ConnectionError",
     "ContextLengthError",
     "Cost",
+    "Detection",
+    "Detections",
     "Embeddings",
     "Environment",
     "FallbackModel",

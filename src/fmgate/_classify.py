@@ -11,7 +11,6 @@ batched on a local model, concurrent on an API. Either way a call is one record,
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -21,12 +20,14 @@ from ._errors import (
     InvalidRequestError,
     MalformedResponseError,
     NoLabelError,
+    UnsupportedFeatureError,
     UnsupportedTaskError,
     shown,
 )
+from ._images import Image, is_image, names_an_image, to_image, to_images, to_pil
 from ._record import Usage
 from ._recording import CallTimer, parts_of_one_call
-from ._types import Classifications, ClassifyResult, Ranked, Response
+from ._types import Classifications, ClassifyResult, Prompt, Ranked, Response
 
 if TYPE_CHECKING:
     from ._model import Model
@@ -37,9 +38,14 @@ ZERO_SHOT_PROMPT = (
     'Text: """{text}"""\n'
     "Answer with the label only."
 )
+ZERO_SHOT_IMAGE_VERSION = "zero-shot-image-v1"
+ZERO_SHOT_IMAGE_PROMPT = (
+    "Choose the one label that fits the image. Labels: {labels}.\nAnswer with the label only."
+)
 ZERO_SHOT_MAX_TOKENS = 16  # a label or two words: a longer answer is not a label
 
-Inputs = str | Sequence[str]
+Inputs = Any
+"""A text or an image (a path, bytes, a PIL image, an array), or a list of one kind."""
 
 
 def classify(
@@ -47,16 +53,20 @@ def classify(
 ) -> Classifications:
     if labels is None:
         with model.recording("classify", params={"top_k": top_k}) as timer:
-            texts = _own_classifier(model, inputs, top_k)
-            result = model.backend.classify(texts, top_k=top_k)
-        return _done(timer, result, len(texts))
-    params = _zero_shot_params(model, labels, max_tokens)
+            batch = _own_classifier(model, inputs, top_k)
+            if isinstance(batch, Pictures):
+                timer.read_images(batch.sizes)
+                result = model.backend.classify_images(batch.images, top_k=top_k)
+            else:
+                result = model.backend.classify(batch, top_k=top_k)
+        return _done(timer, result, len(batch))
+    params = _zero_shot_params(model, labels, max_tokens, inputs)
     with model.recording("classify", params=params) as timer:
-        texts, prompts = _zero_shot(model, inputs, params["labels"], top_k)
+        items, prompts = _zero_shot(model, inputs, params, top_k, timer)
         with parts_of_one_call():
             rows = model.generate_many(prompts, return_exceptions=True, **_sent(params))
         result = _answers(rows, params["labels"])
-    return _done(timer, result, len(texts))
+    return _done(timer, result, items)
 
 
 async def aclassify(
@@ -64,35 +74,61 @@ async def aclassify(
 ) -> Classifications:
     if labels is None:
         with model.recording("classify", params={"top_k": top_k}) as timer:
-            texts = _own_classifier(model, inputs, top_k)
-            result = await model.backend.aclassify(texts, top_k=top_k)
-        return _done(timer, result, len(texts))
-    params = _zero_shot_params(model, labels, max_tokens)
+            batch = _own_classifier(model, inputs, top_k)
+            if isinstance(batch, Pictures):
+                timer.read_images(batch.sizes)
+                result = await model.backend.aclassify_images(batch.images, top_k=top_k)
+            else:
+                result = await model.backend.aclassify(batch, top_k=top_k)
+        return _done(timer, result, len(batch))
+    params = _zero_shot_params(model, labels, max_tokens, inputs)
     with model.recording("classify", params=params) as timer:
-        texts, prompts = _zero_shot(model, inputs, params["labels"], top_k)
+        items, prompts = _zero_shot(model, inputs, params, top_k, timer)
         with parts_of_one_call():
             rows = await model.agenerate_many(prompts, return_exceptions=True, **_sent(params))
         result = _answers(rows, params["labels"])
-    return _done(timer, result, len(texts))
+    return _done(timer, result, items)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Pictures:
+    """The images of a call as a local model reads them (PIL, RGB), and their sizes."""
+
+    images: list[Any]
+
+    @property
+    def sizes(self) -> list[tuple[int, int]]:
+        return [image.size for image in self.images]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def pictures(inputs: object, what: str) -> Pictures:
+    """One image or a list of them, decoded for a local model (paths read, arrays converted)."""
+    return Pictures([to_pil(x) for x in to_images(inputs, what)])
 
 
 # -- checks ---------------------------------------------------------------------------------------
 
 
-def _own_classifier(model: Model, inputs: Inputs, top_k: int) -> list[str]:
-    """The texts, once the model is known to have a classifier of its own."""
-    texts = _texts(inputs)
+def _own_classifier(model: Model, inputs: Inputs, top_k: int) -> list[str] | Pictures:
+    """The texts or images, once the model is known to have a classifier of its own."""
     _check_top_k(top_k)
     if "classify" not in model.tasks:
+        _texts_or_images(inputs)  # bad input is named first
         raise model.backend.unsupported("classify")
-    return texts
+    if model.backend.classifies == "image":
+        return pictures(inputs, "classify()")
+    return _texts(inputs, model.spec)
 
 
 def _zero_shot(
-    model: Model, inputs: Inputs, labels: list[str], top_k: int
-) -> tuple[list[str], list[str]]:
-    """The texts and their prompts, once the model is known to chat."""
-    texts = _texts(inputs)
+    model: Model, inputs: Inputs, params: dict[str, Any], top_k: int, timer: CallTimer
+) -> tuple[int, list[Prompt]]:
+    """The number of items and their prompts, once the model is known to chat (and to see
+    images, for images). Images are encoded once here; the record counts them."""
+    batch = _texts_or_images(inputs)
     _check_top_k(top_k)
     if "chat" not in model.tasks:
         raise UnsupportedTaskError(
@@ -101,35 +137,66 @@ def _zero_shot(
             f"{', '.join(sorted(model.tasks))}.",
             tasks=model.tasks,
         )
-    listed = ", ".join(labels)
-    return texts, [ZERO_SHOT_PROMPT.format(labels=listed, text=text) for text in texts]
+    listed = ", ".join(params["labels"])
+    if isinstance(batch[0], str):
+        return len(batch), [ZERO_SHOT_PROMPT.format(labels=listed, text=text) for text in batch]
+    if "images" not in model.backend.features:
+        raise UnsupportedFeatureError(
+            f"{model.spec} does not read images, so it cannot classify them zero-shot: use a "
+            "vision chat model, or an image classifier without labels=.",
+            feature="images",
+        )
+    images = [to_image(x) for x in batch]
+    timer.read_images([(image.width, image.height) for image in images])
+    question = ZERO_SHOT_IMAGE_PROMPT.format(labels=listed)
+    return len(images), [image_prompt(image, question) for image in images]
 
 
-def _texts(inputs: object) -> list[str]:
+def image_prompt(image: Image, question: str) -> list[dict[str, Any]]:
+    """One user message: the image, then the question."""
+    content = [{"type": "image", "image": image}, {"type": "text", "text": question}]
+    return [{"role": "user", "content": content}]
+
+
+def _texts_or_images(inputs: object) -> list[Any]:
+    """Texts, or images (a str that names an image file, a data URL, bytes, PIL, an array)."""
+    batch = [inputs] if isinstance(inputs, str) or is_image(inputs) else inputs
+    if isinstance(batch, Sequence) and not isinstance(batch, bytes | bytearray) and batch:
+        batch = list(batch)
+        kinds = {_is_picture(x) for x in batch}
+        if kinds == {True}:
+            return batch
+        if kinds == {False} and all(isinstance(t, str) for t in batch):
+            return batch
+        if kinds == {True, False}:
+            raise InvalidRequestError(
+                "classify() takes texts or images in one call, not both: split the list."
+            )
+    raise InvalidRequestError(
+        f"classify() takes a str, an image, or a non-empty list of either, not {shown(inputs)}."
+    )
+
+
+def _is_picture(value: object) -> bool:
+    return is_image(value) or (isinstance(value, str) and names_an_image(value))
+
+
+def _texts(inputs: object, spec: str) -> list[str]:
     batch = [inputs] if isinstance(inputs, str) else inputs
     if isinstance(batch, Sequence) and not isinstance(batch, bytes | bytearray):
         batch = list(batch)
         if batch and all(isinstance(t, str) for t in batch):
             return batch
-        image = next((t for t in batch if _looks_like_an_image(t)), None)
+        image = next((t for t in batch if is_image(t)), None)
     else:
-        image = inputs if _looks_like_an_image(inputs) else None
+        image = inputs if is_image(inputs) else None
     if image is not None:
         raise InvalidRequestError(
-            f"classify() takes text for now, not a {type(image).__name__}: images come with the "
-            "vision backends."
+            f"{spec} classifies text, not images (got a {type(image).__name__}): load an image "
+            "classifier, or give a vision chat model labels=[...]."
         )
     raise InvalidRequestError(
         f"classify() takes a str or a non-empty list of str, not {shown(inputs)}."
-    )
-
-
-def _looks_like_an_image(value: object) -> bool:
-    """A path, bytes, a PIL image or an array: what DESIGN's image tasks will take."""
-    return (
-        isinstance(value, bytes | bytearray | os.PathLike)
-        or hasattr(value, "shape")
-        or (hasattr(value, "mode") and hasattr(value, "size"))
     )
 
 
@@ -139,14 +206,18 @@ def _check_top_k(top_k: int) -> None:
 
 
 def _zero_shot_params(
-    model: Model, labels: Sequence[str], max_tokens: int | None
+    model: Model, labels: Sequence[str], max_tokens: int | None, inputs: object
 ) -> dict[str, Any]:
     """What the record says of a zero-shot call; labels it refuses are a recorded refusal."""
     try:
-        return _params(labels, max_tokens)
+        params = _params(labels, max_tokens)
     except InvalidRequestError:
         with model.recording("classify"):
             raise
+    batch = inputs if isinstance(inputs, list | tuple) else [inputs]
+    if any(_is_picture(x) for x in batch):
+        params["classify_prompt"] = ZERO_SHOT_IMAGE_VERSION
+    return params
 
 
 def _params(labels: Sequence[str], max_tokens: int | None) -> dict[str, Any]:
@@ -256,4 +327,4 @@ def _done(timer: CallTimer, result: ClassifyResult, items: int) -> Classificatio
     record = timer.succeed(
         usage=usage, model_id=result.model_id, finish_reason=None, failed_items=failed
     )
-    return Classifications(result.results, usage, record, result.errors)
+    return Classifications(result.results, record.usage, record, result.errors)

@@ -59,8 +59,8 @@ def clean_value(value: Any, field: str, changed: list[str]) -> Any:
 _COUNTS = tuple(
     f.name
     for f in dataclasses.fields(Usage)
-    if f.name.endswith(("_tokens", "items", "_in", "_out"))
-)
+    if f.name.endswith(("_tokens", "items", "_in", "_out")) and not f.name.startswith("pixels")
+)  # pixels are counted by fmgate, not reported by a server
 
 
 def clean_usage(usage: Usage, changed: list[str]) -> Usage:

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
-from . import _classify, _embed, _tool_loop
+from . import _classify, _detect, _embed, _tool_loop
 from . import _retry as retry
 from ._batching import TextListener, arun_many, many_rows, run_many
 from ._errors import (
@@ -25,6 +25,7 @@ from ._tools import check_tool_choice, to_output, to_tools
 from ._types import (
     ChatRequest,
     Classifications,
+    Detections,
     Embeddings,
     GenerationParams,
     Prompt,
@@ -354,35 +355,79 @@ class Model:
 
     def classify(
         self,
-        inputs: str | Sequence[str],
+        inputs: Any,
         *,
         labels: Sequence[str] | None = None,
         top_k: int = 1,
         max_tokens: int | None = None,
     ) -> Classifications:
-        """Label each text: per text, ``top_k`` ``(label, score)`` pairs best first.
+        """Label each text or image: per input, ``top_k`` ``(label, score)`` pairs best first.
 
-        Without ``labels``, the model's own classifier (fastText, a classification head). With
-        ``labels``, a chat model chooses one of them zero-shot (score 1.0, not a probability;
-        ``max_tokens`` bounds its answer, 16 by default). One record per call (docs/tasks.md).
+        ``inputs`` is a text, an image (a path, bytes, a PIL image, an HxWx3 uint8 array) or a
+        list of either kind. Without ``labels``, the model's own classifier (fastText, a
+        classification head, an image classifier). With ``labels``, a chat model chooses one of
+        them zero-shot (score 1.0, not a probability; ``max_tokens`` bounds its answer, 16 by
+        default); for images the chat model must read images. One record per call
+        (docs/tasks.md).
         """
         return _classify.classify(self, inputs, labels, top_k, max_tokens)
 
     async def aclassify(
         self,
-        inputs: str | Sequence[str],
+        inputs: Any,
         *,
         labels: Sequence[str] | None = None,
         top_k: int = 1,
         max_tokens: int | None = None,
     ) -> Classifications:
-        """Label each text: per text, ``top_k`` ``(label, score)`` pairs best first.
+        """Label each text or image: per input, ``top_k`` ``(label, score)`` pairs best first.
 
-        Without ``labels``, the model's own classifier (fastText, a classification head). With
-        ``labels``, a chat model chooses one of them zero-shot (score 1.0, not a probability;
-        ``max_tokens`` bounds its answer, 16 by default). One record per call (docs/tasks.md).
+        ``inputs`` is a text, an image (a path, bytes, a PIL image, an HxWx3 uint8 array) or a
+        list of either kind. Without ``labels``, the model's own classifier (fastText, a
+        classification head, an image classifier). With ``labels``, a chat model chooses one of
+        them zero-shot (score 1.0, not a probability; ``max_tokens`` bounds its answer, 16 by
+        default); for images the chat model must read images. One record per call
+        (docs/tasks.md).
         """
         return await _classify.aclassify(self, inputs, labels, top_k, max_tokens)
+
+    def detect(
+        self,
+        images: Any,
+        *,
+        threshold: float = 0.5,
+        labels: Sequence[str] | None = None,
+        max_tokens: int | None = None,
+    ) -> Detections:
+        """Find objects in each image: per image, ``Detection(label, score, box)`` best first,
+        ``box = (x0, y0, x1, y1)`` in the image's pixels.
+
+        ``images`` is an image (a path, bytes, a PIL image, an HxWx3 uint8 array) or a list of
+        them. An object detector keeps what scores at least ``threshold``. A vision chat model
+        with structured output detects zero-shot (boxes score 1.0, not a probability), among
+        ``labels`` where given; ``max_tokens`` bounds its answer (512 by default). One record
+        per call (docs/tasks.md).
+        """
+        return _detect.detect(self, images, threshold, labels, max_tokens)
+
+    async def adetect(
+        self,
+        images: Any,
+        *,
+        threshold: float = 0.5,
+        labels: Sequence[str] | None = None,
+        max_tokens: int | None = None,
+    ) -> Detections:
+        """Find objects in each image: per image, ``Detection(label, score, box)`` best first,
+        ``box = (x0, y0, x1, y1)`` in the image's pixels.
+
+        ``images`` is an image (a path, bytes, a PIL image, an HxWx3 uint8 array) or a list of
+        them. An object detector keeps what scores at least ``threshold``. A vision chat model
+        with structured output detects zero-shot (boxes score 1.0, not a probability), among
+        ``labels`` where given; ``max_tokens`` bounds its answer (512 by default). One record
+        per call (docs/tasks.md).
+        """
+        return await _detect.adetect(self, images, threshold, labels, max_tokens)
 
     def recording(self, task: Task, *, params: Mapping[str, Any] | None = None) -> Recorded:
         """The recording path of a task (``embed``, ``classify``, each in its own module):
@@ -449,6 +494,7 @@ class Model:
             m.tool_calls or m.role == "tool" for m in request.messages
         )
         for feature, used, what in (
+            ("images", any(m.parts for m in request.messages), "images in messages"),
             ("tools", uses_tools, "tools (and tool calls or results in the messages)"),
             ("output", request.output is not None, "structured output (output=)"),
         ):

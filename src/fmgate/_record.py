@@ -18,16 +18,22 @@ UsageSource = Literal["provider", "tokenizer", "estimate"]
 CostBasis = Literal["list_price", "hardware_time", "energy_measured", "energy_estimated", "unknown"]
 # gen_ai.operation.name of the GenAI semantic conventions; they have no name for classification,
 # so a classify call says "classify" (the conventions allow a custom value where none applies).
-Operation = Literal["chat", "embeddings", "classify"]
+Operation = Literal["chat", "embeddings", "classify", "detect"]
 # What the user asked for, by Model method: chat (generate, stream), embed, classify, and the image
 # tasks to come (detect, image).
 Task = Literal["chat", "embed", "classify", "detect", "image"]
-OPERATIONS: dict[Task, Operation] = {"chat": "chat", "embed": "embeddings", "classify": "classify"}
+OPERATIONS: dict[Task, Operation] = {
+    "chat": "chat",
+    "embed": "embeddings",
+    "classify": "classify",
+    "detect": "detect",
+}
 Status = Literal["ok", "error"]
 
 # 2: tags; 3: latency.wall_s, outcome.fallback_reason; 4: outcome.sent;
-# 5: task, usage.items, usage.images_in, usage.images_out; 6: tools, output
-SCHEMA_VERSION = 6
+# 5: task, usage.items, usage.images_in, usage.images_out; 6: tools, output;
+# 7: usage.pixels_in, usage.pixels_out
+SCHEMA_VERSION = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +42,8 @@ class Usage:
 
     ``items`` counts the inputs of a task that takes a list (texts classified, texts embedded),
     so that cost and latency per item follow; ``images_in``/``images_out`` count images read and
-    made. Each is ``None`` where the task has none (a chat call has no items).
+    made, ``pixels_in``/``pixels_out`` their width x height summed. Each is ``None`` where the
+    task has none (a chat call has no items).
     """
 
     input_tokens: int | None = None
@@ -48,6 +55,8 @@ class Usage:
     items: int | None = None
     images_in: int | None = None
     images_out: int | None = None
+    pixels_in: int | None = None
+    pixels_out: int | None = None
 
     @property
     def total_tokens(self) -> int | None:

@@ -16,7 +16,7 @@ import platform
 import random
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -245,6 +245,7 @@ class CallTimer:
         "_tools",
         "_output",
         "_spec",
+        "_images",
         "attempts",
         "chunks",
     )
@@ -273,13 +274,22 @@ class CallTimer:
         self._tools = ToolUse()
         self._output = OutputCheck()
         self._spec: OutputSpec | None = None
+        self._images: tuple[int, int] | None = None
         self.attempts = 1
         self.chunks = 0
         self.restart()
 
+    def read_images(self, sizes: Sequence[tuple[int, int]]) -> None:
+        """The call reads these images (width, height): ``usage.images_in`` and ``pixels_in``."""
+        if sizes:
+            self._images = (len(sizes), sum(w * h for w, h in sizes))
+
     def asked(self, request: ChatRequest) -> None:
-        """What the request asks beyond text: its tools and its structured output, for the record
-        (and the output to check the reply against, in :meth:`respond`)."""
+        """What the request asks beyond text: its images, its tools and its structured output,
+        for the record (and the output to check the reply against, in :meth:`respond`)."""
+        images = [image for m in request.messages for image in m.images]
+        if images:
+            self.read_images([(image.width, image.height) for image in images])
         if request.tools:
             self._tools = ToolUse(offered=len(request.tools), choice=request.tool_choice or "auto")
         if request.output is not None:
@@ -338,6 +348,7 @@ class CallTimer:
         backend = self._model.backend
         changed: list[str] = []
         usage = clean_usage(usage, changed)  # an impossible count is unknown, and never priced
+        usage = self._with_images(usage)
         resolved = clean_text(model_id, "model_id", changed) or backend.model
         priced = self._price(resolved, usage, total)
         access = self._access(context_window=priced.context_window)
@@ -399,6 +410,13 @@ class CallTimer:
             parsed,
         )
 
+    def _with_images(self, usage: Usage) -> Usage:
+        """``usage`` with the images this call read, where the backend did not count them."""
+        if self._images is None or usage.images_in is not None:
+            return usage
+        count, pixels = self._images
+        return dataclasses.replace(usage, images_in=count, pixels_in=pixels)
+
     def _wall(self) -> float:
         return time.perf_counter() - self._wall_t0
 
@@ -437,7 +455,8 @@ class CallTimer:
             cost = self._meter.stop(total, self._share)
         else:
             cost = unknown("failed call: no usage reported to price")
-        record = self._record(backend.model, Usage(), latency, cost, self._access(), outcome)
+        usage = self._with_images(Usage())
+        record = self._record(backend.model, usage, latency, cost, self._access(), outcome)
         if isinstance(error, FmgateError):
             error.record = record
         return record

@@ -7,10 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from ._errors import InvalidRequestError, shown
+from ._images import Image, to_image
 from ._record import CallRecord, Usage
 from ._tools import OutputSpec, Tool, ToolCall, to_tool_call
 
 Role = Literal["system", "user", "assistant", "tool"]
+Part = str | Image
+"""A piece of a message's content: text, or an image."""
 ROLES: frozenset[str] = frozenset(("system", "user", "assistant", "tool"))
 
 Prompt = str | Sequence[Mapping[str, Any]]
@@ -23,13 +26,22 @@ OnText = Callable[[str], None]
 class Message:
     """One chat message. An assistant message may carry the tool calls it made (``content``
     may then be empty); a ``tool`` message answers one of them (``tool_call_id``), ``name``
-    being the tool's."""
+    being the tool's.
+
+    A user message with images keeps its pieces in order in ``parts`` (text and
+    :class:`~fmgate._images.Image`); ``content`` is then its text parts joined by newlines. A
+    message of text alone has no ``parts``."""
 
     role: Role
     content: str
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
+    parts: tuple[Part, ...] = ()
+
+    @property
+    def images(self) -> tuple[Image, ...]:
+        return tuple(p for p in self.parts if isinstance(p, Image))
 
 
 def lone_surrogate(text: str) -> int | None:
@@ -76,7 +88,9 @@ def normalize_messages(prompt: Prompt, system: str | None = None) -> tuple[Messa
         messages.insert(0, Message("system", check_text(system, "The system prompt")))
     if all(m.role == "system" for m in messages):
         raise InvalidRequestError("The messages hold only a system prompt: add a user message.")
-    if not any(m.content.strip() or m.tool_calls for m in messages if m.role != "system"):
+    if not any(
+        m.content.strip() or m.tool_calls or m.parts for m in messages if m.role != "system"
+    ):
         raise InvalidRequestError(
             "The prompt is empty: every user and assistant message is blank; give one some text."
         )
@@ -106,11 +120,20 @@ def _message(index: int, raw: object) -> Message:
             f"Message {index} must have the keys {', '.join(sorted(_KEYS[role]))} "
             f"(got {', '.join(sorted(map(shown, raw)))})."
         )
+    parts: tuple[Part, ...] = ()
+    if isinstance(content, Sequence) and not isinstance(content, str | bytes | bytearray):
+        parts = _parts(index, role, content)
+        content = "\n".join(p for p in parts if isinstance(p, str))
+        if not any(isinstance(p, Image) for p in parts):
+            parts = ()  # text pieces alone: one text
     if not isinstance(content, str):
         raise InvalidRequestError(
-            f"Message {index} content must be a str, not {type(content).__name__}."
+            f"Message {index} content must be a str or a list of content parts, not "
+            f"{type(content).__name__}."
         )
     text = check_text(content, f"Message {index} content")
+    if parts:
+        return Message("user", text, parts=parts)
     if role == "tool":
         call_id = raw.get("tool_call_id")
         if not isinstance(call_id, str) or not call_id:
@@ -126,6 +149,39 @@ def _message(index: int, raw: object) -> Message:
             raise InvalidRequestError(f"Message {index} tool_calls must be a list.")
         return Message("assistant", text, tuple(to_tool_call(c, i) for i, c in enumerate(calls)))
     return Message(cast(Role, role), text)
+
+
+def _parts(index: int, role: str, content: Sequence[Any]) -> tuple[Part, ...]:
+    """A message's content parts: ``{"type": "text", "text": ...}``, ``{"type": "image",
+    "image": <path, bytes, PIL image or array>}`` and OpenAI's ``{"type": "image_url",
+    "image_url": {"url": "data:image/...;base64,..."}}``."""
+    parts: list[Part] = []
+    for n, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, Mapping) else None
+        where = f"Message {index} part {n}"
+        if kind == "text" and isinstance(part, Mapping):
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise InvalidRequestError(f"{where} is a text part without a str 'text'.")
+            parts.append(check_text(text, where))
+            continue
+        if kind not in ("image", "image_url") or not isinstance(part, Mapping):
+            raise InvalidRequestError(
+                f"{where} is {shown(part)}; a content part is {{'type': 'text', 'text': ...}}, "
+                "{'type': 'image', 'image': <path, bytes, PIL image or array>} or "
+                "{'type': 'image_url', 'image_url': {'url': 'data:image/...'}}."
+            )
+        if role != "user":
+            raise InvalidRequestError(
+                f"{where} is an image in a {role} message: images go in user messages."
+            )
+        value = part.get("image") if kind == "image" else part.get("image_url")
+        if isinstance(value, Mapping):
+            value = value.get("url")
+        if value is None:
+            raise InvalidRequestError(f"{where} is an {kind} part without its image.")
+        parts.append(to_image(value))
+    return tuple(parts)
 
 
 _KEYS: dict[str, frozenset[str]] = {
@@ -348,3 +404,39 @@ class Classifications:
     def labels(self) -> list[str | None]:
         """The best label of each input (None for a row that failed)."""
         return [ranked[0][0] if ranked else None for ranked in self.results]
+
+
+Box = tuple[float, float, float, float]
+"""``(x0, y0, x1, y1)`` in pixels of the input image: top-left and bottom-right corners."""
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """One object found in an image: its label, the detector's score and its box in pixels of
+    the image as given (``(x0, y0, x1, y1)``, top-left to bottom-right)."""
+
+    label: str
+    score: float
+    box: Box
+
+
+@dataclass(frozen=True, slots=True)
+class DetectResult:
+    """What a backend returns for ``detect``: per image, its detections best first."""
+
+    results: list[list[Detection]]
+    usage: Usage
+    model_id: str | None = None
+    errors: tuple[str | None, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Detections:
+    """The result of ``detect``: per image, the objects found (best score first), and the
+    record. A zero-shot chat model's boxes score 1.0, which is not a probability. A row that
+    failed has no detections and ``errors`` says why."""
+
+    results: list[list[Detection]]
+    usage: Usage
+    record: CallRecord
+    errors: tuple[str | None, ...] = ()

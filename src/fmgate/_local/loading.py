@@ -363,9 +363,13 @@ class LoadedModel:
         dtype: torch.dtype,
         profile: ModelProfile,
         is_encoder: bool,
+        processor: Any = None,
     ) -> None:
         self.model = model
+        # None for an image classifier or detector, which has an image processor instead
         self.tokenizer = tokenizer
+        # the image processor (image models) or the processor (vision-language models)
+        self.processor = processor
         self.source = source
         self.device = device
         self.dtype = dtype
@@ -429,8 +433,20 @@ def _load(source: Source, device: str, dtype: torch.dtype, trust: bool) -> Loade
         profile = profile_of(profile, source.gguf)
     auto = _auto_class(transformers, profile)
     tokenizers: Any = transformers.AutoTokenizer
+    processor: Any = None
     try:
-        tokenizer = tokenizers.from_pretrained(source.path, trust_remote_code=trust)
+        if profile.vision in ("image-classifier", "detector"):
+            # the model's own preprocessing (size, crop, mean, std) from its processor config;
+            # without torchvision, transformers falls back to its PIL processors
+            images: Any = transformers.AutoImageProcessor
+            processor = images.from_pretrained(source.path, trust_remote_code=trust)
+            tokenizer = None
+        elif profile.vision == "chat":
+            processors: Any = transformers.AutoProcessor
+            processor = processors.from_pretrained(source.path, trust_remote_code=trust)
+            tokenizer = processor.tokenizer
+        else:
+            tokenizer = tokenizers.from_pretrained(source.path, trust_remote_code=trust)
         model = auto.from_pretrained(source.path, dtype=dtype, trust_remote_code=trust)
     except (OSError, ValueError, KeyError, ImportError, SafetensorError) as exc:
         raise ConfigurationError(
@@ -438,11 +454,14 @@ def _load(source: Source, device: str, dtype: torch.dtype, trust: bool) -> Loade
         ) from exc
     model.to(device)
     model.eval()
-    if profile.is_classifier:
+    if tokenizer is None:
+        pass  # an image model reads pixels, not tokens
+    elif profile.is_classifier:
         _pad_for_classifier(tokenizer, model)
     elif not profile.is_encoder:
         _pad_left(tokenizer, model)
-    _no_length_warning(tokenizer)
+    if tokenizer is not None:
+        _no_length_warning(tokenizer)
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -451,11 +470,19 @@ def _load(source: Source, device: str, dtype: torch.dtype, trust: bool) -> Loade
         dtype=dtype,
         profile=profile,
         is_encoder=profile.is_encoder,
+        processor=processor,
     )
 
 
 def _auto_class(transformers: Any, profile: ModelProfile) -> Any:
-    """The Auto class of the folder's head: a classifier, an encoder (embeddings), a causal LM."""
+    """The Auto class of the folder's head: an image classifier, a detector, a vision-language
+    model, a text classifier, an encoder (embeddings), a causal LM."""
+    if profile.vision == "image-classifier":
+        return transformers.AutoModelForImageClassification
+    if profile.vision == "detector":
+        return transformers.AutoModelForObjectDetection
+    if profile.vision == "chat":
+        return transformers.AutoModelForImageTextToText
     if profile.is_classifier:
         return transformers.AutoModelForSequenceClassification
     return transformers.AutoModel if profile.is_encoder else transformers.AutoModelForCausalLM

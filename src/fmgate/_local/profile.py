@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .._errors import InvalidRequestError
 
@@ -158,6 +158,9 @@ class ModelProfile:
     has_chat_template: bool
     # a sequence-classification head (BertForSequenceClassification, ...): the model classifies
     is_classifier: bool = False
+    # a vision model: "image-classifier" (*ForImageClassification), "detector"
+    # (*ForObjectDetection) or "chat" (an image-text-to-text model: LLaVA, Idefics, SmolVLM...)
+    vision: Literal["image-classifier", "detector", "chat"] | None = None
 
 
 def read_profile(model_dir: str | os.PathLike[str]) -> ModelProfile:
@@ -179,6 +182,7 @@ def read_profile(model_dir: str | os.PathLike[str]) -> ModelProfile:
         is_encoder=_is_encoder(config),
         has_chat_template=_has_chat_template(folder),
         is_classifier=_is_classifier(config),
+        vision=_vision(config),
     )
 
 
@@ -363,6 +367,19 @@ def _is_encoder(config: Mapping[str, Any]) -> bool:
 
 def _is_classifier(config: Mapping[str, Any]) -> bool:
     return any(a.endswith(_CLASSIFIER_HEAD) for a in config.get("architectures") or ())
+
+
+def _vision(config: Mapping[str, Any]) -> Literal["image-classifier", "detector", "chat"] | None:
+    architectures = config.get("architectures") or ()
+    if any("ForImageClassification" in a for a in architectures):
+        return "image-classifier"
+    if any(a.endswith("ForObjectDetection") for a in architectures):
+        return "detector"
+    if "vision_config" in config and any(
+        a.endswith(("ForConditionalGeneration", "ForImageTextToText")) for a in architectures
+    ):
+        return "chat"
+    return None
 
 
 def _has_chat_template(folder: Path) -> bool:

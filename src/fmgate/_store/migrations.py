@@ -195,3 +195,10 @@ def m006_tools_and_output(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE records ADD COLUMN output_schema_hash TEXT")
     db.execute("ALTER TABLE records ADD COLUMN output_valid BOOLEAN")
     db.execute("ALTER TABLE records ADD COLUMN output_mode TEXT")
+
+
+@migration
+def m007_pixels(db: sqlite3.Connection) -> None:
+    # schema_version 7: the pixels of the images read and made (width x height, summed).
+    db.execute("ALTER TABLE records ADD COLUMN usage_pixels_in INTEGER")
+    db.execute("ALTER TABLE records ADD COLUMN usage_pixels_out INTEGER")

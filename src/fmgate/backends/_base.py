@@ -7,16 +7,28 @@ It maps its library's exceptions onto :mod:`fmgate._errors` (``raise ... from``)
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from .._errors import FmgateError, UnsupportedTaskError
 from .._providers import ProviderInfo
 from .._record import Access, Cost, Distribution, Task, Usage
 from .._secrets import Secret
-from .._types import ChatRequest, ClassifyResult, Completion, Delta, GenerationParams, OnText
+from .._types import (
+    ChatRequest,
+    ClassifyResult,
+    Completion,
+    Delta,
+    DetectResult,
+    GenerationParams,
+    OnText,
+)
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +71,11 @@ class Backend(ABC):
     wire: ClassVar[str]
     library: ClassVar[str | None] = None
     supports_embeddings: ClassVar[bool] = False
-    # What a backend honours beyond plain chat: "tools" (tools, tool_choice, tool calls and tool
-    # results in messages) and "output" (structured output). Model refuses a request that needs
-    # one the backend lacks, with an UnsupportedFeatureError: never dropped silently.
+    # What a backend honours beyond plain chat: "images" (image parts in user messages), "tools"
+    # (tools, tool_choice, tool calls and tool results in messages) and "output" (structured
+    # output). Model refuses a request that needs one the backend lacks, with an
+    # UnsupportedFeatureError: never dropped silently. A backend whose features depend on the
+    # model loaded (a vision-language model) overrides it with a property.
     features: ClassVar[frozenset[str]] = frozenset()
     # Backends that run several prompts in one forward pass (local models) set this above 1 and
     # implement complete_batch; Model.generate_many then batches instead of using threads.
@@ -190,12 +204,33 @@ class Backend(ABC):
     async def aembed(self, texts: Sequence[str]) -> EmbeddingResult:
         raise self.unsupported("embed")
 
+    @property
+    def classifies(self) -> Literal["text", "image"]:
+        """What the model's own classifier reads (where ``classify`` is among its tasks)."""
+        return "text"
+
     def classify(self, texts: Sequence[str], *, top_k: int) -> ClassifyResult:
         """Per text, the ``top_k`` best ``(label, score)`` pairs of the model's own classifier."""
         raise self.unsupported("classify")
 
     async def aclassify(self, texts: Sequence[str], *, top_k: int) -> ClassifyResult:
         raise self.unsupported("classify")
+
+    def classify_images(self, images: Sequence[PILImage], *, top_k: int) -> ClassifyResult:
+        """Per image (PIL, RGB), the ``top_k`` best ``(label, score)`` pairs of the model's own
+        image classifier (where :attr:`classifies` is ``image``)."""
+        raise self.unsupported("classify")
+
+    async def aclassify_images(self, images: Sequence[PILImage], *, top_k: int) -> ClassifyResult:
+        return await asyncio.to_thread(self.classify_images, images, top_k=top_k)
+
+    def detect(self, images: Sequence[PILImage], *, threshold: float) -> DetectResult:
+        """Per image (PIL, RGB), the objects the model's own detector finds scoring at least
+        ``threshold``, best first, boxes in the image's pixels."""
+        raise self.unsupported("detect")
+
+    async def adetect(self, images: Sequence[PILImage], *, threshold: float) -> DetectResult:
+        return await asyncio.to_thread(self.detect, images, threshold=threshold)
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op for backends holding nothing
         """Release clients and connections."""

@@ -35,7 +35,7 @@ import functools
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from .._errors import ContextLengthError, FmgateError, InvalidRequestError
 from .._local.energy import SETTINGS as COST_SETTINGS
@@ -50,15 +50,30 @@ from .._local.loading import (
     peak_memory_bytes,
 )
 from .._record import Access, Task, Usage
-from .._types import ChatRequest, ClassifyResult, Completion, Delta, GenerationParams, OnText
+from .._types import (
+    ChatRequest,
+    ClassifyResult,
+    Completion,
+    Delta,
+    DetectResult,
+    GenerationParams,
+    OnText,
+)
 from ._base import Backend, BackendConfig, EmbeddingResult, Meter
 
 if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
     from .._local.embedding import SentenceTransformersConfig
 
 _END = object()
 _Push = Callable[[object], None]
 _CLASSIFY: frozenset[Task] = frozenset({"classify"})
+_DETECT: frozenset[Task] = frozenset({"detect"})
+# tools through the chat template, calls read from the model's format; structured output
+# and forced calls by constrained decoding (see _local/tools.py and _local/grammar.py)
+_CHAT_FEATURES = frozenset({"tools", "output"})
+_VISION_CHAT_FEATURES = frozenset({"tools", "output", "images"})
 
 
 class TransformersBackend(Backend):
@@ -67,9 +82,6 @@ class TransformersBackend(Backend):
     wire = "transformers"
     library = "transformers"
     supports_embeddings = True
-    # tools through the chat template, calls read from the model's format; structured output
-    # and forced calls by constrained decoding (see _local/tools.py and _local/grammar.py)
-    features: ClassVar[frozenset[str]] = frozenset({"tools", "output"})
     default_batch_size = 8
     streams_batches = True
     # vLLM's request extensions honoured as transformers_<name> (fmgate serve passes them on)
@@ -117,9 +129,24 @@ class TransformersBackend(Backend):
 
     @property
     def tasks(self) -> frozenset[Task]:
-        """``classify`` for a sequence-classification head; else chat and embed (the model's
-        kind decides which of the two runs)."""
-        return _CLASSIFY if self._profile.is_classifier else super().tasks
+        """``classify`` for a sequence- or image-classification head, ``detect`` for an object
+        detector; else chat and embed (the model's kind decides which of the two runs)."""
+        if self._profile.vision == "detector":
+            return _DETECT
+        if self._profile.is_classifier or self._profile.vision == "image-classifier":
+            return _CLASSIFY
+        return super().tasks
+
+    @property
+    def features(self) -> frozenset[str]:  # type: ignore[override]
+        """Tools and structured output; images too for a vision-language model."""
+        if self._profile.vision == "chat":
+            return _VISION_CHAT_FEATURES
+        return _CHAT_FEATURES
+
+    @property
+    def classifies(self) -> Literal["text", "image"]:
+        return "image" if self._profile.vision == "image-classifier" else "text"
 
     @property
     def output_mode(self) -> str:
@@ -358,6 +385,32 @@ class TransformersBackend(Backend):
 
     async def aclassify(self, texts: Sequence[str], *, top_k: int) -> ClassifyResult:
         return await asyncio.to_thread(self.classify, texts, top_k=top_k)
+
+    # -- vision ---------------------------------------------------------------------------------
+
+    def classify_images(self, images: Sequence[PILImage], *, top_k: int) -> ClassifyResult:
+        """Per image, the head's ``top_k`` labels with their softmax scores, best first,
+        preprocessed by the model's own image processor."""
+        loaded = self.loaded
+        if loaded.profile.vision != "image-classifier":
+            raise self.unsupported("classify")
+        from .._local.vision import classify_images
+
+        with loaded.lock:
+            ranked = classify_images(loaded, images, top_k=top_k)
+        return ClassifyResult(ranked, Usage())
+
+    def detect(self, images: Sequence[PILImage], *, threshold: float) -> DetectResult:
+        """Per image, the detector's objects scoring at least ``threshold``, best first, boxes
+        in the image's pixels (the image processor's own post-processing)."""
+        loaded = self.loaded
+        if loaded.profile.vision != "detector":
+            raise self.unsupported("detect")
+        from .._local.vision import detect_images
+
+        with loaded.lock:
+            found = detect_images(loaded, images, threshold=threshold)
+        return DetectResult(found, Usage())
 
     def close(self) -> None:
         """Let go of the weights: they are freed once no other loaded Model shares them."""
