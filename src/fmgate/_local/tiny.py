@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._errors import InvalidRequestError
+from . import tiny_vision, tiny_vlm
 from .tools import HERMES_TEMPLATE
 
 if TYPE_CHECKING:
@@ -198,7 +199,9 @@ _ARCHES["llama-tools"] = replace(_ARCHES["llama"], template=HERMES_TEMPLATE, add
 # Qwen 2 takes Llama's dimensions under its own model type (its attention adds q/k/v biases)
 _ARCHES["qwen2-tools"] = replace(_ARCHES["llama-tools"], model_type="qwen2")
 
-ARCHES: tuple[str, ...] = tuple(_ARCHES)
+# Image classifiers and detectors (tiny_vision), and vision-language chat models (tiny_vlm): built
+# from configs in their own modules, dispatched by name here.
+ARCHES: tuple[str, ...] = tuple(_ARCHES) + tiny_vision.ARCHES + tiny_vlm.ARCHES
 
 
 def make_tiny_model(arch: str, path: str | os.PathLike[str]) -> Path:
@@ -217,6 +220,10 @@ def make_tiny_model(arch: str, path: str | os.PathLike[str]) -> Path:
     Needs the ``local`` extra (torch, transformers, tokenizers).
     Returns the folder as a :class:`~pathlib.Path`.
     """
+    if arch in tiny_vision.ARCHES:
+        return tiny_vision.make(arch, Path(path))
+    if arch in tiny_vlm.ARCHES:
+        return tiny_vlm.make(arch, Path(path))
     spec = _ARCHES.get(arch)
     if spec is None:
         raise InvalidRequestError(
