@@ -27,6 +27,7 @@ class ProviderInfo:
     open_weights: bool | None = None
     max_tokens_param: str = "max_tokens"
     docs: str | None = None
+    images: bool = True
 
 
 @functools.cache

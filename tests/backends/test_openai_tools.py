@@ -593,5 +593,6 @@ def test_a_self_hosted_row_runs_the_same_loop_and_structured_output(
     assert records[2].output.valid is True
 
 
-def test_the_backend_declares_tools_and_output() -> None:
-    assert OpenAIBackend.features == frozenset({"tools", "output"})
+def test_the_backend_declares_tools_and_output(model: fmgate.Model) -> None:
+    assert isinstance(model.backend, OpenAIBackend)
+    assert model.backend.features == frozenset({"images", "tools", "output"})

@@ -1,6 +1,7 @@
 """Tools and structured output on the OpenAI Chat Completions wire: the request's ``tools``,
 ``tool_choice``, ``response_format`` and tool messages, and the tool calls read back, whole or
-assembled from a stream's pieces.
+assembled from a stream's pieces; and the messages, whose images go as ``image_url`` content
+parts holding data URLs (https://platform.openai.com/docs/guides/images-vision).
 
 Wire format: https://platform.openai.com/docs/guides/function-calling (a tool is
 ``{"type": "function", "function": {"name", "description", "parameters", "strict"}}``; the
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import MalformedResponseError
+from .._images import Image
 from .._secrets import redact
 from .._tools import OutputSpec, Tool, ToolCall, parse_arguments
 from .._types import ChatRequest, Message
@@ -39,11 +41,14 @@ class BadPayload(ValueError):
 
 def to_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
     """The messages as OpenAI takes them: an assistant's calls in ``tool_calls`` (its content
-    null when it said nothing), a tool result as a ``tool`` message answering its call's id."""
+    null when it said nothing), a tool result as a ``tool`` message answering its call's id, a
+    user message with images as a content array."""
     return [_message(m) for m in messages]
 
 
 def _message(message: Message) -> dict[str, Any]:
+    if message.parts:
+        return {"role": message.role, "content": [_part(p) for p in message.parts]}
     if message.role == "tool":
         return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
     if message.tool_calls:
@@ -53,6 +58,14 @@ def _message(message: Message) -> dict[str, Any]:
             "tool_calls": [call.to_openai() for call in message.tool_calls],
         }
     return {"role": message.role, "content": message.content}
+
+
+def _part(part: str | Image) -> dict[str, Any]:
+    """A content part (https://platform.openai.com/docs/guides/images-vision): text, or the
+    image inline as a data URL, which every compatible server takes (fmgate never sends URLs)."""
+    if isinstance(part, Image):
+        return {"type": "image_url", "image_url": {"url": part.data_url()}}
+    return {"type": "text", "text": part}
 
 
 def tool_fields(request: ChatRequest, *, strict_tools: bool = True) -> dict[str, Any]:

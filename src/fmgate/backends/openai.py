@@ -79,6 +79,9 @@ _OPENAI_ROWS = frozenset({"openai"})
 # Body keys fmgate sets itself: an openai_<key> parameter may not replace them.
 _RESERVED = frozenset({"model", "messages", "stream", "stream_options"})
 
+_TEXT_FEATURES = frozenset({"tools", "output"})
+_FEATURES = _TEXT_FEATURES | {"images"}
+
 _Client = TypeVar("_Client", openai.OpenAI, openai.AsyncOpenAI)
 
 
@@ -88,7 +91,6 @@ class OpenAIBackend(Backend):
     wire = "openai"
     library = "openai"
     supports_embeddings = True
-    features: ClassVar[frozenset[str]] = frozenset({"tools", "output"})
     # strict_tools=False: never mark tools "strict", for a server that refuses the field.
     settings: ClassVar[dict[str, tuple[type, ...]]] = {"strict_tools": (bool,)}
 
@@ -112,6 +114,13 @@ class OpenAIBackend(Backend):
         return f"<OpenAIBackend {self.config.name}:{self.model} at {self.endpoint}>"
 
     # -- facts ----------------------------------------------------------------------------------
+
+    @property
+    def features(self) -> frozenset[str]:  # type: ignore[override]
+        """Tools, structured output and images, unless the provider's row says its API takes no
+        images (DeepSeek's): then fmgate refuses them before anything is sent. Elsewhere a model
+        that cannot read images is refused by the server, as a BadRequestError."""
+        return _FEATURES if self.config.provider.images else _TEXT_FEATURES
 
     @property
     def endpoint(self) -> str:

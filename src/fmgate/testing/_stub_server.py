@@ -9,6 +9,8 @@ Tools and structured output follow the schemas, deterministically: offered tools
 chosen tool, or the first, with the smallest arguments valid against its schema; after a tool
 result the reply is ``"The tool said: <result>"``; a JSON schema asked for (OpenAI's
 ``response_format``, Anthropic's ``output_format``) gets the smallest valid instance as the reply.
+Messages with images (OpenAI's ``image_url`` parts, Anthropic's ``image`` blocks) get "I see
+<n> images." instead of the canned reply.
 
 It runs in a child process so that its work does not share the caller's GIL:
 
@@ -252,7 +254,7 @@ def _openai_plan(request: dict[str, Any]) -> tuple[str, list[tuple[str, dict[str
         return json.dumps(example(fmt.get("json_schema", {}).get("schema", {}))), []
     if isinstance(fmt, dict) and fmt.get("type") == "json_object":
         return "{}", []
-    return REPLY, []
+    return _plain_reply(messages, "image_url"), []
 
 
 def _anthropic_plan(request: dict[str, Any]) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
@@ -273,7 +275,22 @@ def _anthropic_plan(request: dict[str, Any]) -> tuple[str, list[tuple[str, dict[
     fmt = request.get("output_format") or (request.get("output_config") or {}).get("format") or {}
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
         return json.dumps(example(fmt.get("schema", {}))), []
-    return REPLY, []
+    return _plain_reply(messages, "image"), []
+
+
+def _plain_reply(messages: list[Any], image_type: str) -> str:
+    """REPLY, or, when the messages hold images (content parts of ``image_type``), how many:
+    "I see 2 images." A test can tell that the images arrived."""
+    count = sum(
+        1
+        for m in messages
+        if isinstance(m, dict) and isinstance(m.get("content"), list)
+        for part in m["content"]
+        if isinstance(part, dict) and part.get("type") == image_type
+    )
+    if not count:
+        return REPLY
+    return f"I see {count} image{'s' if count != 1 else ''}."
 
 
 def _openai_calls(calls: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
