@@ -30,6 +30,7 @@ from typing import Any, Literal
 import anthropic
 
 from .._errors import ConfigurationError, InvalidRequestError, UnsupportedFeatureError
+from .._images import Image
 from .._tools import OutputSpec, Tool, ToolCall
 from .._types import ChatRequest, Message
 
@@ -79,7 +80,8 @@ def to_messages(messages: Sequence[Message]) -> tuple[str | None, list[dict[str,
 
     An assistant's tool calls become ``tool_use`` blocks after its text; consecutive ``tool``
     results become one user message of ``tool_result`` blocks, and a user message right after
-    them joins it as a text block (Anthropic wants the results first in that message).
+    them joins it as text and image blocks (Anthropic wants the results first in that message).
+    A user message with images is a list of text and ``image`` blocks, in its order.
     """
     system = [m.content for m in messages if m.role == "system"]
     chat: list[dict[str, Any]] = []
@@ -93,13 +95,30 @@ def to_messages(messages: Sequence[Message]) -> tuple[str | None, list[dict[str,
             else:
                 results.append(_tool_result(message))
         elif message.role == "user" and results is not None:
-            if message.content:
-                results.append({"type": "text", "text": message.content})
+            results += _user_blocks(message)
         elif message.tool_calls:
             chat.append({"role": "assistant", "content": _calls_content(message)})
+        elif message.parts:
+            chat.append({"role": "user", "content": _user_blocks(message)})
         else:
             chat.append({"role": message.role, "content": message.content})
     return ("\n\n".join(system) if system else None), chat
+
+
+def _user_blocks(message: Message) -> list[dict[str, Any]]:
+    """A user message's content blocks, in its order: text, and images as base64 ``image``
+    blocks (https://docs.anthropic.com/en/docs/build-with-claude/vision). Empty text is left
+    out: Anthropic refuses empty text blocks."""
+    if not message.parts:
+        return [{"type": "text", "text": message.content}] if message.content else []
+    return [_block(part) for part in message.parts if part]
+
+
+def _block(part: str | Image) -> dict[str, Any]:
+    if isinstance(part, Image):
+        source = {"type": "base64", "media_type": part.media_type, "data": part.base64()}
+        return {"type": "image", "source": source}
+    return {"type": "text", "text": part}
 
 
 def _holds_results(message: Mapping[str, Any]) -> bool:

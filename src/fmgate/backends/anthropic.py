@@ -154,7 +154,8 @@ class AnthropicBackend(Backend):
 
     wire: ClassVar[str] = "anthropic"
     library: ClassVar[str | None] = "anthropic"
-    features: ClassVar[frozenset[str]] = frozenset({"tools", "output"})
+    # Images: every Claude model since Claude 3 reads them (Claude 2 and Instant are retired).
+    features: ClassVar[frozenset[str]] = frozenset({"images", "tools", "output"})
     # "auto" (native structured output where the model has it, else a forced tool), "native"
     # or "tool": see fmgate.backends._anthropic_tools
     settings: ClassVar[dict[str, tuple[type, ...]]] = {"structured_output": (str,)}
