@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._types import Detection, Ranked
+from .._types import Box, Detection, Ranked
 from .classification import label_names
 
 if TYPE_CHECKING:
@@ -52,35 +52,89 @@ def detect_images(
     threshold: float,
     batch_size: int = BATCH_SIZE,
 ) -> list[list[Detection]]:
-    """Per image, the objects scoring at least ``threshold``, best first, boxes in pixels."""
+    """Per image, the objects scoring at least ``threshold``, best first, boxes in pixels.
+
+    Each image is preprocessed on its own, and one forward pass takes the images of a window of
+    ``batch_size`` whose preprocessed shapes are equal: padding a batch to its largest image
+    would change what YOLOS sees (it has no pixel mask) and, through the backbone's borders,
+    DETR's boxes too, so an image's detections would depend on the others in the call. Images
+    of one size (frames of a camera, a resized set) still run as one batch.
+    """
     import torch
 
     labels = label_names(loaded.model.config)
     found: list[list[Detection]] = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            chunk = list(images[start : start + batch_size])
-            inputs = loaded.processor(images=chunk, return_tensors="pt")
-            pixels = inputs["pixel_values"].to(loaded.device, loaded.dtype)
-            extra = {k: v.to(loaded.device) for k, v in inputs.items() if k == "pixel_mask"}
-            outputs = loaded.model(pixel_values=pixels, **extra)
-            sizes = [(image.height, image.width) for image in chunk]
-            processed = loaded.processor.post_process_object_detection(
-                outputs, threshold=threshold, target_sizes=sizes
-            )
-            found.extend(_detections(row, labels) for row in processed)
+            window = list(images[start : start + batch_size])
+            found.extend(_detect_window(loaded, window, threshold, labels))
     return found
 
 
-def _detections(row: dict[str, Any], labels: list[str]) -> list[Detection]:
+def _detect_window(
+    loaded: LoadedModel, images: list[PILImage], threshold: float, labels: list[str]
+) -> list[list[Detection]]:
+    """Detections for a window of images, one forward pass per preprocessed shape."""
+    inputs = [loaded.processor(images=[image], return_tensors="pt") for image in images]
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, one in enumerate(inputs):
+        groups.setdefault(tuple(one["pixel_values"].shape), []).append(i)
+    found: list[list[Detection]] = [[] for _ in images]
+    for members in groups.values():
+        rows = _forward(loaded, [inputs[i] for i in members], [images[i] for i in members])
+        for i, row in zip(members, rows, strict=True):
+            kept = _detections(row, labels, images[i].width, images[i].height)
+            found[i] = [d for d in kept if d.score >= threshold]
+    return found
+
+
+def _forward(
+    loaded: LoadedModel, inputs: list[Any], images: list[PILImage]
+) -> list[dict[str, Any]]:
+    """One batch through the model and the processor's own post-processing, which scales the
+    boxes to each image's size (``target_sizes`` is height, width). Its threshold keeps scores
+    strictly above it; fmgate's keeps those at least equal, so it filters afterwards."""
+    import torch
+
+    pixels = torch.cat([one["pixel_values"] for one in inputs]).to(loaded.device, loaded.dtype)
+    kwargs: dict[str, Any] = {"pixel_values": pixels}
+    if _takes_pixel_mask(loaded) and all("pixel_mask" in one for one in inputs):
+        kwargs["pixel_mask"] = torch.cat([one["pixel_mask"] for one in inputs]).to(loaded.device)
+    outputs = loaded.model(**kwargs)
+    sizes = [(image.height, image.width) for image in images]
+    rows: list[dict[str, Any]] = loaded.processor.post_process_object_detection(
+        outputs, threshold=0.0, target_sizes=sizes
+    )
+    return rows
+
+
+def _takes_pixel_mask(loaded: LoadedModel) -> bool:
+    """Whether the model's forward names ``pixel_mask`` (DETR does; YOLOS and RT-DETR do not)."""
+    known = loaded.memo.get("takes-pixel-mask")
+    if known is None:
+        import inspect
+
+        known = "pixel_mask" in inspect.signature(loaded.model.forward).parameters
+        loaded.memo["takes-pixel-mask"] = known
+    return bool(known)
+
+
+def _detections(row: dict[str, Any], labels: list[str], width: int, height: int) -> list[Detection]:
+    """A post-processed row as detections, best first, boxes clipped to the image (DETR's
+    centre-and-size boxes can reach past its edges); a box wholly outside it is dropped."""
     scores, ids, boxes = row["scores"].tolist(), row["labels"].tolist(), row["boxes"].tolist()
-    out = [
-        Detection(labels[i] if 0 <= i < len(labels) else f"LABEL_{i}", float(s), _box(b))
-        for s, i, b in zip(scores, ids, boxes, strict=True)
-    ]
+    out = []
+    for score, i, values in zip(scores, ids, boxes, strict=True):
+        box = _clipped(values, width, height)
+        if box is not None:
+            label = labels[i] if 0 <= i < len(labels) else f"LABEL_{i}"
+            out.append(Detection(label, float(score), box))
     return sorted(out, key=lambda d: -d.score)
 
 
-def _box(values: Sequence[float]) -> tuple[float, float, float, float]:
+def _clipped(values: Sequence[float], width: int, height: int) -> Box | None:
     x0, y0, x1, y1 = (float(v) for v in values)
-    return (x0, y0, x1, y1)
+    w, h = float(width), float(height)
+    x0, x1 = max(0.0, min(x0, w)), max(0.0, min(x1, w))
+    y0, y1 = max(0.0, min(y0, h)), max(0.0, min(y1, h))
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
