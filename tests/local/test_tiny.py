@@ -23,6 +23,8 @@ Tiny = Callable[[str], Path]  # the session fixture in conftest.py: arch -> fold
 ENCODERS = ("bert", "distilbert", "roberta", "mobilebert", "minilm")
 CLASSIFIERS = ("bert-classifier", "distilbert-classifier", "roberta-classifier")
 CLASSIFIERS += ("mobilebert-classifier",)
+VLMS = ("llava",)  # vision-language chat models (tiny_vlm)
+IMAGE_CLASSIFIERS = ("efficientnet", "mobilenet_v2", "vit")  # tiny_vision
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -30,7 +32,7 @@ def _digests(folder: Path) -> dict[str, str]:
 
 
 def test_arches_are_the_documented_ones() -> None:
-    assert set(ARCHES) == {*CAUSAL, *ENCODERS, *CLASSIFIERS}
+    assert set(ARCHES) == {*CAUSAL, *ENCODERS, *CLASSIFIERS, *VLMS, *IMAGE_CLASSIFIERS}
 
 
 def test_unknown_arch_names_the_known_ones(tmp_path: Path) -> None:
@@ -72,6 +74,25 @@ def test_causal_model_chats_and_generates(arch: str, tiny: Tiny) -> None:
     new = out[0, inputs["input_ids"].shape[1] :]
     assert len(new) == 8
     assert isinstance(tokenizer.decode(new, skip_special_tokens=True), str)
+
+
+@pytest.mark.parametrize("arch", VLMS)
+def test_vision_language_model_places_images_and_generates(arch: str, tiny: Tiny) -> None:
+    from PIL import Image
+
+    processor = transformers.AutoProcessor.from_pretrained(tiny(arch))
+    model = transformers.AutoModelForImageTextToText.from_pretrained(tiny(arch))
+    assert type(processor.image_processor).__name__.endswith("Pil")  # no torchvision needed
+    content = [{"type": "image"}, {"type": "text", "text": "Say hi"}]
+    messages = [{"role": "user", "content": content}]
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert prompt == "<|im_start|>user\n<image>\nSay hi<|im_end|>\n<|im_start|>assistant\n"
+    image = Image.new("RGB", (50, 40), (10, 200, 30))
+    inputs = processor(text=[prompt], images=[image], return_tensors="pt")
+    image_id = model.config.image_token_id
+    assert int((inputs["input_ids"] == image_id).sum()) == 16  # 32x32 pixels, 8x8 patches
+    out = model.generate(**inputs, max_new_tokens=8, do_sample=False, min_new_tokens=8)
+    assert out.shape[1] == inputs["input_ids"].shape[1] + 8
 
 
 @pytest.mark.parametrize("arch", CAUSAL)
@@ -119,12 +140,27 @@ def test_encoders_use_their_families_tokens(tiny: Tiny) -> None:
     assert roberta.mask_token == "<mask>"
 
 
-@pytest.mark.parametrize("arch", ARCHES)
+@pytest.mark.parametrize("arch", IMAGE_CLASSIFIERS)
+def test_image_classifier_is_small_with_named_classes_and_a_pil_processor(
+    arch: str, tiny: Tiny
+) -> None:
+    from PIL import Image
+
+    model = transformers.AutoModelForImageClassification.from_pretrained(tiny(arch))
+    processor = transformers.AutoImageProcessor.from_pretrained(tiny(arch))
+    assert type(processor).__name__.endswith("Pil")  # no torchvision needed
+    assert model.num_parameters() < 300_000
+    assert list(model.config.id2label.values()) == ["cat", "dog", "espresso", "teapot"]
+    pixels = processor(images=[Image.new("RGB", (50, 40), "red")], return_tensors="pt")
+    assert model(**pixels).logits.shape == (1, 4)
+
+
+@pytest.mark.parametrize("arch", [a for a in ARCHES if a not in IMAGE_CLASSIFIERS])
 def test_small_but_with_a_real_context(arch: str, tiny: Tiny) -> None:
     auto = _auto(arch)
     model: Any = auto.from_pretrained(tiny(arch))
     tokenizer = transformers.AutoTokenizer.from_pretrained(tiny(arch))
-    config = model.config
+    config = model.config.get_text_config()  # a vision-language model's language model
     positions = getattr(config, "max_position_embeddings", None) or config.n_positions
     assert model.num_parameters() < 300_000
     assert positions >= tokenizer.model_max_length >= 512
@@ -141,4 +177,8 @@ def _auto(arch: str) -> Any:
     """The Auto class of a tiny model's head."""
     if arch.endswith("-classifier"):
         return transformers.AutoModelForSequenceClassification
+    if arch in VLMS:
+        return transformers.AutoModelForImageTextToText
+    if arch in IMAGE_CLASSIFIERS:
+        return transformers.AutoModelForImageClassification
     return transformers.AutoModelForCausalLM if arch in CAUSAL else transformers.AutoModel

@@ -46,7 +46,11 @@ _FLOAT_CODES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
 
 # Buffers that older transformers versions saved alongside the parameters; num_parameters()
 # does not count them (e.g. all-MiniLM-L6-v2 stores embeddings.position_ids).
-_BUFFER_SUFFIXES = (".position_ids", ".attn.bias", ".attn.masked_bias", ".inv_freq")
+# Batch norms' running statistics are float buffers of every convolutional image model.
+_BUFFER_SUFFIXES = (".position_ids", ".attn.bias", ".attn.masked_bias", ".inv_freq") + (
+    ".running_mean",
+    ".running_var",
+)
 
 # Output heads that a tied-embeddings model shares with its input embeddings: when a checkpoint
 # stores both anyway, the loaded model still holds one copy.
