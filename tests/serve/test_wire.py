@@ -141,8 +141,13 @@ def test_calls_are_recorded_and_tagged(echo_url: str, memory: fmgate.MemorySink)
         ),
         (
             {"model": "echo", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
-            "messages[0].content",
-            "text",
+            "messages[0].content[0].image_url",
+            "url",
+        ),
+        (
+            {"model": "echo", "messages": [{"role": "user", "content": [{"type": "file"}]}]},
+            "messages[0].content[0]",
+            "only text and image_url",
         ),
     ],
 )

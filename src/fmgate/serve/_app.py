@@ -100,6 +100,12 @@ class Served:
             completion_tokens=asked or backend.default_params().max_tokens,
         )
         if isinstance(exc, UnsupportedFeatureError):
+            if exc.feature == "images":
+                return invalid(
+                    f"The model `{self.name}` does not read images: send text only, or ask a "
+                    "model served here that reads images.",
+                    "messages",
+                )
             error.param = _FEATURE_PARAMS.get(exc.feature)
         return error
 

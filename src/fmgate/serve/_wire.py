@@ -6,6 +6,8 @@ field it defines but fmgate cannot honour (logprobs, ``n`` above 1, ...) is refu
 unless it holds its no-op value, so that no client believes it got what it did not. Tools and
 structured output (``tools``, ``tool_choice``, ``response_format``, tool calls and results in the
 messages) are read in ``_wire_tools``; a model that cannot honour them refuses them (400).
+Images come as ``image_url`` content parts holding data URLs (the server fetches no URL) and reach
+the model as image parts; a model that does not read images refuses them (400).
 
 vLLM's extensions that common OpenAI-compatible clients send (guidellm, benchmark scripts) are
 read too: ``ignore_eos`` and ``stream_options.continuous_usage_stats`` are honoured, a few others
@@ -26,6 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .._errors import InvalidRequestError
+from .._images import Image, to_image
 from .._record import Usage
 from .._tools import OutputSpec, Tool, ToolCall
 from .._types import Response, lone_surrogate
@@ -122,6 +126,7 @@ _MESSAGE_KEYS = {
 _PLAIN_KEYS = frozenset({"role", "content", "name"})
 # Assistant-message fields accepted when null.
 _ASSISTANT_OFF = frozenset({"tool_calls", "function_call", "refusal", "audio"})
+_DETAILS = frozenset({"auto", "low", "high"})  # an image_url's detail, as OpenAI defines it
 _MAX_STOPS = 4  # OpenAI's limit
 # OpenAI documents no length limit; one is needed all the same: matching costs grow with it.
 MAX_STOP_CHARS = 1000
@@ -242,7 +247,7 @@ def _message(index: int, raw: Any) -> dict[str, Any]:
         return {"role": "assistant", "content": "", "tool_calls": calls}
     message: dict[str, Any] = {
         "role": _ROLES[role],
-        "content": _content(raw.get("content"), f"{where}.content"),
+        "content": _content(raw.get("content"), f"{where}.content", role),
     }
     if calls:
         message["tool_calls"] = calls
@@ -251,21 +256,59 @@ def _message(index: int, raw: Any) -> dict[str, Any]:
     return message
 
 
-def _content(raw: Any, where: str) -> str:
-    """A string, or an array of text parts (joined): images and audio are not read here."""
+def _content(raw: Any, where: str, role: str) -> str | list[dict[str, Any]]:
+    """A string, or an array of content parts: text parts alone are joined into one string;
+    with ``image_url`` parts (user messages only) the parts are kept in order, each image
+    decoded into an :class:`~fmgate._images.Image` (a bad one is this request's 400)."""
     if isinstance(raw, str):
         return raw
-    if isinstance(raw, list) and raw:
-        texts = []
-        for i, part in enumerate(raw):
-            if not isinstance(part, dict) or part.get("type") != "text":
-                raise invalid(f"{where}[{i}]: only text content parts are supported.", where)
-            text = part.get("text")
-            if not isinstance(text, str):
-                raise invalid(f"{where}[{i}].text must be a string.", where)
-            texts.append(text)
-        return "".join(texts)
-    raise invalid(f"{where} must be a string or an array of text parts.", where)
+    if not isinstance(raw, list) or not raw:
+        raise invalid(f"{where} must be a string or an array of content parts.", where)
+    parts = [_part(part, f"{where}[{i}]", role) for i, part in enumerate(raw)]
+    if all(isinstance(p, str) for p in parts):
+        return "".join(str(p) for p in parts)
+    return [
+        {"type": "text", "text": p} if isinstance(p, str) else {"type": "image", "image": p}
+        for p in parts
+    ]
+
+
+def _part(part: Any, where: str, role: str) -> str | Image:
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind == "text":
+        text = part.get("text")
+        if not isinstance(text, str):
+            raise invalid(f"{where}.text must be a string.", where)
+        return text
+    if kind != "image_url":
+        raise invalid(f"{where}: only text and image_url content parts are supported.", where)
+    if role != "user":
+        raise invalid(f"{where}: images go in user messages, not {role} messages.", where)
+    return _image(part.get("image_url"), f"{where}.image_url")
+
+
+def _image(raw: Any, where: str) -> Image:
+    """OpenAI's ``{"url": ..., "detail": ...}``: the url must be a data URL; ``detail`` is
+    accepted and ignored (the model reads the image at its own resolution)."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("url"), str):
+        raise invalid(f"{where} must be an object with a url string.", where)
+    for key in raw:
+        if key not in ("url", "detail"):
+            raise unrecognized(f"{where}.{key}")
+    if raw.get("detail", "auto") not in _DETAILS:
+        raise invalid(f"{where}.detail must be one of 'auto', 'low', 'high'.", f"{where}.detail")
+    url: str = raw["url"]
+    if not url.startswith("data:"):
+        raise invalid(
+            f"{where}.url must be a data URL (data:image/png;base64,...): this server does not "
+            "fetch images from URLs. Download the image and send its bytes inline.",
+            f"{where}.url",
+            "invalid_image_url",
+        )
+    try:
+        return to_image(url)
+    except InvalidRequestError as exc:
+        raise invalid(f"{where}.url: {exc}", f"{where}.url", "invalid_image") from None
 
 
 def _bool(body: Mapping[str, Any], field: str) -> bool:
