@@ -30,6 +30,11 @@ rendered with a template that shows them and its calls are read out of the text 
 (:mod:`fmgate._local.tools`); ``output`` and forced tool choices constrain each row's tokens to
 a grammar (:mod:`fmgate._local.grammar`), which rows of one batch need not share.
 
+Images: a vision-language model (``profile.vision == "chat"``) renders and encodes its prompts
+through its processor (:mod:`fmgate._local.vlm`): image parts become the model's image tokens and
+``pixel_values`` for ``generate``; everything above applies unchanged, its token counts include
+the image tokens.
+
 ``finish_reason`` is ``"stop"`` on an end-of-sequence token or a stop string, ``"length"`` when
 ``max_new_tokens`` ran out (or the grammar closed a structure early because it was about to),
 ``"tool_calls"`` when the reply is calls. ``output_tokens`` counts the tokens the model
@@ -42,7 +47,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -52,7 +57,7 @@ from transformers.generation.streamers import BaseStreamer
 from .._errors import BackendError, ContextLengthError, InvalidRequestError
 from .._record import Usage
 from .._types import ChatRequest, Completion, GenerationParams, Message
-from . import tools
+from . import tools, vlm
 from .grammar import Constrained, constrain
 from .loading import LoadedModel
 
@@ -75,6 +80,7 @@ RESERVED = frozenset(
         "num_return_sequences",
         "generation_config",
         "logits_processor",
+        "pixel_values",
     }
 )
 _RNG_LOCK = threading.Lock()
@@ -82,11 +88,13 @@ _RNG_LOCK = threading.Lock()
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Tokenised prompts, left-padded to one width."""
+    """Tokenised prompts, left-padded to one width; for a vision-language model, ``extra``
+    holds what else its processor made for ``generate`` (``pixel_values``...)."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     prompt_tokens: list[int]
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def width(self) -> int:
@@ -121,6 +129,10 @@ def render(tokenizer: Any, messages: Sequence[Message]) -> str:
 def encode(
     loaded: LoadedModel, requests: Sequence[ChatRequest], plans: Sequence[tools.Plan]
 ) -> Batch:
+    """The prompts as token ids; a vision-language model's through its processor, images and
+    all (:mod:`fmgate._local.vlm`), so ``prompt_tokens`` counts image tokens too."""
+    if vlm.reads_images(loaded):
+        return _batch(loaded, vlm.encode(loaded, requests, plans))
     tokenizer = loaded.tokenizer
     texts = [
         p.render(tokenizer, r) if p.shown is not None else render(tokenizer, r.messages)
@@ -133,11 +145,17 @@ def encode(
         padding=True,
         add_special_tokens=not has_chat_template(tokenizer),
     )
+    return _batch(loaded, enc)
+
+
+def _batch(loaded: LoadedModel, enc: Any) -> Batch:
     mask = enc["attention_mask"]
+    extra = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
     return Batch(
         enc["input_ids"].to(loaded.device),
         mask.to(loaded.device),
         [int(n) for n in mask.sum(dim=1).tolist()],
+        extra,
     )
 
 
@@ -525,6 +543,7 @@ def _generate(
                 attention_mask=batch.attention_mask,
                 stopping_criteria=StoppingCriteriaList([tracker]),
                 streamer=streamer,
+                **batch.extra,
                 **kwargs,
             )
         except (ValueError, TypeError) as exc:

@@ -355,7 +355,10 @@ def _tokenizer(loaded: LoadedModel, ends: Sequence[int]) -> LLTokenizer:
     spec = backend.to_str()
     head = loaded.model.get_output_embeddings()
     logits = int(head.weight.shape[0]) if head is not None else 0
-    vocab = max(logits, int(loaded.model.config.vocab_size or 0), len(loaded.tokenizer))
+    # a vision-language model's config keeps vocab_size under text_config (LLaVA's has none)
+    config = loaded.model.config
+    size = getattr(config, "vocab_size", None) or getattr(config.get_text_config(), "vocab_size", 0)
+    vocab = max(logits, int(size or 0), len(loaded.tokenizer))
     return llguidance.LLTokenizer(spec, n_vocab=vocab, eos_token=list(ends))
 
 
