@@ -309,3 +309,14 @@ def test_an_image_value_is_taken_as_is_in_a_part() -> None:
     m.generate(ask(image))
     assert backend.requests[0].messages[-1].images == (image,)
     assert isinstance(image, Image)
+
+
+def test_an_image_too_large_to_decode_safely_is_refused_not_a_pillow_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pillow refuses headers claiming over twice MAX_IMAGE_PIXELS (decompression bombs); a
+    small PNG stands in for one under a lowered limit."""
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 10)
+    for convert in (to_image, to_pil):
+        with pytest.raises(InvalidRequestError, match="too large to decode safely"):
+            convert(png(10, 10))

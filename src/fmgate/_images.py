@@ -188,6 +188,8 @@ def _open(data: bytes) -> Any:
     try:
         image = pil.open(io.BytesIO(data))
         image.load()
+    except pil.DecompressionBombError as exc:
+        raise _too_large(exc) from exc
     except (OSError, SyntaxError, ValueError) as exc:  # UnidentifiedImageError is an OSError
         raise InvalidRequestError(
             f"These {len(data)} bytes are not an image Pillow can read ({exc})."
@@ -200,6 +202,8 @@ def _from_bytes(data: bytes) -> Image:
     pil = _pil_module()
     try:
         header = pil.open(io.BytesIO(data))  # reads the header only
+    except pil.DecompressionBombError as exc:
+        raise _too_large(exc) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidRequestError(
             f"These {len(data)} bytes are not an image Pillow can read ({exc})."
@@ -209,6 +213,14 @@ def _from_bytes(data: bytes) -> Image:
         return _encoded(_rgb(_open(data)))
     width, height = header.size
     return Image(data, media_type, int(width), int(height))
+
+
+def _too_large(exc: Exception) -> InvalidRequestError:
+    """A header that claims more pixels than Pillow decodes safely (a decompression bomb, or a
+    huge scan): refused like any unreadable image, not raised as Pillow's own error."""
+    return InvalidRequestError(
+        f"The image is too large to decode safely ({exc}): resize it before sending."
+    )
 
 
 def _encoded(image: Any) -> Image:

@@ -241,3 +241,12 @@ def chat(part: Any) -> dict[str, Any]:
         "model": "seeing",
         "messages": [{"role": "user", "content": [{"type": "text", "text": "?"}, part]}],
     }
+
+
+def test_an_image_too_large_to_decode_safely_is_a_400_not_a_500(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 5)  # CAT (4x3) now counts as a bomb
+    answer = request(url, "POST", "/chat/completions", chat(image_part(data_url(CAT))))
+    assert answer.status == 400 and answer.error["code"] == "invalid_image"
+    assert "too large to decode safely" in answer.error["message"]
