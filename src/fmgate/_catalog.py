@@ -50,6 +50,7 @@ class CatalogEntry:
     assemble: str | None = None
     why_no_deps: str | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)
+    file_settings: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def installed(self) -> bool:
@@ -80,14 +81,25 @@ class CatalogEntry:
         )
 
     def alias(self) -> AliasConfig:
-        """The alias ``load(name)`` builds: this backend, the file's path, the row's settings."""
+        """The alias ``load(name)`` builds: this backend, the file's path, the row's settings
+        (with ``file_settings``' files inside the package as paths on this machine)."""
+        model = str(self.path())
+        settings = dict(self.settings)
+        settings.update({key: str(self._inside(file)) for key, file in self.file_settings.items()})
         return AliasConfig(
-            alias=self.name,
-            backend=self.backend,
-            model=str(self.path()),
-            settings=dict(self.settings),
-            source=SOURCE,
+            alias=self.name, backend=self.backend, model=model, settings=settings, source=SOURCE
         )
+
+    def _inside(self, file: str) -> Path:
+        """Another file of the package that the backend reads (OpenCV's graph text)."""
+        folder = _folder(self.module)
+        path = (folder or Path()) / file
+        if folder is None or not path.is_file():
+            raise ConfigurationError(
+                f"{self.name}: {self.package} is installed but holds no {file} ({path}): "
+                f"reinstall it ({self.install} --force-reinstall)."
+            )
+        return path
 
 
 @functools.cache

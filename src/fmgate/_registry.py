@@ -17,6 +17,7 @@ WIRES: dict[str, str] = {
     "anthropic": "fmgate.backends.anthropic:AnthropicBackend",
     "transformers": "fmgate.backends.transformers:TransformersBackend",
     "fasttext": "fmgate.backends.fasttext:FastTextBackend",
+    "opencv": "fmgate.backends.opencv:OpenCVBackend",
 }
 # The pip extra that installs what each wire module imports.
 EXTRAS: dict[str, str] = {
@@ -24,6 +25,7 @@ EXTRAS: dict[str, str] = {
     "anthropic": "anthropic",
     "transformers": "local",
     "fasttext": "fasttext",
+    "opencv": "vision",
 }
 
 ENTRY_POINT_GROUP = "fmgate.backends"

@@ -11,6 +11,8 @@ byte-identical files each time (with the same torch and transformers versions).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,22 @@ from typing import Any
 __all__ = ["ARCHES", "DETECT_LABELS", "IMAGE_LABELS", "make"]
 
 _SEED = 1234
+
+
+@contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """No "Writing model shards" bar for a file this small (the same helper as tiny.py's: this
+    module may not import tiny.py, which imports it)."""
+    from transformers.utils import logging
+
+    enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    try:
+        yield
+    finally:
+        if enabled:
+            logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+
 
 # -- image classifiers ----------------------------------------------------------------------------
 
@@ -194,8 +212,6 @@ def _make_detector(arch: str, spec: _Detector, path: Path) -> Path:
     import torch
     import transformers
 
-    from .tiny import _no_progress_bars
-
     tf: Any = transformers
     labels = dict(enumerate(DETECT_LABELS))
     extra: dict[str, Any] = {}
@@ -255,8 +271,6 @@ def make(arch: str, path: Path) -> Path:
 def _make_classifier(arch: str, spec: _Classifier, path: Path) -> Path:
     import torch
     import transformers
-
-    from .tiny import _no_progress_bars
 
     tf: Any = transformers
     labels = dict(enumerate(IMAGE_LABELS))
