@@ -213,7 +213,8 @@ def make_tiny_model(arch: str, path: str | os.PathLike[str]) -> Path:
     work on them); encoders ``bert``, ``distilbert``, ``roberta``, ``mobilebert``, ``minilm``; and
     classifiers ``bert-classifier``, ``distilbert-classifier``, ``roberta-classifier``,
     ``mobilebert-classifier``: the encoder with a sequence-classification head of three classes
-    (``negative``, ``neutral``, ``positive``; its scores are random too). The folder
+    (``negative``, ``neutral``, ``positive``; its scores are random too); the vision-language
+    ``llava`` (saved with its processor: :mod:`fmgate._local.tiny_vlm`). The folder
     (created if needed) gets safetensors weights, config.json, a trained tokenizer (with a
     ChatML-like chat template for causal models) and a README.md model card (apache-2.0). With the
     same torch and transformers versions, the same ``arch`` always gives byte-identical files.

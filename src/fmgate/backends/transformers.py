@@ -16,7 +16,9 @@ waits on the model; a per-model lock runs one ``generate`` at a time (transforme
 safe for concurrent generation, and it keeps each call's metered energy its own). Causal models
 generate; encoder models (BERT, DistilBERT, RoBERTa, MobileBERT, MiniLM) embed; a folder whose
 architecture is a ``*ForSequenceClassification`` head classifies (its only task), with labels from
-its config's ``id2label`` (see :mod:`fmgate._local.classification`). A ``.gguf`` file, or a folder
+its config's ``id2label`` (see :mod:`fmgate._local.classification`). A vision-language model
+(LLaVA, Idefics3, Qwen2-VL...) reads image parts in chat through its processor (see
+:mod:`fmgate._local.vlm`). A ``.gguf`` file, or a folder
 holding one, loads too (see :mod:`fmgate._local.gguf`).
 
 Tools and structured output: ``tools=`` are shown through the model's chat template and its calls
