@@ -5,7 +5,9 @@ cold start), then ``repeat`` passes over the items. Local models that batch run 
 one batch at a time; the others run one call per item, ``concurrency`` at a time. Chat answers are
 graded on this thread after the model's pass; encoders (which embed and cannot generate) run a
 retrieval task instead, graded ``retrieval@1``. A classification set (rows with a ``label``) is
-classified instead (see :mod:`.classifying`), graded ``accuracy`` or ``macro_f1``.
+classified instead (see :mod:`.classifying`), graded ``accuracy`` or ``macro_f1``. An image set
+(:mod:`.images`) is classified or searched for objects (see :mod:`.imaging`), graded ``top1``,
+``top5`` or ``recall@0.5``.
 
 A row that asks for structure adds its own ``output=`` (its schema), ``tools=`` and ``tool_choice``
 to the run's ``params``; a local batch holds rows that ask for the same structure, since one
@@ -34,7 +36,7 @@ from .._record import CallRecord, Score
 from .._recording import MemorySink, add_sink, remove_sink
 from .._store import DEFAULT_STORE, SqliteStore
 from .._tags import PROMPT, REPEAT, ROLE, RUN, WARMUP, tagged
-from .._types import Classifications, Embeddings, Response
+from .._types import Classifications, Detections, Embeddings, Response
 from .classifying import (
     ClassifyCall,
     check_classifiers,
@@ -43,6 +45,16 @@ from .classifying import (
     classify_labels,
     planned_classify_calls,
     top_labels,
+)
+from .image_scorers import BoxRecallScorer, TopKScorer
+from .images import ImageItem, canonical_labels, image_items, image_task
+from .imaging import (
+    ImageCall,
+    check_image_models,
+    image_batch,
+    image_calls,
+    planned_image_calls,
+    see,
 )
 from .prompts import PromptItem, is_classification
 from .scorers import (
@@ -71,6 +83,8 @@ DEFAULT_CONCURRENCY = 8  # calls in flight per API or self-hosted model
 Progress = Callable[[str, int], None]
 _Outcome = Response | FmgateError
 _Classified = Classifications | FmgateError
+_Seen = Classifications | Detections | FmgateError
+Items = Sequence[PromptItem] | Sequence[ImageItem]
 _C = TypeVar("_C")
 _R = TypeVar("_R")
 
@@ -102,10 +116,15 @@ def embeds_only(model: Model) -> bool:
 
 
 def planned_calls(
-    models: Sequence[Model], items: Sequence[PromptItem], *, repeat: int = 1, warmup: int = 1
+    models: Sequence[Model], items: Items, *, repeat: int = 1, warmup: int = 1
 ) -> int:
     """How many calls :func:`run_compare` makes to ``models`` (not the judge's): with one model,
     the total its progress counts up to."""
+    images = image_items(items)
+    if images is not None:
+        task = image_task(images)
+        return sum(planned_image_calls(m, images, task, repeat, warmup) for m in models)
+    items = _prompts(items)
     if is_classification(items):
         return sum(planned_classify_calls(m, len(items), repeat, warmup) for m in models)
     index = 1 if any(item.expected is not None for item in items) else 0
@@ -124,9 +143,13 @@ class _Call:
         return {**tags, WARMUP: "true"} if self.warmup else tags
 
 
+def _prompts(items: Items) -> list[PromptItem]:
+    return [item for item in items if isinstance(item, PromptItem)]
+
+
 def run_compare(
     models: Sequence[Model],
-    items: Sequence[PromptItem],
+    items: Items,
     *,
     repeat: int = 1,
     warmup: int = 1,
@@ -143,7 +166,8 @@ def run_compare(
     and self-hosted models; local models batch, or run one call at a time. ``on_progress(label,
     n_done)`` is called on this thread as calls finish, with the model's name (alias or spec)
     and that model's calls done so far (out of ``planned_calls([model], ...)``). Scores go to
-    ``store`` (default: the default store, where the records go).
+    ``store`` (default: the default store, where the records go). ``items`` are a prompt set's
+    (:func:`load_prompts`) or an image set's (:func:`load_images`).
     """
     _check(models, items, repeat, warmup, concurrency)
     _check_task(models, items, scorer)
@@ -157,7 +181,7 @@ def run_compare(
     add_sink(collector)
     try:
         for model in models:
-            session.run_model(model, list(items), repeat, warmup)
+            session.run_model(model, items, repeat, warmup)
     finally:
         remove_sink(collector)
         run.records = [r for r in collector.records if r.tags.get(RUN) == run.run_id]
@@ -166,7 +190,7 @@ def run_compare(
 
 def _check(
     models: Sequence[Model],
-    items: Sequence[PromptItem],
+    items: Items,
     repeat: int,
     warmup: int,
     concurrency: int | None,
@@ -184,19 +208,34 @@ def _check(
         raise InvalidRequestError("every prompt item needs its own id: the records name it.")
 
 
-def _check_task(
-    models: Sequence[Model], items: Sequence[PromptItem], scorer: Scorer | None
-) -> None:
-    """A classification set needs models that classify and a scorer that grades labels."""
+def _check_task(models: Sequence[Model], items: Items, scorer: Scorer | None) -> None:
+    """A classification set needs models that classify and a scorer that grades labels; an
+    image set models that classify images (or detect objects) and an image scorer."""
     check_scorer(items, scorer)
-    if is_classification(items):
+    images = image_items(items)
+    if images is not None:
+        check_image_models(models, image_task(images))
+    elif is_classification(_prompts(items)):
         check_classifiers(models)
 
 
-def check_scorer(items: Sequence[PromptItem], scorer: Scorer | None) -> None:
+def check_scorer(items: Items, scorer: Scorer | None) -> None:
     """Refuse a scorer that cannot grade ``items``: labels need accuracy or macro_f1, and
     those need labels; json_schema needs rows with a schema, tool_call rows with an expected
-    tool. Cheap: the CLI calls it before loading any model."""
+    tool; an image set top1, top5 or recall@0.5. Cheap: the CLI calls it before loading any
+    model."""
+    if isinstance(scorer, TopKScorer | BoxRecallScorer):
+        scorer.check(items)
+        return
+    images = image_items(items)
+    if images is not None:
+        if scorer is not None:
+            right = "recall@0.5" if image_task(images) == "detect" else "top1 or top5"
+            raise InvalidRequestError(
+                f"The set is an image set: grade it with {right}, not {scorer.name}."
+            )
+        return
+    items = _prompts(items)
     if isinstance(scorer, ClassificationScorer):
         scorer.check(items)
     elif scorer is not None and is_classification(items):
@@ -228,8 +267,13 @@ class _Session:
         self._store = store if store is not None else DEFAULT_STORE.current()
         self._done = 0
 
-    def run_model(self, model: Model, items: list[PromptItem], repeat: int, warmup: int) -> None:
+    def run_model(self, model: Model, items: Items, repeat: int, warmup: int) -> None:
         self._done = 0  # progress counts per model: the CLI draws one bar for each
+        images = image_items(items)
+        if images is not None:
+            self._images(model, images, repeat, warmup)
+            return
+        items = _prompts(items)
         if is_classification(items):
             self._classification(model, items, repeat, warmup)
             return
@@ -339,6 +383,52 @@ class _Session:
         )
         if isinstance(self._scorer, ClassificationScorer):
             self._grade_classes(self._scorer, results)
+
+    def _images(self, model: Model, items: list[ImageItem], repeat: int, warmup: int) -> None:
+        """Classify the images, or find their objects: warm-up calls one image at a time, then
+        batches locally or one image per call, ``concurrency`` at a time, elsewhere."""
+        task = image_task(items)
+        labels = canonical_labels(items)
+        max_tokens = self._params.get("max_tokens")
+        size = image_batch(model, task)
+        warm, measured = image_calls(items, repeat, warmup, size)
+
+        def one(call: ImageCall) -> _Seen:
+            with tagged(call.tags(self.run.run_id)):
+                try:
+                    return see(model, call, task, labels, max_tokens)
+                except FmgateError as exc:
+                    return exc
+
+        self._concurrently(model, warm, 1, one)  # one at a time: the cold start is paid once
+        width = 1 if size > 1 else self._width(model)
+        results = self._concurrently(model, measured, width, one)
+        self.run.errors += sum(
+            isinstance(outcome, FmgateError) and not isinstance(outcome, NoLabelError)
+            for _, outcome in results
+        )
+        if isinstance(self._scorer, TopKScorer | BoxRecallScorer):
+            self._grade_images(self._scorer, results)
+
+    def _grade_images(
+        self,
+        scorer: TopKScorer | BoxRecallScorer,
+        results: list[tuple[ImageCall, _Seen]],
+    ) -> None:
+        """Each call's images against their labels or boxes; a zero-shot call whose answers
+        named no label is graded wrong, never left out."""
+        for call, outcome in results:
+            if isinstance(outcome, NoLabelError) and outcome.record is not None:
+                if isinstance(scorer, TopKScorer):
+                    result = scorer.grade([(item, []) for item in call.items])
+                    self._add_score(outcome.record.id, scorer.name, result)
+            elif isinstance(outcome, Classifications) and isinstance(scorer, TopKScorer):
+                ranked = [[label for label, _ in row] for row in outcome.results]
+                result = scorer.grade(list(zip(call.items, ranked, strict=True)))
+                self._add_score(outcome.record.id, scorer.name, result)
+            elif isinstance(outcome, Detections) and isinstance(scorer, BoxRecallScorer):
+                result = scorer.grade(list(zip(call.items, outcome.results, strict=True)))
+                self._add_score(outcome.record.id, scorer.name, result)
 
     def _grade_classes(
         self, scorer: ClassificationScorer, results: list[tuple[ClassifyCall, _Classified]]

@@ -6,7 +6,8 @@ never 0: "could not grade" must not read as "wrong". Encoders are graded by retr
 (:class:`RetrievalIndex`). ``accuracy`` and ``macro_f1`` grade a classification set (rows with a
 ``label``): each row is right or wrong, and the report computes both metrics from the rows.
 ``json_schema`` and ``tool_call`` grade rows that ask for structure (a ``schema``, or ``tools``
-with an ``expected_tool``; see :mod:`.structured_scorers`).
+with an ``expected_tool``; see :mod:`.structured_scorers`). ``top1``, ``top5`` and ``recall@0.5``
+grade image sets (see :mod:`.image_scorers`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .._errors import FmgateError, InvalidRequestError
 from .._tags import PROMPT, ROLE, tagged
 from .classification import CLASSIFICATION_SCORERS, Prediction, predictions_detail
 from .grading import ChecksItems, GradesResponses, Scorer, ScoreResult
+from .image_scorers import IMAGE_SCORERS, image_scorer
 from .prompts import PromptItem, is_classification
 from .structured_scorers import JsonSchemaScorer, ToolCallScorer
 
@@ -224,13 +226,16 @@ _SIMPLE: dict[str, Callable[[], Scorer]] = {
     "json_schema": JsonSchemaScorer,
     "tool_call": ToolCallScorer,
 }
-SCORER_NAMES = "exact, contains, regex, json_schema, tool_call, accuracy, macro_f1 or judge:<model>"
+SCORER_NAMES = (
+    "exact, contains, regex, json_schema, tool_call, top1, top5, recall@0.5, accuracy, macro_f1 "
+    "or judge:<model>"
+)
 
 
 def get_scorer(spec: str) -> Scorer:
     """``exact``, ``contains``, ``regex``, ``json_schema`` and ``tool_call`` (rows with a schema
-    or tools), ``accuracy``, ``macro_f1`` (classification sets) or ``judge:<model spec or
-    alias>``."""
+    or tools), ``accuracy``, ``macro_f1`` (classification sets), ``top1``, ``top5`` and
+    ``recall@0.5`` (image sets) or ``judge:<model spec or alias>``."""
     kind, colon, judge = spec.strip().partition(":")
     if kind.lower() == "judge" and colon:
         if not judge.strip():
@@ -239,6 +244,8 @@ def get_scorer(spec: str) -> Scorer:
     name = spec.strip().lower().replace("-", "_")  # macro-f1 as the papers write it
     if name in CLASSIFICATION_SCORERS:
         return ClassificationScorer(name)
+    if name.replace("_", "") in IMAGE_SCORERS:  # top-1 as the papers write it
+        return image_scorer(name.replace("_", ""))
     factory = _SIMPLE.get(name)
     if factory is None:
         raise InvalidRequestError(f"Unknown scorer {spec!r}: choose {SCORER_NAMES}.")

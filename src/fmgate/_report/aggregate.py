@@ -17,11 +17,13 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from .._compare.classification import CLASSIFICATION_SCORERS, ClassMetrics, class_metrics
+from .._compare.image_scorers import IMAGE_SCORERS, ImageMetrics, image_metrics
 from .._record import CallRecord, Score
 from .._tags import ROLE, WARMUP
 
 __all__ = [
     "ModelSummary",
+    "is_image_task",
     "is_warmup",
     "label_of",
     "percentile",
@@ -86,6 +88,18 @@ class ModelSummary:
     # Tools (record.tools): calls offered tools, and the mean tool calls the model made in them.
     calls_with_tools: int = 0
     tools_called_per_call: float | None = None
+    # Image tasks (classify or detect on images): per image, over the successful calls.
+    images: int | None = None  # images in successful calls; None: no image task
+    top1: float | None = None  # over every graded image (top1 and top5 scorers keep both)
+    top5: float | None = None
+    images_graded: int = 0
+    recall: float | None = None  # detection: true boxes found at IoU >= 0.5, over all boxes
+    precision: float | None = None  # detections that found a true box, over all detections
+    boxes: int = 0  # true boxes graded
+    latency_per_image_p50_s: float | None = None  # median of each call's latency / its images
+    images_per_s: float | None = None  # all images over all call time
+    cost_per_image: Decimal | None = None
+    cost_per_1k_images: Decimal | None = None
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -111,17 +125,29 @@ def label_of(record: CallRecord) -> str:
     return f"{label} (served)" if record.tags.get("fmgate.served") == "true" else label
 
 
+def is_image_task(record: CallRecord) -> bool:
+    """A call that classified images or detected objects (a chat call with an image is not)."""
+    return record.operation in ("classify", "detect") and bool(record.usage.images_in)
+
+
+def task_of(record: CallRecord) -> str:
+    """The record's task as a row tells it: ``classify images`` apart from classifying texts."""
+    if record.operation == "classify" and is_image_task(record):
+        return "classify images"
+    return record.operation
+
+
 def row_labels(records: Sequence[CallRecord]) -> Callable[[CallRecord], str]:
     """Each record's row: its label, with the task named when the same model did several tasks
     in these records (a chat model answering prompts and classifying texts gets two rows: their
-    latencies, costs and scores do not mix)."""
+    latencies, costs and scores do not mix; classifying images is a task of its own)."""
     operations: dict[str, set[str]] = {}
     for record in records:
-        operations.setdefault(label_of(record), set()).add(record.operation)
+        operations.setdefault(label_of(record), set()).add(task_of(record))
 
     def row(record: CallRecord) -> str:
         label = label_of(record)
-        return f"{label} · {record.operation}" if len(operations[label]) > 1 else label
+        return f"{label} · {task_of(record)}" if len(operations[label]) > 1 else label
 
     return row
 
@@ -156,7 +182,9 @@ def _summarize_group(
     ttft = _present(r.latency.ttft_s for r in ok)
     cost = _costs(counted)
     classes = _classified(counted, scores)
-    quality = _quality(counted, scores, classes)
+    pictures = _pictured(counted, scores)
+    quality = _quality(counted, scores, classes, pictures)
+    per_image = _per_image(counted)
     access = newest.access
     structure = _structure(counted)
     return ModelSummary(
@@ -206,7 +234,48 @@ def _summarize_group(
         validity_rate=structure.validity_rate,
         calls_with_tools=structure.with_tools,
         tools_called_per_call=structure.tools_called,
+        images=per_image.images,
+        top1=pictures.top1,
+        top5=pictures.top5,
+        images_graded=pictures.images,
+        recall=pictures.recall,
+        precision=pictures.precision,
+        boxes=pictures.boxes,
+        latency_per_image_p50_s=per_image.latency_p50_s,
+        images_per_s=per_image.per_s,
+        cost_per_image=per_image.cost,
+        cost_per_1k_images=per_image.cost * 1000 if per_image.cost is not None else None,
     )
+
+
+class _PerImage(NamedTuple):
+    images: int | None
+    latency_p50_s: float | None
+    per_s: float | None
+    cost: Decimal | None
+
+
+def _per_image(counted: list[CallRecord]) -> _PerImage:
+    """Speed and cost per image over the successful image calls: a batched call's latency is
+    shared by its images, so per image it is the call's latency over its images."""
+    calls = [r for r in counted if is_image_task(r)]
+    if not calls:
+        return _PerImage(None, None, None, None)
+    ok = [(r, _images_of(r)) for r in calls if r.ok and _images_of(r)]
+    timed = [(r.latency.total_s, n) for r, n in ok if r.latency.total_s is not None]
+    seconds = sum(t for t, _ in timed)
+    priced = [(r.cost.amount, n) for r, n in ok if r.cost.amount is not None]
+    cost = sum((a for a, _ in priced), Decimal(0)) / sum(n for _, n in priced) if priced else None
+    return _PerImage(
+        sum(n for _, n in ok),
+        percentile([t / n for t, n in timed], 0.5),
+        sum(n for _, n in timed) / seconds if seconds > 0 else None,
+        cost,
+    )
+
+
+def _images_of(record: CallRecord) -> int:
+    return record.usage.items or record.usage.images_in or 0
 
 
 class _Structure(NamedTuple):
@@ -287,10 +356,16 @@ class _Quality(NamedTuple):
     scored: int
 
 
-def _quality(counted: list[CallRecord], scores: Sequence[Score], classes: ClassMetrics) -> _Quality:
+def _quality(
+    counted: list[CallRecord],
+    scores: Sequence[Score],
+    classes: ClassMetrics,
+    pictures: ImageMetrics,
+) -> _Quality:
     """The mean score of the scorer that graded most of these calls; scores from different
     scorers are never averaged together, and a later score replaces an earlier one. A
-    classification scorer's quality is its metric over the texts (a batched call holds many)."""
+    classification scorer's quality is its metric over the texts (a batched call holds many),
+    an image scorer's over the images (top-1, top-5) or the true boxes (recall)."""
     ids = {r.id for r in counted}
     latest: dict[str, dict[str, float | None]] = {}
     for score in scores:
@@ -306,6 +381,12 @@ def _quality(counted: list[CallRecord], scores: Sequence[Score], classes: ClassM
     if scorer in CLASSIFICATION_SCORERS and classes.rows:
         metric = classes.macro_f1 if scorer == "macro_f1" else classes.accuracy
         return _Quality(metric, scorer, classes.rows)
+    if scorer in IMAGE_SCORERS and pictures.images:
+        if scorer == "recall@0.5":
+            return _Quality(pictures.recall, scorer, pictures.boxes)
+        return _Quality(
+            pictures.top1 if scorer == "top1" else pictures.top5, scorer, pictures.images
+        )
     return _Quality(sum(values) / len(values), scorer, len(values))
 
 
@@ -319,3 +400,13 @@ def _classified(counted: list[CallRecord], scores: Sequence[Score]) -> ClassMetr
         if s.record_id in ids and s.scorer in CLASSIFICATION_SCORERS
     }
     return class_metrics(details.values())
+
+
+def _pictured(counted: list[CallRecord], scores: Sequence[Score]) -> ImageMetrics:
+    """Top-1, top-5, recall and precision over the images these calls saw: the rows each
+    record's latest image score keeps (``top1`` and ``top5`` keep the same rows)."""
+    ids = {r.id for r in counted}
+    details = {
+        s.record_id: s.detail for s in scores if s.record_id in ids and s.scorer in IMAGE_SCORERS
+    }
+    return image_metrics(details.values())

@@ -35,7 +35,13 @@ CHANNEL_STYLE = {
 }
 _OTHER_STYLE = ("D", "#777777")
 WIDTH = 12.8  # inches at 100 dpi: the page's full width at 1280 px and up
-TASK_NAMES = {"chat": "Chat", "embeddings": "Embedding", "classify": "Classification"}
+TASK_NAMES = {
+    "chat": "Chat",
+    "embeddings": "Embedding",
+    "classify": "Classification",
+    "classify images": "Image classification",
+    "detect": "Object detection",
+}
 
 
 class Plot(NamedTuple):
@@ -54,12 +60,18 @@ def task_plots(
 ) -> list[tuple[str, list[Plot | str]]]:
     """Per task kind: its title and its figures (or the caption saying why none was drawn)."""
     sections = []
-    for operation in dict.fromkeys(s.operation for s in summaries):
-        rows = [s for s in summaries if s.operation == operation]
+    for operation in dict.fromkeys(_task(s) for s in summaries):
+        rows = [s for s in summaries if _task(s) == operation]
         candidates = [s for s in rows if s.role == "candidate"]
         title = f"{TASK_NAMES.get(operation, operation)} models"
         sections.append((title, [*_panels(candidates), _latency_spread(rows, records)]))
     return sections
+
+
+def _task(s: ModelSummary) -> str:
+    """The plot a row belongs to: classifying images is not classifying texts (their costs and
+    latencies do not compare)."""
+    return "classify images" if s.operation == "classify" and s.images is not None else s.operation
 
 
 def _panels(candidates: Sequence[ModelSummary]) -> list[Plot | str]:

@@ -5,7 +5,7 @@ the terminal a narrower selection of the same cells (:data:`TERMINAL_TABLES`), s
 says the same thing in the same units: times in milliseconds, costs in dollars, or in µ$
 (millionths of a dollar) under a cent. A value fmgate could not compute renders as an en dash,
 never as 0. Columns and tables that only some runs have (validity and tool use beside quality,
-the classification table) appear only when a record needs them (:func:`tables_for`).
+the classification and image tables) appear only when a record needs them (:func:`tables_for`).
 """
 
 from __future__ import annotations
@@ -245,6 +245,74 @@ CLASSIFICATION = TableSpec(
 )
 
 
+def fmt_per_image(amount: Decimal | None, s: ModelSummary) -> str:
+    """A cost per image; a model whose image calls all failed says so."""
+    if amount is None:
+        return "all calls failed" if all_failed(s) else DASH
+    return fmt_usd(amount)
+
+
+def fmt_graded(s: ModelSummary) -> str:
+    """Images graded, and the true boxes among them for a detection set."""
+    if not s.images_graded:
+        return DASH
+    return f"{s.images_graded} ({s.boxes} boxes)" if s.boxes else str(s.images_graded)
+
+
+IMAGE_QUALITY = (
+    Column("top-1", lambda s: fmt_metric(s.top1), True),
+    Column("top-5", lambda s: fmt_metric(s.top5), True),
+    Column("recall@0.5", lambda s: fmt_metric(s.recall), True),
+    Column("precision", lambda s: fmt_metric(s.precision), True),
+)
+IMAGES_TEXT = (
+    "Per image, over the successful calls (a local model sees a batch of images per call). "
+    "top-1: the share of images whose best label is right; top-5: right among the five best "
+    "(a chat model classifying zero-shot names one label, so its top-5 is its top-1). "
+    "recall@0.5: the share of true boxes found by a detection of the same label overlapping it "
+    "with IoU at least 0.5; precision: the share of detections that found one. ms / image: the "
+    "median of each call's latency over its images."
+)
+IMAGES = TableSpec(
+    "Images",
+    (
+        MODEL,
+        CALLS,
+        Column("images", lambda s: str(s.images) if s.images is not None else DASH, True),
+        Column("graded", fmt_graded, True),
+        *IMAGE_QUALITY,
+        Column("ms / image p50", lambda s: fmt_ms(s.latency_per_image_p50_s), True),
+        Column("images/s", lambda s: fmt_number(s.images_per_s), True),
+        Column("cost / image", lambda s: fmt_per_image(s.cost_per_image, s), True),
+        Column("cost / 1k images", lambda s: fmt_per_image(s.cost_per_1k_images, s), True),
+        Column("cost basis", lambda s: s.cost_basis),
+        Column("channel", lambda s: s.distribution),
+        Column("open weights", lambda s: fmt_bool(s.open_weights)),
+        Column("licence", lambda s: s.license or DASH),
+        Column("params", lambda s: fmt_params(s.parameters), True),
+        Column("data leaves machine", lambda s: fmt_bool(s.data_leaves_machine)),
+    ),
+    IMAGES_TEXT,
+    keeps=lambda s: s.images is not None,
+)
+TERMINAL_IMAGES = TableSpec(
+    "Images",
+    (
+        MODEL,
+        Column("images", lambda s: str(s.images) if s.images is not None else DASH, True),
+        *IMAGE_QUALITY,
+        Column("ms/img", lambda s: fmt_ms(s.latency_per_image_p50_s), True),
+        Column("img/s", lambda s: fmt_number(s.images_per_s), True),
+        Column("per 1k images", lambda s: fmt_per_image(s.cost_per_1k_images, s), True),
+        Column("basis", lambda s: s.cost_basis),
+    ),
+    "top-1/top-5: images whose right label is the best / among the five best; recall@0.5: true "
+    "boxes found (IoU >= 0.5); precision: detections that found one; ms/img: median latency "
+    "per image; per 1k images: cost.",
+    keeps=lambda s: s.images is not None,
+)
+
+
 def fmt_validity(s: ModelSummary) -> str:
     return fmt_rate(s.validity_rate)
 
@@ -272,13 +340,16 @@ def tables_for(
     summaries: Sequence[ModelSummary], base: Sequence[TableSpec] = TABLES
 ) -> list[TableSpec]:
     """``base``, its first table with validity and tool use beside quality when any call asked
-    for structured output or offered tools, and the classification table after the first when
-    any model classified."""
+    for structured output or offered tools, the classification table after the first when any
+    model classified texts, and the image table when any classified images or detected
+    objects."""
     first, *rest = base
-    first = _with_structure(first, summaries)
-    if not any(s.accuracy is not None for s in summaries):
-        return [first, *rest]
-    return [first, CLASSIFICATION, *rest]
+    added = [_with_structure(first, summaries)]
+    if any(s.accuracy is not None for s in summaries):
+        added.append(CLASSIFICATION)
+    if any(s.images is not None for s in summaries):
+        added.append(TERMINAL_IMAGES if base is TERMINAL_TABLES else IMAGES)
+    return [*added, *rest]
 
 
 def _with_structure(spec: TableSpec, summaries: Sequence[ModelSummary]) -> TableSpec:

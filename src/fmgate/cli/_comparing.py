@@ -32,7 +32,10 @@ def add_commands(commands: Any) -> None:
         "with --scorer accuracy or macro_f1. Rows may ask for structure: a 'schema' the reply "
         "must match (units; --scorer json_schema) or 'tools' to call with an 'expected_tool' "
         "(tools; --scorer tool_call); the report then shows the share of replies that validated "
-        "and the tool calls made.",
+        "and the tool calls made. An image set (a folder, or a CSV of path,label or "
+        "path,label,x0,y0,x1,y1 rows) is classified (--scorer top1 or top5) or searched for "
+        "objects (--scorer recall@0.5) by image classifiers, detectors and chat models that "
+        "read images; the report adds an Images table (per image: quality, latency, cost).",
     )
     compare.add_argument(
         "-m",
@@ -46,11 +49,13 @@ def add_commands(commands: Any) -> None:
     compare.add_argument(
         "--prompts",
         required=True,
-        metavar="FILE|NAME",
+        metavar="FILE|DIR|NAME",
         help="a .jsonl or .csv file with 'prompt' and optional 'expected' and 'id' (or "
         "'text' and 'label' to classify; 'schema', 'tools', 'tool_choice', 'expected_tool' and "
         "'expected_arguments' to ask for structure), or a bundled set (capitals, arithmetic, "
-        "pairs, langid, units, tools)",
+        "pairs, langid, units, tools); or an image set: a folder (a subfolder per label, or a "
+        "labels.csv), a .csv with 'path' and 'label' (and x0, y0, x1, y1 for boxes), or a "
+        "bundled one (skimage-photos, skimage-objects; the vision extra)",
     )
     compare.add_argument(
         "--scorer",
@@ -58,7 +63,8 @@ def add_commands(commands: Any) -> None:
         help="exact, contains, regex (expected is a pattern) or judge:<model>; accuracy or "
         "macro_f1 for a set with labels; json_schema (the reply matches the row's schema and "
         "equals its expected value) or tool_call (the expected tool, with the expected "
-        "arguments) for rows that ask for structure",
+        "arguments) for rows that ask for structure; top1, top5 (image classification) or "
+        "recall@0.5 (detection) for an image set",
     )
     compare.add_argument(
         "--repeat",
@@ -134,9 +140,9 @@ def _formats(text: str) -> tuple[str, ...]:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from .._compare import check_scorer, get_scorer, load_prompts
+    from .._compare import check_scorer, get_scorer, load_set
 
-    items = load_prompts(args.prompts)
+    items = load_set(args.prompts)
     _refuse_offline([*args.models, *_judge(args.scorer)])
     scorer = get_scorer(args.scorer) if args.scorer else None
     check_scorer(items, scorer)  # before any model loads: exact cannot grade a label
