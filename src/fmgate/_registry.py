@@ -18,6 +18,8 @@ WIRES: dict[str, str] = {
     "transformers": "fmgate.backends.transformers:TransformersBackend",
     "fasttext": "fmgate.backends.fasttext:FastTextBackend",
     "opencv": "fmgate.backends.opencv:OpenCVBackend",
+    "efficientnet_lite": "fmgate.backends.efficientnet_lite:EfficientNetLiteBackend",
+    "torchvision": "fmgate.backends.torchvision:TorchvisionBackend",
 }
 # The pip extra that installs what each wire module imports.
 EXTRAS: dict[str, str] = {
@@ -26,6 +28,8 @@ EXTRAS: dict[str, str] = {
     "transformers": "local",
     "fasttext": "fasttext",
     "opencv": "vision",
+    "efficientnet_lite": "vision",
+    "torchvision": "local",  # torch; torchvision itself comes from PyTorch's index (see there)
 }
 
 ENTRY_POINT_GROUP = "fmgate.backends"

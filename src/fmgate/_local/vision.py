@@ -6,43 +6,111 @@ transformers uses its PIL processors. Classification scores are a softmax over t
 ``id2label`` classes, as transformers' ``image-classification`` pipeline computes them;
 detection boxes come from the processor's own ``post_process_object_detection``, in pixels of
 each input image.
+
+:class:`Classifier` is the same forward pass for any torch image classifier (the
+``efficientnet_lite`` and ``torchvision`` backends: their own preprocessing, ImageNet's class
+names from :func:`imagenet_labels`), so every backend ranks and batches alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._errors import ConfigurationError
 from .._types import Box, Detection, Ranked
 from .classification import label_names
 
 if TYPE_CHECKING:
+    import torch
     from PIL.Image import Image as PILImage
 
     from .loading import LoadedModel
 
-__all__ = ["classify_images", "detect_images"]
+__all__ = ["Classifier", "classify_images", "detect_images", "imagenet_labels", "rank"]
 
 BATCH_SIZE = 16
+IMAGENET_CLASSES = 1000
 
 
 def classify_images(
     loaded: LoadedModel, images: Sequence[PILImage], *, top_k: int, batch_size: int = BATCH_SIZE
 ) -> list[Ranked]:
-    """Per image, its ``top_k`` labels and softmax scores, best first, in input order."""
-    import torch
+    """Per image, its ``top_k`` labels and softmax scores, best first, in input order: the
+    model's own image processor makes the pixels (as transformers' pipeline does)."""
+    processor, model = loaded.processor, loaded.model
 
-    labels = label_names(loaded.model.config)
-    ranked: list[Ranked] = []
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            chunk = list(images[start : start + batch_size])
-            pixels = loaded.processor(images=chunk, return_tensors="pt")["pixel_values"]
-            logits = loaded.model(pixel_values=pixels.to(loaded.device, loaded.dtype)).logits
-            best = logits.float().softmax(dim=-1).topk(min(top_k, logits.shape[-1]), dim=-1)
-            for values, indices in zip(best.values.tolist(), best.indices.tolist(), strict=True):
-                ranked.append([(labels[j], float(v)) for v, j in zip(values, indices, strict=True)])
-    return ranked
+    def pixels(chunk: list[PILImage]) -> torch.Tensor:
+        values: torch.Tensor = processor(images=chunk, return_tensors="pt")["pixel_values"]
+        return values
+
+    def logits(values: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = model(pixel_values=values).logits
+        return out
+
+    classifier = Classifier(logits, pixels, label_names(model.config), loaded.device, loaded.dtype)
+    return classifier.rank_images(images, top_k=top_k, batch_size=batch_size)
+
+
+@dataclass(frozen=True, slots=True)
+class Classifier:
+    """An image classifier as a forward pass needs it: logits of a pixel batch, the pixels of a
+    list of images (the model's own preprocessing), the class names, device and dtype."""
+
+    logits: Callable[[torch.Tensor], torch.Tensor]
+    pixels: Callable[[list[PILImage]], torch.Tensor]
+    labels: Sequence[str]
+    device: str
+    dtype: torch.dtype
+
+    def rank_images(
+        self, images: Sequence[PILImage], *, top_k: int, batch_size: int = BATCH_SIZE
+    ) -> list[Ranked]:
+        """Per image, its ``top_k`` labels and softmax scores, best first, in input order;
+        ``batch_size`` images per forward pass (each image is preprocessed on its own, so a
+        batch scores each image as it would score alone)."""
+        import torch
+
+        ranked: list[Ranked] = []
+        with torch.inference_mode():
+            for start in range(0, len(images), batch_size):
+                values = self.pixels(list(images[start : start + batch_size]))
+                ranked.extend(
+                    rank(self.logits(values.to(self.device, self.dtype)), self.labels, top_k)
+                )
+        return ranked
+
+
+def rank(logits: torch.Tensor, labels: Sequence[str], top_k: int) -> list[Ranked]:
+    """Per row of logits, the ``top_k`` classes by softmax score, best first."""
+    # float32 softmax: half-precision logits would round close scores together
+    best = logits.float().softmax(dim=-1).topk(min(top_k, logits.shape[-1]), dim=-1)
+    return [
+        [(_name(labels, j), float(v)) for v, j in zip(values, indices, strict=True)]
+        for values, indices in zip(best.values.tolist(), best.indices.tolist(), strict=True)
+    ]
+
+
+def _name(labels: Sequence[str], index: int) -> str:
+    return labels[index] if 0 <= index < len(labels) else f"LABEL_{index}"
+
+
+@functools.cache
+def imagenet_labels() -> tuple[str, ...]:
+    """ImageNet-1k's 1000 class names by class index (WordNet's names, as transformers' and
+    torchvision's ImageNet models name them: ``"tabby, tabby cat"``); see the file's header."""
+    from importlib import resources
+
+    text = resources.files("fmgate._data").joinpath("imagenet_labels.txt").read_text("utf-8")
+    names = tuple(line for line in text.splitlines() if line and not line.startswith("#"))
+    if len(names) != IMAGENET_CLASSES:
+        raise ConfigurationError(
+            f"fmgate's imagenet_labels.txt holds {len(names)} names, not {IMAGENET_CLASSES}: "
+            "the installation is damaged; reinstall fmgate."
+        )
+    return names
 
 
 def detect_images(
