@@ -320,3 +320,20 @@ def test_an_image_too_large_to_decode_safely_is_refused_not_a_pillow_error(
     for convert in (to_image, to_pil):
         with pytest.raises(InvalidRequestError, match="too large to decode safely"):
             convert(png(10, 10))
+
+
+@pytest.mark.parametrize(
+    "url", ["data:/../../etc/hosts.png", "data:text/plain;base64,aGk=", "data:image/png,raw"]
+)
+def test_a_data_url_is_never_read_as_a_path_and_must_be_a_base64_image(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A data: string that is not an image's base64 data URL is refused, not opened as a file
+    (fmgate serve passes clients' URLs here: a path would read the server's disk)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data:").mkdir()
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "hosts.png").write_bytes(png())
+    for convert in (to_image, to_pil):
+        with pytest.raises(InvalidRequestError, match="Not a base64 image data URL"):
+            convert(url)

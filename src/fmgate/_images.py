@@ -78,7 +78,7 @@ def to_image(value: object) -> Image:
     if isinstance(value, Image):
         return value
     if isinstance(value, str):
-        if _DATA_URL.match(value):
+        if value[:5].lower() == "data:":  # never a path, even when not an image's data URL
             return _from_bytes(_decode_data_url(value))
         if value.startswith(("http://", "https://")):
             raise InvalidRequestError(
@@ -105,7 +105,7 @@ def to_pil(value: object) -> PILImage:
         return _rgb(_open(bytes(value)))
     if isinstance(value, os.PathLike):
         return _rgb(_open(_read(Path(os.fspath(value)))))
-    if isinstance(value, str) and not _DATA_URL.match(value) and "://" not in value:
+    if isinstance(value, str) and value[:5].lower() != "data:" and "://" not in value:
         return _rgb(_open(_read(Path(value))))
     return to_image(value).pil()  # an Image, a data URL; a URL is refused there
 
@@ -176,6 +176,11 @@ def _read(path: Path) -> bytes:
 
 
 def _decode_data_url(url: str) -> bytes:
+    if not _DATA_URL.match(url):
+        raise InvalidRequestError(
+            f"Not a base64 image data URL (it starts {url.partition(',')[0][:40]!r}): one "
+            "reads 'data:image/png;base64,<the bytes in base64>'."
+        )
     payload = url.partition(",")[2]
     try:
         return base64.b64decode(payload, validate=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -250,3 +251,14 @@ def test_an_image_too_large_to_decode_safely_is_a_400_not_a_500(
     answer = request(url, "POST", "/chat/completions", chat(image_part(data_url(CAT))))
     assert answer.status == 400 and answer.error["code"] == "invalid_image"
     assert "too large to decode safely" in answer.error["message"]
+
+
+def test_a_data_url_naming_a_path_never_reads_the_servers_disk(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seeing: Seeing
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data:").mkdir()
+    (tmp_path / "secret.png").write_bytes(CAT)
+    answer = request(url, "POST", "/chat/completions", chat(image_part("data:/../secret.png")))
+    assert answer.status == 400 and answer.error["code"] == "invalid_image"
+    assert "Not a base64 image data URL" in answer.error["message"] and seeing.requests == []
