@@ -1,7 +1,8 @@
-"""Local vision-language models on the tiny random-weight LLaVA: images in chat (as a path, a PIL
-image or an array), streamed, batched, with structured output, on the record; zero-shot classify
-and detect through them; a text-only model refusing images. Greedy decoding on CPU in float32 is
-deterministic, so texts are compared exactly; what the random weights say is not."""
+"""Local vision-language models on the tiny random-weight LLaVA and Idefics3: images in chat (as a
+path, a PIL image or an array), streamed, batched, with structured output, on the record;
+zero-shot classify and detect through them; a text-only model refusing images. Greedy decoding on
+CPU in float32 is deterministic, so texts are compared exactly; what the random weights say is
+not."""
 
 from __future__ import annotations
 
@@ -25,12 +26,23 @@ pytestmark = pytest.mark.skipif(
     reason='needs the local extra: pip install "fmgate[local]"',
 )
 
-IMAGE_TOKENS = 16  # the tiny llava: 32x32 pixels in 8x8 patches
+# image tokens per image: 32x32 pixels in 8x8 patches; Idefics3 shuffles 4 patches into one
+IMAGE_TOKENS = {"llava": 16, "idefics3": 4}
+MODEL_CLASS = {
+    "llava": "LlavaForConditionalGeneration",
+    "idefics3": "Idefics3ForConditionalGeneration",
+}
+
+
+@pytest.fixture(scope="module", params=sorted(IMAGE_TOKENS))
+def arch(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
 
 
 @pytest.fixture(scope="module")
-def vlm(tiny: TinyFactory) -> fmgate.Model:
-    return fmgate.load(f"transformers:{tiny('llava')}", device="cpu")
+def vlm(tiny: TinyFactory, arch: str) -> fmgate.Model:
+    return fmgate.load(f"transformers:{tiny(arch)}", device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +86,10 @@ def _prompt_tokens(loaded: LoadedModel, chat: list[dict[str, Any]], images: list
 # -- the model and its processor -----------------------------------------------------------------
 
 
-def test_the_tiny_llava_loads_as_a_vision_language_model(vlm: fmgate.Model) -> None:
+def test_the_tiny_model_loads_as_a_vision_language_model(vlm: fmgate.Model, arch: str) -> None:
     loaded = _loaded(vlm)
     assert loaded.profile.vision == "chat"
-    assert type(loaded.model).__name__ == "LlavaForConditionalGeneration"
+    assert type(loaded.model).__name__ == MODEL_CLASS[arch]
     assert type(loaded.processor.image_processor).__name__.endswith("Pil")  # no torchvision
     assert loaded.tokenizer is loaded.processor.tokenizer
     assert loaded.tokenizer.padding_side == "left"
@@ -124,7 +136,7 @@ def test_an_image_as_path_pil_or_array_gives_the_same_answer(
 
 
 def test_the_record_counts_image_tokens_images_and_pixels(
-    vlm: fmgate.Model, red: PILImage, gradient: Any
+    vlm: fmgate.Model, arch: str, red: PILImage, gradient: Any
 ) -> None:
     reply = vlm.generate(ask(red, gradient), max_tokens=4)
     record = reply.record
@@ -134,7 +146,7 @@ def test_the_record_counts_image_tokens_images_and_pixels(
     assert reply.usage.input_tokens == record.usage.input_tokens == expected
     text_only = vlm.generate("What is in this picture?", max_tokens=4)
     assert text_only.usage.input_tokens is not None
-    assert expected >= text_only.usage.input_tokens + 2 * IMAGE_TOKENS
+    assert expected >= text_only.usage.input_tokens + 2 * IMAGE_TOKENS[arch]
     assert record.task == "chat" and record.ok and record.usage.images_in == 2
     assert record.usage.pixels_in == 64 * 48 + 40 * 30
     assert record.usage.source == "tokenizer" and record.usage.output_tokens == 4
@@ -144,7 +156,9 @@ def test_the_record_counts_image_tokens_images_and_pixels(
 
 
 def test_a_text_only_prompt_runs_on_a_vision_language_model(vlm: fmgate.Model) -> None:
-    reply = vlm.generate("Hello there", max_tokens=6, system="Be brief.")
+    reply = vlm.generate(
+        "Hello there", max_tokens=6, system="Be brief.", transformers_ignore_eos=True
+    )
     chat = [
         {"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
         {"role": "user", "content": [{"type": "text", "text": "Hello there"}]},
@@ -165,7 +179,7 @@ def test_max_tokens_and_stop_strings_hold_with_an_image(vlm: fmgate.Model, red: 
 
 
 def test_a_prompt_whose_images_overflow_the_window_is_refused(
-    vlm: fmgate.Model, red: PILImage
+    vlm: fmgate.Model, arch: str, red: PILImage
 ) -> None:
     """The context-window check counts image tokens: text that fits alone does not fit with an
     image."""
@@ -176,7 +190,7 @@ def test_a_prompt_whose_images_overflow_the_window_is_refused(
     while True:
         text = " cat" * words
         chat = [{"role": "user", "content": [{"type": "text", "text": text}]}]
-        if _prompt_tokens(loaded, chat, []) >= window - IMAGE_TOKENS // 2:
+        if _prompt_tokens(loaded, chat, []) >= window - IMAGE_TOKENS[arch] // 2:
             break
         words += 50 if _prompt_tokens(loaded, chat, []) < window - 100 else 1
     assert vlm.generate(text, max_tokens=1).usage.output_tokens == 1
@@ -256,7 +270,9 @@ def test_tools_with_an_image_on_a_template_without_tools_are_refused(
 # -- zero-shot classify and detect ---------------------------------------------------------------
 
 
-def test_zero_shot_detect_parses_every_row(vlm: fmgate.Model, red: PILImage, gradient: Any) -> None:
+def test_zero_shot_detect_parses_every_row(
+    vlm: fmgate.Model, arch: str, red: PILImage, gradient: Any
+) -> None:
     for labels in (None, ["cat", "dog"]):
         found = vlm.detect([red, gradient], labels=labels, max_tokens=64)
         assert found.errors == () and len(found.results) == 2
@@ -269,7 +285,7 @@ def test_zero_shot_detect_parses_every_row(vlm: fmgate.Model, red: PILImage, gra
         assert record.task == "detect" and record.operation == "detect" and record.ok
         assert record.usage.items == 2 and record.usage.images_in == 2
         assert record.usage.pixels_in == 64 * 48 + 40 * 30
-        assert record.usage.input_tokens and record.usage.input_tokens > 2 * IMAGE_TOKENS
+        assert record.usage.input_tokens and record.usage.input_tokens > 2 * IMAGE_TOKENS[arch]
 
 
 def test_zero_shot_classify_runs_on_images(

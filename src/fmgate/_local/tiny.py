@@ -214,7 +214,8 @@ def make_tiny_model(arch: str, path: str | os.PathLike[str]) -> Path:
     classifiers ``bert-classifier``, ``distilbert-classifier``, ``roberta-classifier``,
     ``mobilebert-classifier``: the encoder with a sequence-classification head of three classes
     (``negative``, ``neutral``, ``positive``; its scores are random too); the vision-language
-    ``llava`` (saved with its processor: :mod:`fmgate._local.tiny_vlm`). The folder
+    ``llava`` and ``idefics3`` (saved with their processors: :mod:`fmgate._local.tiny_vlm`). The
+    folder
     (created if needed) gets safetensors weights, config.json, a trained tokenizer (with a
     ChatML-like chat template for causal models) and a README.md model card (apache-2.0). With the
     same torch and transformers versions, the same ``arch`` always gives byte-identical files.
