@@ -205,6 +205,14 @@ async def test_agenerate_reads_the_image(vlm: fmgate.Model, red: PILImage) -> No
     assert reply.text == sync.text and reply.record.usage.images_in == 1
 
 
+def test_pixels_follow_the_models_dtype(tiny: TinyFactory, arch: str, red: PILImage) -> None:
+    """The processor makes float32 pixels; a model loaded in bfloat16 (CUDA's default) reads
+    them, in its own dtype."""
+    half = fmgate.load(f"transformers:{tiny(arch)}", device="cpu", dtype="bfloat16")
+    reply = half.generate(ask(red), max_tokens=4, transformers_ignore_eos=True)
+    assert reply.usage.output_tokens == 4 and reply.record.access.dtype == "bfloat16"
+
+
 # -- streams and batches -------------------------------------------------------------------------
 
 
@@ -219,6 +227,16 @@ def test_a_stream_with_an_image_joins_to_the_generated_text(
     assert record.stream and record.usage.images_in == 1 and record.usage.pixels_in == 40 * 30
     assert record.usage.input_tokens == expected.usage.input_tokens
     assert record.latency.ttft_s is not None
+
+
+async def test_astream_with_an_image_joins_to_the_generated_text(
+    vlm: fmgate.Model, red: PILImage
+) -> None:
+    expected = vlm.generate(ask(red), max_tokens=8, transformers_ignore_eos=True)
+    stream = vlm.astream(ask(red), max_tokens=8, transformers_ignore_eos=True)
+    chunks = [chunk.text async for chunk in stream]
+    assert "".join(chunks) == expected.text
+    assert stream.record.usage.images_in == 1
 
 
 def test_a_batch_of_image_prompts_matches_each_prompt_alone(
