@@ -11,12 +11,12 @@ graph text (``.pbtxt``) that OpenCV needs for the TensorFlow Object Detection AP
 y1)`` with corners in [0, 1]; fmgate scales them to each input image's pixels. Class ids name
 COCO's classes as the Object Detection API numbers them (``_data/coco_labels.txt``) unless the
 ``labels`` setting names a file of ``<id> <name>`` lines. Settings: ``pbtxt``, ``labels``,
-``size``, ``batch_size`` (images per forward pass), ``license`` (a model file does not say its
+``size``, ``batch_size`` (images per forward pass, 1), ``license`` (a model file does not say its
 licence) and the cost settings of :mod:`fmgate._local.energy`. The only task is ``detect``.
 
-OpenCV runs the net on its own thread pool, as many threads as cores (``cv2.setNumThreads``
-changes it for the whole process); it runs while the call holds the model, so it never
-overlaps a torch call of the same Model.
+OpenCV runs a forward pass on its own thread pool, one thread per core as torch does; fmgate
+leaves it alone, since ``cv2.setNumThreads`` is the whole process's setting (docs/tasks.md has
+what it measured beside torch on 2 cores).
 """
 
 from __future__ import annotations
@@ -44,7 +44,10 @@ if TYPE_CHECKING:
 __all__ = ["OpenCVBackend", "coco_labels"]
 
 DEFAULT_SIZE = 300
-DEFAULT_BATCH = 8
+# Images per forward pass. OpenCV's CPU convolutions gain nothing from a batch: measured on 2
+# cores (benchmarks/detect_overhead.py), 5.5 images/s one at a time, 4.5 to 5.0 in batches of 2
+# to 8. A larger batch_size may pay on more cores, or with an accelerated OpenCV build.
+DEFAULT_BATCH = 1
 # A DetectionOutput row: batch index, class id, score, then the box's corners in [0, 1].
 _ROW = 7
 
@@ -122,7 +125,7 @@ class OpenCVBackend(Backend):
             chunk = images[start : start + self._batch]
             rows = self._forward([np.asarray(image.convert("RGB")) for image in chunk])
             found.extend(self._detections(rows, chunk, threshold))
-        return DetectResult(found, Usage(), self._graph.name)
+        return DetectResult(found, Usage())
 
     def _forward(self, pixels: list[Any]) -> Any:
         """The DetectionOutput rows of a batch of RGB arrays, resized to ``size`` squared."""
