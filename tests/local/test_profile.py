@@ -23,6 +23,8 @@ CAUSAL = ("llama", "gpt_neox", "gpt2", "llama-tools", "qwen2-tools")
 Tiny = Callable[[str], Path]  # the session fixture in conftest.py: arch -> folder
 CONTEXT = {"llama": 2048, "gpt_neox": 2048, "gpt2": 1024, "roberta": 512, "bert": 512}
 CONTEXT |= {"llama-tools": 2048, "qwen2-tools": 2048}
+VLMS = ("llava", "idefics3")  # vision-language chat models: the tiny Llama reads their images
+CONTEXT |= dict.fromkeys(VLMS, 2048)
 IMAGE_CLASSIFIERS = ("efficientnet", "mobilenet_v2", "vit")
 _SIZES = {"F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4}
 
@@ -67,8 +69,8 @@ def test_tiny_model_profile(arch: str, tiny: Tiny) -> None:
     assert profile.license == "Apache-2.0"
     assert profile.architectures == tuple(config["architectures"])
     assert profile.model_type == config["model_type"]
-    assert profile.is_encoder is (arch not in CAUSAL)
-    assert profile.has_chat_template is (arch in CAUSAL)
+    assert profile.is_encoder is (arch not in CAUSAL + VLMS)
+    assert profile.has_chat_template is (arch in CAUSAL + VLMS)
     assert profile.is_classifier is arch.endswith("-classifier")
 
 
@@ -311,4 +313,6 @@ def _auto(arch: str) -> Any:
         return transformers.AutoModelForImageClassification
     if arch.endswith("-classifier"):
         return transformers.AutoModelForSequenceClassification
+    if arch in VLMS:
+        return transformers.AutoModelForImageTextToText
     return transformers.AutoModelForCausalLM if arch in CAUSAL else transformers.AutoModel
