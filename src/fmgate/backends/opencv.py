@@ -123,7 +123,7 @@ class OpenCVBackend(Backend):
         found: list[list[Detection]] = []
         for start in range(0, len(images), self._batch):
             chunk = images[start : start + self._batch]
-            rows = self._forward([np.asarray(image.convert("RGB")) for image in chunk])
+            rows = self._forward([np.asarray(image) for image in chunk])  # RGB, as Model sends
             found.extend(self._detections(rows, chunk, threshold))
         return DetectResult(found, Usage())
 
