@@ -51,6 +51,7 @@ class CatalogEntry:
     why_no_deps: str | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)
     file_settings: Mapping[str, str] = field(default_factory=dict)
+    convert: str | None = None
 
     @property
     def installed(self) -> bool:
@@ -70,7 +71,7 @@ class CatalogEntry:
                 f"{self.name}: {self.package} is installed but holds no {self.file} ({path}): "
                 f"reinstall it ({self.install} --force-reinstall)."
             )
-        return path
+        return path if self.convert is None else _converted(self, path)
 
     def missing(self) -> MissingExtraError:
         why = f" (--no-deps: {self.why_no_deps})" if self.why_no_deps else ""
@@ -127,6 +128,25 @@ def _folder(module: str) -> Path | None:
         return None
     locations = list(spec.submodule_search_locations or ()) if spec is not None else []
     return Path(locations[0]) if locations else None
+
+
+def _converted(entry: CatalogEntry, source: Path) -> Path:
+    """Weights in another library's layout, converted once into a folder in fmgate's cache by
+    fmgate's own function (``convert``: "module:function", called with the file's path)."""
+    module_name, _, function = str(entry.convert).partition(":")
+    try:
+        convert: Any = getattr(importlib.import_module(module_name), function)
+        folder: Path = convert(source)
+    except ImportError as exc:
+        from ._extras import missing_extra
+
+        raise missing_extra(f"Converting {entry.name}", "local", exc.name) from exc
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ConfigurationError(
+            f"{entry.name}: {source} could not be converted ({exc}): reinstall {entry.package} "
+            f"({entry.install} --force-reinstall)."
+        ) from exc
+    return folder
 
 
 def _assembled(entry: CatalogEntry) -> Path:
