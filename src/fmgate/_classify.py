@@ -59,14 +59,14 @@ def classify(
                 result = model.backend.classify_images(batch.images, top_k=top_k)
             else:
                 result = model.backend.classify(batch, top_k=top_k)
-        return _done(timer, result, len(batch))
+        return _done(timer, result, len(batch), "image" if isinstance(batch, Pictures) else "text")
     params = _zero_shot_params(model, labels, max_tokens, inputs)
     with model.recording("classify", params=params) as timer:
         items, prompts = _zero_shot(model, inputs, params, top_k, timer)
         with parts_of_one_call():
             rows = model.generate_many(prompts, return_exceptions=True, **_sent(params))
-        result = _answers(rows, params["labels"])
-    return _done(timer, result, items)
+        result = _answers(rows, params["labels"], _noun(prompts))
+    return _done(timer, result, items, _noun(prompts))
 
 
 async def aclassify(
@@ -80,14 +80,14 @@ async def aclassify(
                 result = await model.backend.aclassify_images(batch.images, top_k=top_k)
             else:
                 result = await model.backend.aclassify(batch, top_k=top_k)
-        return _done(timer, result, len(batch))
+        return _done(timer, result, len(batch), "image" if isinstance(batch, Pictures) else "text")
     params = _zero_shot_params(model, labels, max_tokens, inputs)
     with model.recording("classify", params=params) as timer:
         items, prompts = _zero_shot(model, inputs, params, top_k, timer)
         with parts_of_one_call():
             rows = await model.agenerate_many(prompts, return_exceptions=True, **_sent(params))
-        result = _answers(rows, params["labels"])
-    return _done(timer, result, items)
+        result = _answers(rows, params["labels"], _noun(prompts))
+    return _done(timer, result, items, _noun(prompts))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -245,7 +245,13 @@ def _sent(params: dict[str, Any]) -> dict[str, Any]:
 # -- answers --------------------------------------------------------------------------------------
 
 
-def _answers(rows: Sequence[Response | FmgateError], labels: list[str]) -> ClassifyResult:
+def _noun(prompts: Sequence[Prompt]) -> str:
+    return "text" if isinstance(prompts[0], str) else "image"
+
+
+def _answers(
+    rows: Sequence[Response | FmgateError], labels: list[str], noun: str = "text"
+) -> ClassifyResult:
     """The rows' answers as labels, and their usage summed. A row that failed, or whose answer
     names no label, gets an empty ranking and its reason; only a call whose rows all failed fails.
     """
@@ -254,24 +260,24 @@ def _answers(rows: Sequence[Response | FmgateError], labels: list[str]) -> Class
     for i, row in enumerate(rows):
         label = to_label(row.text, labels) if isinstance(row, Response) else None
         results.append([(label, 1.0)] if label is not None else [])
-        errors.append(None if label is not None else _why(i, row, labels))
+        errors.append(None if label is not None else _why(i, row, noun))
     responses = [row for row in rows if isinstance(row, Response)]
     if all(error is not None for error in errors):
         first = next((row for row in rows if isinstance(row, FmgateError)), None)
         if first is not None:
             raise first
         answers = [row.text for row in responses]
-        raise NoLabelError(_unmapped_message(errors), answers=answers)
+        raise NoLabelError(_unmapped_message(errors, noun), answers=answers)
     model_id = responses[0].record.model_id if responses else None
     usage = sum_usage([r.usage for r in responses])
     failed = tuple(errors) if any(errors) else ()
     return ClassifyResult(results, usage, model_id, failed)
 
 
-def _why(i: int, row: Response | FmgateError, labels: list[str]) -> str:
+def _why(i: int, row: Response | FmgateError, noun: str) -> str:
     if isinstance(row, FmgateError):
-        return f"text {i}: {type(row).__name__}: {row}"
-    return f"text {i}: the answer {row.text[:200]!r} names none of the labels"
+        return f"{noun} {i}: {type(row).__name__}: {row}"
+    return f"{noun} {i}: the answer {row.text[:200]!r} names none of the labels"
 
 
 def to_label(answer: str, labels: Sequence[str]) -> str | None:
@@ -290,10 +296,10 @@ def _word(label: str) -> re.Pattern[str]:
     return re.compile(rf"(?<!\w){re.escape(label)}(?!\w)", re.IGNORECASE)
 
 
-def _unmapped_message(errors: Sequence[str | None]) -> str:
+def _unmapped_message(errors: Sequence[str | None], noun: str = "input") -> str:
     failed = [e for e in errors if e is not None]
     more = f"; and {len(failed) - 5} more" if len(failed) > 5 else ""
-    return f"{len(failed)} of {len(errors)} texts got no label: {'; '.join(failed[:5])}{more}."
+    return f"{len(failed)} of {len(errors)} {noun}s got no label: {'; '.join(failed[:5])}{more}."
 
 
 def sum_usage(parts: Sequence[Usage]) -> Usage:
@@ -315,15 +321,17 @@ def sum_usage(parts: Sequence[Usage]) -> Usage:
     )
 
 
-def _done(timer: CallTimer, result: ClassifyResult, items: int) -> Classifications:
+def _done(timer: CallTimer, result: ClassifyResult, items: int, noun: str) -> Classifications:
     if len(result.results) != items:
         error = MalformedResponseError(
-            f"the classifier returned {len(result.results)} results for {items} texts"
+            f"the classifier returned {len(result.results)} results for {items} {noun}s"
         )
         timer.fail(error)
         raise error
     usage = dataclasses.replace(result.usage, items=items)
-    failed = MalformedResponseError(_unmapped_message(result.errors)) if result.errors else None
+    failed = (
+        MalformedResponseError(_unmapped_message(result.errors, noun)) if result.errors else None
+    )
     record = timer.succeed(
         usage=usage, model_id=result.model_id, finish_reason=None, failed_items=failed
     )
