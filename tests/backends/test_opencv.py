@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -234,3 +235,11 @@ def test_the_catalog_row_names_its_stand_in_role_and_both_files() -> None:
     if MODELS is not None:
         alias = entry.alias()
         assert Path(alias.settings["pbtxt"]).is_file() and Path(alias.model).is_file()
+
+
+def test_without_opencv_the_error_names_the_vision_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "cv2", None)  # as if opencv-python-headless were missing
+    monkeypatch.delitem(sys.modules, "fmgate.backends.opencv", raising=False)
+    with pytest.raises(fmgate.MissingExtraError, match=r"needs cv2.*fmgate\[vision\]") as caught:
+        fmgate.load("opencv:graph.pb")
+    assert caught.value.extra == "vision"
