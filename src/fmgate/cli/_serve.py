@@ -49,7 +49,7 @@ def add_commands(commands: Any) -> None:
         "--max-body-kb",
         type=_positive_int,
         metavar="KB",
-        help="the largest request body accepted, in KiB (1024)",
+        help="the largest request body accepted, in KiB (20480: photos come inline)",
     )
     serve.set_defaults(handler=_serve)
 

@@ -51,7 +51,8 @@ __all__ = [
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8008
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# room for a few photos inline (base64 adds a third); a text request is far smaller
+DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_QUEUE = 256
 DEFAULT_MAX_BATCH = 16
 DEFAULT_MAX_WAIT_MS = 10.0
