@@ -26,6 +26,7 @@ CLASSIFIERS += ("mobilebert-classifier",)
 # vision-language chat models (tiny_vlm), with their image tokens per image
 VLMS = {"llava": 16, "idefics3": 4}
 IMAGE_CLASSIFIERS = ("efficientnet", "mobilenet_v2", "vit")  # tiny_vision
+DETECTORS = ("yolos", "detr", "rt_detr")  # tiny_vision
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -33,7 +34,14 @@ def _digests(folder: Path) -> dict[str, str]:
 
 
 def test_arches_are_the_documented_ones() -> None:
-    assert set(ARCHES) == {*CAUSAL, *ENCODERS, *CLASSIFIERS, *VLMS, *IMAGE_CLASSIFIERS}
+    assert set(ARCHES) == {
+        *CAUSAL,
+        *ENCODERS,
+        *CLASSIFIERS,
+        *VLMS,
+        *IMAGE_CLASSIFIERS,
+        *DETECTORS,
+    }
 
 
 def test_unknown_arch_names_the_known_ones(tmp_path: Path) -> None:
@@ -156,7 +164,7 @@ def test_image_classifier_is_small_with_named_classes_and_a_pil_processor(
     assert model(**pixels).logits.shape == (1, 4)
 
 
-@pytest.mark.parametrize("arch", [a for a in ARCHES if a not in IMAGE_CLASSIFIERS])
+@pytest.mark.parametrize("arch", [a for a in ARCHES if a not in (*IMAGE_CLASSIFIERS, *DETECTORS)])
 def test_small_but_with_a_real_context(arch: str, tiny: Tiny) -> None:
     auto = _auto(arch)
     model: Any = auto.from_pretrained(tiny(arch))
@@ -165,6 +173,17 @@ def test_small_but_with_a_real_context(arch: str, tiny: Tiny) -> None:
     positions = getattr(config, "max_position_embeddings", None) or config.n_positions
     assert model.num_parameters() < 300_000
     assert positions >= tokenizer.model_max_length >= 512
+
+
+@pytest.mark.parametrize("arch", DETECTORS)
+def test_detectors_are_small_and_need_neither_timm_nor_torchvision(arch: str, tiny: Tiny) -> None:
+    model: Any = transformers.AutoModelForObjectDetection.from_pretrained(tiny(arch))
+    processor = transformers.AutoImageProcessor.from_pretrained(tiny(arch))
+    assert model.num_parameters() < 300_000
+    assert type(processor).__name__.endswith("Pil")  # transformers' PIL processor
+    assert not getattr(model.config, "use_timm_backbone", False)
+    assert not getattr(model.config, "use_pretrained_backbone", False)
+    assert list(model.config.id2label.values()) == ["cat", "dog", "cup"]
 
 
 @pytest.mark.parametrize("arch", ARCHES)
