@@ -175,6 +175,8 @@ def test_the_report_shows_an_images_table_in_every_format(
     html = written["html"].read_text()
     assert "<h2>Images</h2>" in html and "Image classification models" in html
     assert "Object detection models" in html
+    # a local call holds a batch, an API call one image: image plots are per image
+    assert "Cost per 1,000 images against median latency per image" in html
     with written["csv"].open() as f:
         summary = {row["label"]: row for row in csv.DictReader(f)}
     detect = summary["vision-api · detect"]

@@ -2,13 +2,15 @@
 
 One figure per task kind (chat, embeddings: their costs and latencies do not compare), with a
 panel for cost against latency and one per scorer for quality against cost (a ``contains`` score
-and a ``retrieval@1`` score are not one axis). Costs in dollars or µ$, times in ms, as in the
-tables; the channel legend sits under the panels, away from the point labels.
+and a ``retrieval@1`` score are not one axis). Image tasks (classifying images, detecting) plot
+cost and latency per image, since a local call holds a batch of images and an API call one.
+Costs in dollars or µ$, times in ms, as in the tables; the channel legend sits under the panels, away from the point labels.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import math
 from collections.abc import Callable, Sequence
@@ -64,8 +66,21 @@ def task_plots(
         rows = [s for s in summaries if _task(s) == operation]
         candidates = [s for s in rows if s.role == "candidate"]
         title = f"{TASK_NAMES.get(operation, operation)} models"
-        sections.append((title, [*_panels(candidates), _latency_spread(rows, records)]))
+        per = "image" if operation in IMAGE_TASKS else "call"
+        if per == "image":  # a local call holds a batch, an API call one image: per image
+            candidates = [_per_image(s) for s in candidates]
+        sections.append((title, [*_panels(candidates, per), _latency_spread(rows, records)]))
     return sections
+
+
+IMAGE_TASKS = ("classify images", "detect")
+
+
+def _per_image(s: ModelSummary) -> ModelSummary:
+    """The row with its per-image cost and latency where the plots read per-call ones."""
+    return dataclasses.replace(
+        s, cost_per_1k_calls=s.cost_per_1k_images, latency_p50_s=s.latency_per_image_p50_s
+    )
 
 
 def _task(s: ModelSummary) -> str:
@@ -74,13 +89,14 @@ def _task(s: ModelSummary) -> str:
     return "classify images" if s.operation == "classify" and s.images is not None else s.operation
 
 
-def _panels(candidates: Sequence[ModelSummary]) -> list[Plot | str]:
-    """Cost vs latency, then quality vs cost for each scorer, side by side in one figure."""
+def _panels(candidates: Sequence[ModelSummary], per: str = "call") -> list[Plot | str]:
+    """Cost vs latency, then quality vs cost for each scorer, side by side in one figure; costs
+    and latencies ``per`` call, or per image for image tasks."""
     if not candidates:
         return []
     scorers = list(dict.fromkeys(s.quality_scorer for s in candidates if s.quality_scorer))
-    draws: list[Callable[[Axes], str]] = [partial(_cost_latency, candidates=candidates)]
-    draws += [partial(_quality_cost, candidates=candidates, scorer=sc) for sc in scorers]
+    draws: list[Callable[[Axes], str]] = [partial(_cost_latency, candidates=candidates, per=per)]
+    draws += [partial(_quality_cost, candidates=candidates, scorer=sc, per=per) for sc in scorers]
     fig = _new_figure(WIDTH, 4.6)
     axes = fig.subplots(1, len(draws), squeeze=False)[0]
     captions = [draw(ax) for draw, ax in zip(draws, axes, strict=True)]
@@ -126,19 +142,20 @@ def cost_unit(amounts: Sequence[float]) -> CostUnit:
     return CostUnit(1.0, "USD")
 
 
-def _cost_latency(ax: Axes, candidates: Sequence[ModelSummary]) -> str:
+def _cost_latency(ax: Axes, candidates: Sequence[ModelSummary], per: str = "call") -> str:
     priced = [s for s in candidates if s.cost_per_1k_calls is not None and s.latency_p50_s]
     unit = cost_unit([float(_amount(s.cost_per_1k_calls)) for s in priced])
     points = [
         _Point(s, float(_amount(s.cost_per_1k_calls)) * unit.scale, (s.latency_p50_s or 0) * 1e3)
         for s in priced
     ]
-    caption = "Cost per 1,000 calls against median latency; lower left is better."
+    each = "" if per == "call" else f" per {per}"
+    caption = f"Cost per 1,000 {per}s against median latency{each}; lower left is better."
     caption += _not_plotted(candidates, need_latency=True)
     if not points:
         ax.set_visible(False)
         return caption
-    ax.set(xlabel=f"cost per 1,000 calls ({unit.name})", ylabel="p50 latency (ms)")
+    ax.set(xlabel=f"cost per 1,000 {per}s ({unit.name})", ylabel=f"p50 latency{each} (ms)")
     ax.set_title("Cost vs latency")
     caption += _scatter(ax, points, lower_y_is_better=True)
     bases = sorted({s.cost_basis for s in priced})
@@ -147,7 +164,9 @@ def _cost_latency(ax: Axes, candidates: Sequence[ModelSummary]) -> str:
     return caption
 
 
-def _quality_cost(ax: Axes, candidates: Sequence[ModelSummary], scorer: str) -> str:
+def _quality_cost(
+    ax: Axes, candidates: Sequence[ModelSummary], scorer: str, per: str = "call"
+) -> str:
     graded = [s for s in candidates if s.quality_scorer == scorer and s.quality is not None]
     priced = [s for s in graded if s.cost_per_1k_calls is not None]
     unit = cost_unit([float(_amount(s.cost_per_1k_calls)) for s in priced])
@@ -155,12 +174,14 @@ def _quality_cost(ax: Axes, candidates: Sequence[ModelSummary], scorer: str) -> 
         _Point(s, float(_amount(s.cost_per_1k_calls)) * unit.scale, s.quality or 0.0)
         for s in priced
     ]
-    caption = f"Mean {scorer} score against cost per 1,000 calls; upper left is better."
+    what = f"Mean {scorer} score" if per == "call" else f"{scorer} over every image"
+    caption = f"{what} against cost per 1,000 {per}s; upper left is better."
     caption += _not_plotted(graded, need_latency=False)
     if not points:
         ax.set_visible(False)
         return caption
-    ax.set(xlabel=f"cost per 1,000 calls ({unit.name})", ylabel=f"quality (mean {scorer})")
+    quality = f"mean {scorer}" if per == "call" else scorer
+    ax.set(xlabel=f"cost per 1,000 {per}s ({unit.name})", ylabel=f"quality ({quality})")
     ax.set_title(f"Quality ({scorer}) vs cost")
     ax.set_ylim(-0.05, 1.05)  # before the labels: one near the top goes under its point
     caption += _scatter(ax, points, lower_y_is_better=False)
