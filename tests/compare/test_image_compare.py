@@ -182,3 +182,25 @@ def test_the_report_shows_an_images_table_in_every_format(
     detect = summary["vision-api · detect"]
     assert float(detect["recall"]) == pytest.approx(1 / 4) and detect["top1"] == ""
     assert summary["effnet"]["images"] == "5" and summary["effnet"]["cost_per_1k_images"]
+
+
+def test_fmgate_compare_takes_an_image_folder(
+    photos: Path,
+    tiny: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from fmgate.cli import main
+
+    monkeypatch.setenv("FMGATE_STORE", str(tmp_path / "store.sqlite3"))
+    monkeypatch.setenv("COLUMNS", "200")
+    spec = f"transformers:{tiny['efficientnet']}"
+    args = ["compare", "-m", spec, "--prompts", str(photos), "--scorer", "top-5"]
+    assert main([*args, "--out", str(tmp_path / "out"), "--format", "md,csv"]) == 0
+    out = capsys.readouterr().out
+    assert "Images" in out and "top-5" in out
+    assert "## Images" in (tmp_path / "out" / "report.md").read_text()
+    # a text scorer on an image set is refused before any model loads (exit 2)
+    assert main(["compare", "-m", spec, "--prompts", str(photos), "--scorer", "exact"]) == 2
+    assert "grade it with top1 or top5, not exact" in capsys.readouterr().err
