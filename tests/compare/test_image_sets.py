@@ -124,6 +124,13 @@ def test_a_folder_of_loose_images_says_how_to_label_them(tmp_path: Path) -> None
         load_images(tmp_path / "set")
 
 
+def test_an_image_beside_the_label_subfolders_is_refused_not_dropped(tmp_path: Path) -> None:
+    png(tmp_path / "set" / "tabby" / "a.png")
+    png(tmp_path / "set" / "stray.png")
+    with pytest.raises(InvalidRequestError, match="stray.png lies beside the label subfolders"):
+        load_images(tmp_path / "set")
+
+
 def test_an_unknown_name_lists_the_image_sets_too() -> None:
     with pytest.raises(InvalidRequestError, match="Did you mean 'skimage-photos'") as caught:
         load_set("skimage-photo")

@@ -164,11 +164,17 @@ def _from_folder(folder: Path) -> list[ImageItem]:
     """A folder with a ``labels.csv``, or one subfolder per label."""
     if (folder / LABELS_CSV).is_file():
         return _from_csv(folder / LABELS_CSV)
+    loose = sorted(p.name for p in folder.iterdir() if _is_image_file(p))
+    if loose and any(p.is_dir() for p in folder.iterdir()):
+        raise InvalidRequestError(
+            f"{folder}: {loose[0]} lies beside the label subfolders, so it has no label; move "
+            f"it into its label's subfolder, or list every image in a {LABELS_CSV}."
+        )
     items = [
         ImageItem(f"{sub.name}/{image.name}", str(image.resolve()), sub.name)
         for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not _hidden(p))
         for image in sorted(sub.iterdir())
-        if image.is_file() and not _hidden(image) and image.suffix.lower() in IMAGE_SUFFIXES
+        if _is_image_file(image)
     ]
     if not items:
         raise InvalidRequestError(
@@ -180,6 +186,10 @@ def _from_folder(folder: Path) -> list[ImageItem]:
 
 def _hidden(path: Path) -> bool:
     return path.name.startswith(".")
+
+
+def _is_image_file(path: Path) -> bool:
+    return path.is_file() and not _hidden(path) and path.suffix.lower() in IMAGE_SUFFIXES
 
 
 def _header(path: Path) -> list[str]:
