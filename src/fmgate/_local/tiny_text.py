@@ -1,6 +1,6 @@
-"""Tiny random-weight models, built offline, for tests and examples.
+"""Tiny random-weight text models (see :mod:`fmgate._local.tiny`).
 
-``make_tiny_model("llama", path)`` trains a small tokenizer on a fixed English text, builds a
+``make("llama", path)`` trains a small tokenizer on a fixed English text, builds a
 two-layer model of the named architecture with seeded random weights and saves both with
 ``save_pretrained``, so the folder loads with the ``Auto*`` classes exactly like a Hub download.
 Nothing touches the network, and the same architecture gives byte-identical files each time.
@@ -16,14 +16,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .._errors import InvalidRequestError
-from . import tiny_vision, tiny_vlm
 from .tools import HERMES_TEMPLATE
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-__all__ = ["ARCHES", "make_tiny_gguf", "make_tiny_model"]
+__all__ = ["ARCHES", "make", "make_tiny_gguf"]
 
 TokenizerKind = Literal["causal", "wordpiece", "roberta"]
 
@@ -199,38 +197,12 @@ _ARCHES["llama-tools"] = replace(_ARCHES["llama"], template=HERMES_TEMPLATE, add
 # Qwen 2 takes Llama's dimensions under its own model type (its attention adds q/k/v biases)
 _ARCHES["qwen2-tools"] = replace(_ARCHES["llama-tools"], model_type="qwen2")
 
-# Image classifiers and detectors (tiny_vision), and vision-language chat models (tiny_vlm): built
-# from configs in their own modules, dispatched by name here.
-ARCHES: tuple[str, ...] = tuple(_ARCHES) + tiny_vision.ARCHES + tiny_vlm.ARCHES
+ARCHES: tuple[str, ...] = tuple(_ARCHES)
 
 
-def make_tiny_model(arch: str, path: str | os.PathLike[str]) -> Path:
-    """Build a small random-weight model of ``arch`` offline and save it into ``path``.
-
-    ``arch`` is one of :data:`ARCHES`: causal ``llama``, ``gpt_neox`` (Dolly 2's architecture),
-    ``gpt2``; chat models with tools ``llama-tools`` and ``qwen2-tools`` (a Hermes/Qwen-style
-    chat template that shows tools, and ``<tool_call>`` tokens: tool calls and structured output
-    work on them); encoders ``bert``, ``distilbert``, ``roberta``, ``mobilebert``, ``minilm``; and
-    classifiers ``bert-classifier``, ``distilbert-classifier``, ``roberta-classifier``,
-    ``mobilebert-classifier``: the encoder with a sequence-classification head of three classes
-    (``negative``, ``neutral``, ``positive``; its scores are random too); the vision-language
-    ``llava`` and ``idefics3`` (saved with their processors: :mod:`fmgate._local.tiny_vlm`). The
-    folder
-    (created if needed) gets safetensors weights, config.json, a trained tokenizer (with a
-    ChatML-like chat template for causal models) and a README.md model card (apache-2.0). With the
-    same torch and transformers versions, the same ``arch`` always gives byte-identical files.
-    Needs the ``local`` extra (torch, transformers, tokenizers).
-    Returns the folder as a :class:`~pathlib.Path`.
-    """
-    if arch in tiny_vision.ARCHES:
-        return tiny_vision.make(arch, Path(path))
-    if arch in tiny_vlm.ARCHES:
-        return tiny_vlm.make(arch, Path(path))
-    spec = _ARCHES.get(arch)
-    if spec is None:
-        raise InvalidRequestError(
-            f"unknown tiny-model architecture {arch!r}; choose one of: {', '.join(ARCHES)}"
-        )
+def make(arch: str, path: Path) -> Path:
+    """Build the tiny text model ``arch`` into ``path`` (``make_tiny_model`` documents them)."""
+    spec = _ARCHES[arch]
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = _wrap_tokenizer(spec)
@@ -412,7 +384,7 @@ def make_tiny_gguf(path: str | os.PathLike[str]) -> Path:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
-        _write_gguf(make_tiny_model("llama", folder), out)
+        _write_gguf(make("llama", Path(folder)), out)
     return out
 
 

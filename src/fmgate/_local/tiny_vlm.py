@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import InvalidRequestError
+from . import tiny_text
 
 IMAGE_TOKEN = "<image>"
 # The tiny models' ChatML, with each image part written as <image> where it stands in the
@@ -61,31 +62,30 @@ def make(arch: str, path: Path) -> Path:
             f"unknown tiny vision-language architecture {arch!r}; choose one of: "
             f"{', '.join(ARCHES)}"
         )
-    from . import tiny
 
     path.mkdir(parents=True, exist_ok=True)
     processor = build.processor()
     tokenizer = processor.tokenizer
     model = _model(build.config(tokenizer, _text_config(tokenizer)), tokenizer)
-    with tiny._no_progress_bars():
+    with tiny_text._no_progress_bars():
         model.save_pretrained(path)
     processor.save_pretrained(path)
-    (path / "README.md").write_text(tiny._model_card(arch), encoding="utf-8")
+    (path / "README.md").write_text(tiny_text._model_card(arch), encoding="utf-8")
     return path
 
 
 def _tokenizer(specials: tuple[str, ...]) -> Any:
     """The tiny chat models' tokenizer, with the image template and the processor's tokens."""
-    from . import tiny
 
-    tokenizer = tiny._wrap_tokenizer(replace(tiny._ARCHES["llama"], template=VLM_TEMPLATE))
+    tokenizer = tiny_text._wrap_tokenizer(
+        replace(tiny_text._ARCHES["llama"], template=VLM_TEMPLATE)
+    )
     tokenizer.add_special_tokens({"additional_special_tokens": list(specials)})
     return tokenizer
 
 
 def _text_config(tokenizer: Any) -> Any:
     """The tiny Llama as the language model."""
-    from . import tiny
 
     return _tf().AutoConfig.for_model(
         "llama",
@@ -93,18 +93,16 @@ def _text_config(tokenizer: Any) -> Any:
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        **tiny._ARCHES["llama"].config,
+        **tiny_text._ARCHES["llama"].config,
     )
 
 
 def _model(config: Any, tokenizer: Any) -> Any:
     import torch
 
-    from . import tiny
-
     tf = _tf()
     with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
-        torch.manual_seed(tiny._SEED)
+        torch.manual_seed(tiny_text._SEED)
         model = tf.AutoModelForImageTextToText.from_config(config)
     # Stop on the plain end of text or the end of a chat turn, as the tiny chat models do.
     eos = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")]
@@ -115,9 +113,8 @@ def _model(config: Any, tokenizer: Any) -> Any:
 
 
 def _tf() -> Any:
-    from . import tiny
 
-    return tiny._transformers()
+    return tiny_text._transformers()
 
 
 # -- LLaVA: CLIP vision tower, projector, Llama --------------------------------------------------
