@@ -33,6 +33,7 @@ __all__ = ["Classifier", "classify_images", "detect_images", "imagenet_labels", 
 
 BATCH_SIZE = 16
 IMAGENET_CLASSES = 1000
+_LABELS = "image-classifier labels"  # the key of a model's class names in LoadedModel.memo
 
 
 def classify_images(
@@ -50,7 +51,10 @@ def classify_images(
         out: torch.Tensor = model(pixel_values=values).logits
         return out
 
-    classifier = Classifier(logits, pixels, label_names(model.config), loaded.device, loaded.dtype)
+    labels = loaded.memo.get(_LABELS)
+    if labels is None:  # once per model: 1000 names from id2label take about 1 ms to list
+        labels = loaded.memo[_LABELS] = label_names(model.config)
+    classifier = Classifier(logits, pixels, labels, loaded.device, loaded.dtype)
     return classifier.rank_images(images, top_k=top_k, batch_size=batch_size)
 
 
