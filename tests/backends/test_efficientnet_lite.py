@@ -140,3 +140,11 @@ def test_it_classifies_images_only(lite0: fmgate.Model) -> None:
         lite0.classify("a sentence")
     with pytest.raises(fmgate.UnsupportedTaskError):
         lite0.generate("hello")
+
+
+@needs_weights
+def test_half_precision_keeps_the_answer_and_says_so() -> None:
+    m = fmgate.load("efficientnet-lite0", device="cpu", dtype="bfloat16")
+    (row,) = m.classify(skimage_data.coffee(), top_k=1).results
+    assert row[0][0] == "espresso" and row[0][1] > 0.9  # close to float32's 0.95, not equal
+    assert m.access.dtype == "bfloat16"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -38,7 +38,7 @@ class Built:
     of a list of images, the class names, the weights file and the model's name."""
 
     module: torch.nn.Module
-    pixels: Any  # Callable[[list[PILImage]], torch.Tensor]
+    pixels: Callable[[list[PILImage]], torch.Tensor]
     labels: Sequence[str]
     weights: Path | None
     name: str
