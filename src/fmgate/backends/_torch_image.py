@@ -2,9 +2,10 @@
 
 The ``efficientnet_lite`` and ``torchvision`` backends differ only in how they build the module
 and its preprocessing; this base class does the rest the same way for both: the ``device`` and
-``dtype`` settings (as the transformers backend reads them), batches of ``batch_size`` images
-per forward pass, softmax scores (:class:`fmgate._local.vision.Classifier`), the access profile
-and the energy meter. The only task is ``classify``, on images.
+``dtype`` settings (as the transformers backend reads them), ``batch_size`` images a forward
+pass (4 on a CPU, 16 on a GPU: see :data:`fmgate._local.vision.CPU_BATCH_SIZE`), softmax
+scores (:class:`fmgate._local.vision.Classifier`), the access profile and the energy meter. The
+only task is ``classify``, on images.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .._errors import ConfigurationError
 from .._local.energy import SETTINGS as COST_SETTINGS
 from .._local.energy import CostSettings, make_meter
 from .._local.loading import dtype_name, hardware_name, peak_memory_bytes, pick_device, pick_dtype
-from .._local.vision import BATCH_SIZE, Classifier
+from .._local.vision import Classifier, classify_batch_size
 from .._record import Access, Task, Usage
 from .._types import ChatRequest, ClassifyResult, Completion, Delta
 from ._base import Backend, BackendConfig, Meter
@@ -63,7 +64,7 @@ class TorchImageBackend(Backend):
         self._cost = CostSettings.from_options(options)
         self._device = pick_device(str(options.get("device", "auto")))
         self._dtype = pick_dtype(str(options.get("dtype", "auto")), self._device)
-        self._batch = _batch_size(options.get("batch_size", BATCH_SIZE))
+        self._batch = _batch_size(options.get("batch_size", classify_batch_size(self._device)))
         built = self.build()
         module = built.module.to(self._device, self._dtype).eval()
         self._built = built

@@ -9,8 +9,9 @@ The architecture is ``efficientnet_lite_pytorch.EfficientNet`` (the ``efficientn
 package, which needs only torch), built by name and given the file's weights; the name comes
 from the file's (``efficientnet-lite0`` ... ``lite4``) or the ``variant`` setting. Classes are
 ImageNet-1k's 1000, named as WordNet names them. Settings: ``variant``, ``device``, ``dtype``,
-``batch_size`` (images per forward pass, 16), ``license`` (Apache-2.0 unless said otherwise) and
-the cost settings of :mod:`fmgate._local.energy`. The only task is ``classify``, on images.
+``batch_size`` (images a forward pass: 4 on a CPU, 16 on a GPU), ``license`` (Apache-2.0 unless
+said otherwise) and the cost settings of :mod:`fmgate._local.energy`. The only task is
+``classify``, on images.
 
 Preprocessing is the Lite models' own, from TensorFlow's reference implementation
 (tensorflow/tpu, ``models/official/efficientnet``): ``lite/efficientnet_lite_builder.py`` sets
