@@ -148,3 +148,25 @@ def test_half_precision_keeps_the_answer_and_says_so() -> None:
     (row,) = m.classify(skimage_data.coffee(), top_k=1).results
     assert row[0][0] == "espresso" and row[0][1] > 0.9  # close to float32's 0.95, not equal
     assert m.access.dtype == "bfloat16"
+
+
+@needs_weights
+@pytest.mark.parametrize("size", [0, -4, True, "8"])
+def test_a_batch_size_that_is_no_positive_int_is_refused(size: object) -> None:
+    with pytest.raises(fmgate.ConfigurationError, match="batch_size"):
+        fmgate.load("efficientnet-lite0", batch_size=size)
+
+
+@needs_weights
+def test_any_batch_size_gives_the_same_scores(lite0: fmgate.Model) -> None:
+    photos = [skimage_data.chelsea(), skimage_data.coffee(), skimage_data.astronaut()]
+    one_a_pass = fmgate.load("efficientnet-lite0", device="cpu", batch_size=1)
+    for row, other in zip(
+        lite0.classify(photos, top_k=3).results,
+        one_a_pass.classify(photos, top_k=3).results,
+        strict=True,
+    ):
+        assert [label for label, _ in row] == [label for label, _ in other]
+        assert all(
+            math.isclose(a, b, abs_tol=1e-5) for (_, a), (_, b) in zip(row, other, strict=True)
+        )

@@ -108,7 +108,7 @@ def test_a_centre_cropping_processor_ignores_what_lies_outside_the_crop(
 
 
 def test_a_batch_scores_each_image_as_it_would_score_alone(vit: fmgate.Model) -> None:
-    images = [_photo(i, (40 + i, 30 + 2 * i)) for i in range(20)]  # past one batch of 16
+    images = [_photo(i, (40 + i, 30 + 2 * i)) for i in range(20)]  # 4 a pass on a CPU, 16 on GPU
     together = vit.classify(images, top_k=4).results
     for image, row in zip(images, together, strict=True):
         assert _same(row, vit.classify(image, top_k=4).results[0])
