@@ -26,6 +26,7 @@ CONTEXT |= {"llama-tools": 2048, "qwen2-tools": 2048}
 VLMS = ("llava", "idefics3")  # vision-language chat models: the tiny Llama reads their images
 CONTEXT |= dict.fromkeys(VLMS, 2048)
 IMAGE_CLASSIFIERS = ("efficientnet", "mobilenet_v2", "vit")
+DETECTORS = ("yolos", "detr", "rt_detr")
 _SIZES = {"F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4}
 
 
@@ -58,7 +59,7 @@ def test_parameters_equal_the_loaded_models_count(arch: str, tiny: Tiny) -> None
     assert read_profile(tiny(arch)).parameters == model.num_parameters()
 
 
-@pytest.mark.parametrize("arch", [a for a in ARCHES if a not in IMAGE_CLASSIFIERS])
+@pytest.mark.parametrize("arch", [a for a in ARCHES if a not in IMAGE_CLASSIFIERS + DETECTORS])
 def test_tiny_model_profile(arch: str, tiny: Tiny) -> None:
     profile = read_profile(tiny(arch))
     config = json.loads((tiny(arch) / "config.json").read_text())
@@ -298,10 +299,10 @@ def test_hub_license_is_none_when_the_hub_fails(
     assert hub_license("Qwen/Qwen2.5-0.5B-Instruct", None) is None
 
 
-@pytest.mark.parametrize("arch", IMAGE_CLASSIFIERS)
-def test_tiny_image_classifier_profile(arch: str, tiny: Tiny) -> None:
+@pytest.mark.parametrize("arch", IMAGE_CLASSIFIERS + DETECTORS)
+def test_tiny_image_classifier_and_detector_profile(arch: str, tiny: Tiny) -> None:
     profile = read_profile(tiny(arch))
-    assert profile.vision == "image-classifier"
+    assert profile.vision == ("detector" if arch in DETECTORS else "image-classifier")
     assert (profile.license, profile.dtype, profile.quantization) == ("Apache-2.0", "float32", None)
     assert profile.context_window is None  # it reads pixels: no token window
     assert not (profile.is_encoder or profile.is_classifier or profile.has_chat_template)
@@ -311,6 +312,8 @@ def _auto(arch: str) -> Any:
     """The Auto class of a tiny model's head."""
     if arch in IMAGE_CLASSIFIERS:
         return transformers.AutoModelForImageClassification
+    if arch in DETECTORS:
+        return transformers.AutoModelForObjectDetection
     if arch.endswith("-classifier"):
         return transformers.AutoModelForSequenceClassification
     if arch in VLMS:

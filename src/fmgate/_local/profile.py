@@ -283,7 +283,21 @@ def _count_parameters(tensors: Mapping[str, Mapping[str, Any]], config: Mapping[
         if t["dtype"] in _FLOAT_CODES and not n.endswith(_BUFFER_SUFFIXES)
     }
     names -= _tied_copies(names, tensors, config)
+    names -= _frozen_norms(tensors)
     return sum(math.prod(tensors[n]["shape"]) for n in names)
+
+
+def _frozen_norms(tensors: Mapping[str, Any]) -> set[str]:
+    """The weight and bias of frozen batch norms (DETR's and RT-DETR's backbones), which are
+    buffers: a norm with running statistics but no ``num_batches_tracked`` (PyTorch's BatchNorm
+    always saves that counter; a FrozenBatchNorm2d has none)."""
+    frozen: set[str] = set()
+    for name in tensors:
+        if name.endswith(".running_mean"):
+            prefix = name.removesuffix("running_mean")
+            if prefix + "num_batches_tracked" not in tensors:
+                frozen |= {prefix + "weight", prefix + "bias"}
+    return frozen
 
 
 def _tied_copies(

@@ -11,30 +11,16 @@ byte-identical files each time (with the same torch and transformers versions).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .tiny_text import _no_progress_bars
+
 __all__ = ["ARCHES", "DETECT_LABELS", "IMAGE_LABELS", "make"]
 
 _SEED = 1234
-
-
-@contextmanager
-def _no_progress_bars() -> Iterator[None]:
-    """No "Writing model shards" bar for a file this small (the same helper as tiny.py's: this
-    module may not import tiny.py, which imports it)."""
-    from transformers.utils import logging
-
-    enabled = logging.is_progress_bar_enabled()
-    logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    try:
-        yield
-    finally:
-        if enabled:
-            logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 # -- image classifiers ----------------------------------------------------------------------------
@@ -236,23 +222,10 @@ def _make_detector(arch: str, spec: _Detector, path: Path) -> Path:
         model.save_pretrained(path)
     processor: Any = getattr(tf, f"{spec.processor}Pil")
     processor(**spec.preprocess).save_pretrained(path)
-    (path / "README.md").write_text(_detector_card(arch), encoding="utf-8")
-    return path
-
-
-def _detector_card(arch: str) -> str:
-    return (
-        "---\n"
-        "license: apache-2.0\n"
-        "library_name: transformers\n"
-        "pipeline_tag: object-detection\n"
-        "tags:\n- fmgate-tiny\n- random-weights\n"
-        "---\n\n"
-        f"# tiny-{arch}\n\n"
-        "The weights are random: made by `fmgate.testing.make_tiny_model` for tests and examples.\n"
-        f"Its {len(DETECT_LABELS)} classes ({', '.join(DETECT_LABELS)}), boxes and scores are "
-        "meaningless; its shapes, image processor and files are those of a real model.\n"
+    (path / "README.md").write_text(
+        _model_card(arch, "object-detection", DETECT_LABELS, ", boxes and scores"), encoding="utf-8"
     )
+    return path
 
 
 ARCHES: tuple[str, ...] = (*_CLASSIFIERS, *_DETECTORS)
@@ -289,7 +262,10 @@ def _make_classifier(arch: str, spec: _Classifier, path: Path) -> Path:
     with _no_progress_bars():
         model.save_pretrained(path)
     _processor(spec).save_pretrained(path)
-    (path / "README.md").write_text(_model_card(arch), encoding="utf-8")
+    (path / "README.md").write_text(
+        _model_card(arch, "image-classification", IMAGE_LABELS, " and their scores"),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -321,16 +297,16 @@ def _processor(spec: _Classifier) -> Any:
     return cls(**spec.preprocess)
 
 
-def _model_card(arch: str) -> str:
+def _model_card(arch: str, pipeline: str, classes: Sequence[str], outputs: str) -> str:
     return (
         "---\n"
         "license: apache-2.0\n"
         "library_name: transformers\n"
-        "pipeline_tag: image-classification\n"
+        f"pipeline_tag: {pipeline}\n"
         "tags:\n- fmgate-tiny\n- random-weights\n"
         "---\n\n"
         f"# tiny-{arch}\n\n"
         "The weights are random: made by `fmgate.testing.make_tiny_model` for tests and examples.\n"
-        f"Its {len(IMAGE_LABELS)} classes ({', '.join(IMAGE_LABELS)}) and their scores are "
+        f"Its {len(classes)} classes ({', '.join(classes)}){outputs} are "
         "meaningless; its shapes, image processor and files are those of a real model.\n"
     )
