@@ -4,7 +4,8 @@ One figure per task kind (chat, embeddings: their costs and latencies do not com
 panel for cost against latency and one per scorer for quality against cost (a ``contains`` score
 and a ``retrieval@1`` score are not one axis). Image tasks (classifying images, detecting) plot
 cost and latency per image, since a local call holds a batch of images and an API call one.
-Costs in dollars or µ$, times in ms, as in the tables; the channel legend sits under the panels, away from the point labels.
+Costs in dollars or µ$, times in ms, as in the tables; the channel legend sits under the
+panels, away from the point labels.
 """
 
 from __future__ import annotations
