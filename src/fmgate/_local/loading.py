@@ -454,6 +454,10 @@ def _load(source: Source, device: str, dtype: torch.dtype, trust: bool) -> Loade
         ) from exc
     model.to(device)
     model.eval()
+    if profile.vision == "image-classifier":
+        from .vision import channels_last
+
+        channels_last(model)
     if tokenizer is None:
         pass  # an image model reads pixels, not tokens
     elif profile.is_classifier:

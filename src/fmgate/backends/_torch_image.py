@@ -21,7 +21,7 @@ from .._errors import ConfigurationError
 from .._local.energy import SETTINGS as COST_SETTINGS
 from .._local.energy import CostSettings, make_meter
 from .._local.loading import dtype_name, hardware_name, peak_memory_bytes, pick_device, pick_dtype
-from .._local.vision import Classifier, classify_batch_size
+from .._local.vision import Classifier, channels_last, classify_batch_size
 from .._record import Access, Task, Usage
 from .._types import ChatRequest, ClassifyResult, Completion, Delta
 from ._base import Backend, BackendConfig, Meter
@@ -66,7 +66,7 @@ class TorchImageBackend(Backend):
         self._dtype = pick_dtype(str(options.get("dtype", "auto")), self._device)
         self._batch = _batch_size(options.get("batch_size", classify_batch_size(self._device)))
         built = self.build()
-        module = built.module.to(self._device, self._dtype).eval()
+        module = channels_last(built.module.to(self._device, self._dtype).eval())
         self._built = built
         self._parameters = sum(p.numel() for p in module.parameters())
         self._classifier = Classifier(module, built.pixels, built.labels, self._device, self._dtype)
