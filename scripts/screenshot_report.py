@@ -21,7 +21,7 @@ from pathlib import Path
 
 from fmgate._record import CallRecord, Score
 from fmgate._report import write_report
-from fmgate.cli._demo import CHAT, TITLE, Names, notes
+from fmgate.cli._demo import CHAT, TITLE, Names, Vision, notes, vision_notes
 
 SAMPLE = Path(__file__).resolve().parent.parent / "docs" / "sample-report"
 WIDTHS = (1366, 1920)
@@ -71,7 +71,13 @@ def main() -> None:
     records, scores = read_records(SAMPLE / "records.jsonl")
     # records.jsonl is the source: rewrite the others from it
     formats = ("html", "md", "csv")
-    demo_notes = notes(Names("smollm2", "smollm2-served"), CHAT)
+    names = Names(
+        "smollm2",
+        "smollm2-served",
+        classifiers=("efficientnet-lite0", "mobilenet-v2"),
+        detectors=("ssd-mobilenet-v2-coco",),
+    )
+    demo_notes = notes(names, CHAT) + vision_notes(names, Vision())
     write_report(SAMPLE, records, scores, title=TITLE, formats=formats, notes=demo_notes)
     (SAMPLE / "records.csv").unlink(missing_ok=True)  # the JSONL already holds every record
     args.out.mkdir(parents=True, exist_ok=True)

@@ -286,11 +286,7 @@ IMAGES = TableSpec(
         Column("cost / image", lambda s: fmt_per_image(s.cost_per_image, s), True),
         Column("cost / 1k images", lambda s: fmt_per_image(s.cost_per_1k_images, s), True),
         Column("cost basis", lambda s: s.cost_basis),
-        Column("channel", lambda s: s.distribution),
-        Column("open weights", lambda s: fmt_bool(s.open_weights)),
-        Column("licence", lambda s: s.license or DASH),
-        Column("params", lambda s: fmt_params(s.parameters), True),
-        Column("data leaves machine", lambda s: fmt_bool(s.data_leaves_machine)),
+        Column("channel", lambda s: s.distribution),  # the access columns: the Access table
     ),
     IMAGES_TEXT,
     keeps=lambda s: s.images is not None,
