@@ -45,6 +45,7 @@ __all__ = [
     "make_meter",
     "nvml_counter",
     "nvml_power_limit_watts",
+    "process_peak_memory",
     "rapl_counter",
 ]
 
@@ -445,3 +446,21 @@ def _clear_caches() -> None:
     _counter.cache_clear()
     with _NVML_LOCK:
         _NVML.clear()
+
+
+def process_peak_memory() -> int | None:
+    """This process's peak resident set size so far: ``getrusage``, or on Windows psutil's
+    peak working set (None without psutil, which the local extra brings)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        import importlib
+
+        try:
+            psutil: Any = importlib.import_module("psutil")  # no type stubs
+        except ImportError:
+            return None
+        info = psutil.Process().memory_info()
+        return int(getattr(info, "peak_wset", 0) or info.rss)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB elsewhere

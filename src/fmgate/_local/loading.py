@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import sys
 import threading
 import warnings
 import weakref
@@ -525,16 +524,9 @@ def _pad_left(tokenizer: Any, model: Any) -> None:
 
 def peak_memory_bytes(device: str) -> int | None:
     """The peak memory of this process so far: CUDA's peak allocation on ``cuda:<n>``, else the
-    peak resident set size (``getrusage``; psutil's RSS, or Windows' peak working set)."""
+    peak resident set size (:func:`~fmgate._local.energy.process_peak_memory`)."""
     if device.startswith("cuda"):
         return int(torch.cuda.max_memory_allocated(torch.device(device)))
-    try:
-        import resource
-    except ImportError:  # Windows
-        import importlib
+    from .energy import process_peak_memory
 
-        psutil: Any = importlib.import_module("psutil")  # no type stubs
-        info = psutil.Process().memory_info()
-        return int(getattr(info, "peak_wset", 0) or info.rss)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB elsewhere
+    return process_peak_memory()

@@ -12,19 +12,19 @@ from __future__ import annotations
 
 import threading
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from .._errors import ConfigurationError
 from .._local.energy import SETTINGS as COST_SETTINGS
-from .._local.energy import CostSettings, make_meter
 from .._local.loading import dtype_name, hardware_name, peak_memory_bytes, pick_device, pick_dtype
 from .._local.vision import Classifier, channels_last, classify_batch_size
-from .._record import Access, Task, Usage
-from .._types import ChatRequest, ClassifyResult, Completion, Delta
-from ._base import Backend, BackendConfig, Meter
+from .._record import Access, Usage
+from .._types import ClassifyResult
+from ._base import BackendConfig
+from ._in_process import InProcessBackend
 
 if TYPE_CHECKING:
     import torch
@@ -45,7 +45,7 @@ class Built:
     name: str
 
 
-class TorchImageBackend(Backend):
+class TorchImageBackend(InProcessBackend):
     """An image classifier as a torch module in this process."""
 
     settings: ClassVar[dict[str, tuple[type, ...]]] = {
@@ -59,10 +59,8 @@ class TorchImageBackend(Backend):
     default_license: ClassVar[str | None] = None
 
     def __init__(self, config: BackendConfig) -> None:
-        super().__init__(config)
         options = config.options
-        self._cost = CostSettings.from_options(options)
-        self._device = pick_device(str(options.get("device", "auto")))
+        super().__init__(config, {"classify"}, pick_device(str(options.get("device", "auto"))))
         self._dtype = pick_dtype(str(options.get("dtype", "auto")), self._device)
         self._batch = _batch_size(options.get("batch_size", classify_batch_size(self._device)))
         built = self.build()
@@ -71,64 +69,33 @@ class TorchImageBackend(Backend):
         self._parameters = sum(p.numel() for p in module.parameters())
         self._classifier = Classifier(module, built.pixels, built.labels, self._device, self._dtype)
         self._lock = threading.Lock()  # one forward pass at a time: each call's energy its own
-        self._tasks: frozenset[Task] = frozenset({"classify"})
 
     @abstractmethod
     def build(self) -> Built:
         """The module, its preprocessing and class names, for ``self.config.model``."""
 
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.config.name}:{self.model}>"
-
-    @property
-    def tasks(self) -> frozenset[Task]:
-        return self._tasks
-
     @property
     def classifies(self) -> Literal["text", "image"]:
         return "image"
 
-    @property
-    def endpoint(self) -> str:
-        return "in-process"
-
     def access(self) -> Access:
         weights = self._built.weights
-        return Access(
-            open_weights=True,  # the weights are a file on this machine
+        return self.local_access(
             license=self.config.options.get("license", self.default_license),
             parameters=self._parameters,
             dtype=dtype_name(self._dtype),
             weights_bytes=weights.stat().st_size if weights is not None else None,
-            peak_memory_bytes=peak_memory_bytes(self._device),
-            data_leaves_machine=False,
-            requires_network=False,
-            requires_api_key=False,
-            offline_capable=True,
             hardware=hardware_name(self._device),
         )
 
-    def start_meter(self) -> Meter:
-        return make_meter(self._device, self._cost)
+    def peak_memory_bytes(self) -> int | None:
+        return peak_memory_bytes(self._device)
 
     def classify_images(self, images: Sequence[PILImage], *, top_k: int) -> ClassifyResult:
         """Per image, the ``top_k`` classes with their softmax scores, best first."""
         with self._lock:
             ranked = self._classifier.rank_images(images, top_k=top_k, batch_size=self._batch)
         return ClassifyResult(ranked, Usage(), self._built.name)
-
-    # image classifiers do not chat: Model refuses these before calling them
-    def complete(self, request: ChatRequest) -> Completion:
-        raise self.unsupported("chat")
-
-    async def acomplete(self, request: ChatRequest) -> Completion:
-        raise self.unsupported("chat")
-
-    def stream(self, request: ChatRequest) -> Iterator[Delta]:
-        raise self.unsupported("chat")
-
-    def astream(self, request: ChatRequest) -> AsyncIterator[Delta]:
-        raise self.unsupported("chat")
 
 
 def _batch_size(value: object) -> int:

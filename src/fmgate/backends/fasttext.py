@@ -14,8 +14,7 @@ cost settings of :mod:`fmgate._local.energy`. The only task is ``classify``.
 from __future__ import annotations
 
 import asyncio
-import sys
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,10 +22,10 @@ import fasttext
 
 from .._errors import ConfigurationError
 from .._local.energy import SETTINGS as COST_SETTINGS
-from .._local.energy import CostSettings, make_meter
-from .._record import Access, Task, Usage
-from .._types import ChatRequest, ClassifyResult, Completion, Delta, Ranked
-from ._base import Backend, BackendConfig, Meter
+from .._record import Access, Usage
+from .._types import ClassifyResult, Ranked
+from ._base import BackendConfig
+from ._in_process import InProcessBackend
 
 PREFIX = "__label__"
 SUFFIXES = (".bin", ".ftz")
@@ -36,7 +35,7 @@ _INLINE_TEXTS = 16
 Predict = Callable[[str, int, float, str], list[tuple[float, str]]]
 
 
-class FastTextBackend(Backend):
+class FastTextBackend(InProcessBackend):
     """A fastText supervised model (``.bin``, or ``.ftz`` when quantized) that classifies text."""
 
     wire = "fasttext"
@@ -44,49 +43,17 @@ class FastTextBackend(Backend):
     settings: ClassVar[dict[str, tuple[type, ...]]] = {"license": (str,), **COST_SETTINGS}
 
     def __init__(self, config: BackendConfig) -> None:
-        super().__init__(config)
-        self._cost = CostSettings.from_options(config.options)
+        super().__init__(config, {"classify"})
         self._path = model_file(config.model)
         self._predict = _load(self._path)
-        self._tasks: frozenset[Task] = frozenset({"classify"})
-
-    def __repr__(self) -> str:
-        return f"<FastTextBackend {self.config.name}:{self.model}>"
-
-    @property
-    def tasks(self) -> frozenset[Task]:
-        return self._tasks
-
-    @property
-    def endpoint(self) -> str:
-        return "in-process"
 
     def access(self) -> Access:
         quantized = self._path.suffix == ".ftz"
-        return Access(
-            open_weights=True,  # the weights are a file on this machine
-            license=self.config.options.get("license"),
+        return self.local_access(
             dtype=None if quantized else "float32",
             quantization="product quantization (.ftz)" if quantized else None,
             weights_bytes=self._path.stat().st_size,
-            peak_memory_bytes=self.peak_memory_bytes(),
-            data_leaves_machine=False,
-            requires_network=False,
-            requires_api_key=False,
-            offline_capable=True,
-            hardware="cpu",
         )
-
-    def peak_memory_bytes(self) -> int | None:
-        try:
-            import resource
-        except ImportError:  # Windows: no getrusage, and psutil is the local extra's
-            return None
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, else KiB
-
-    def start_meter(self) -> Meter:
-        return make_meter("cpu", self._cost)
 
     def classify(self, texts: Sequence[str], *, top_k: int) -> ClassifyResult:
         predict = self._predict
@@ -96,19 +63,6 @@ class FastTextBackend(Backend):
         if len(texts) <= _INLINE_TEXTS:
             return self.classify(texts, top_k=top_k)
         return await asyncio.to_thread(self.classify, texts, top_k=top_k)
-
-    # fastText models do not chat: Model refuses these before calling them.
-    def complete(self, request: ChatRequest) -> Completion:
-        raise self.unsupported("chat")
-
-    async def acomplete(self, request: ChatRequest) -> Completion:
-        raise self.unsupported("chat")
-
-    def stream(self, request: ChatRequest) -> Iterator[Delta]:
-        raise self.unsupported("chat")
-
-    def astream(self, request: ChatRequest) -> AsyncIterator[Delta]:
-        raise self.unsupported("chat")
 
 
 def _ranked(predict: Predict, text: str, top_k: int) -> Ranked:

@@ -21,9 +21,8 @@ what it measured beside torch on 2 cores).
 
 from __future__ import annotations
 
-import sys
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -33,10 +32,10 @@ import numpy as np
 
 from .._errors import ConfigurationError
 from .._local.energy import SETTINGS as COST_SETTINGS
-from .._local.energy import CostSettings, make_meter
-from .._record import Access, Task, Usage
-from .._types import Box, ChatRequest, Completion, Delta, Detection, DetectResult
-from ._base import Backend, BackendConfig, Meter
+from .._record import Access, Usage
+from .._types import Box, Detection, DetectResult
+from ._base import BackendConfig
+from ._in_process import InProcessBackend
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -52,7 +51,7 @@ DEFAULT_BATCH = 1
 _ROW = 7
 
 
-class OpenCVBackend(Backend):
+class OpenCVBackend(InProcessBackend):
     """A TensorFlow SSD detector (frozen ``.pb`` and its ``.pbtxt``) that finds objects."""
 
     wire = "opencv"
@@ -67,9 +66,8 @@ class OpenCVBackend(Backend):
     }
 
     def __init__(self, config: BackendConfig) -> None:
-        super().__init__(config)
+        super().__init__(config, {"detect"})
         options = config.options
-        self._cost = CostSettings.from_options(options)
         self._graph, self._text = model_files(config.model, options.get("pbtxt"))
         self._size = _positive(options, "size", DEFAULT_SIZE)
         self._batch = _positive(options, "batch_size", DEFAULT_BATCH)
@@ -78,44 +76,13 @@ class OpenCVBackend(Backend):
         self._net = _load(self._graph, self._text)
         self._parameters = _parameters(self._net)
         self._lock = threading.Lock()  # a cv2.dnn.Net holds its input: one forward at a time
-        self._tasks: frozenset[Task] = frozenset({"detect"})
-
-    def __repr__(self) -> str:
-        return f"<OpenCVBackend {self.config.name}:{self.model}>"
-
-    @property
-    def tasks(self) -> frozenset[Task]:
-        return self._tasks
-
-    @property
-    def endpoint(self) -> str:
-        return "in-process"
 
     def access(self) -> Access:
-        return Access(
-            open_weights=True,  # the weights are a file on this machine
-            license=self.config.options.get("license"),
+        return self.local_access(
             parameters=self._parameters,
             dtype="float32",
             weights_bytes=self._graph.stat().st_size,
-            peak_memory_bytes=self.peak_memory_bytes(),
-            data_leaves_machine=False,
-            requires_network=False,
-            requires_api_key=False,
-            offline_capable=True,
-            hardware="cpu",
         )
-
-    def peak_memory_bytes(self) -> int | None:
-        try:
-            import resource
-        except ImportError:  # Windows: no getrusage
-            return None
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, else KiB
-
-    def start_meter(self) -> Meter:
-        return make_meter("cpu", self._cost)
 
     def detect(self, images: Sequence[PILImage], *, threshold: float) -> DetectResult:
         """Per image, the objects scoring at least ``threshold``, best first, boxes in its
@@ -155,19 +122,6 @@ class OpenCVBackend(Backend):
                 label = self._labels.get(int(class_id), f"LABEL_{int(class_id)}")
                 found[i].append(Detection(label, float(score), box))
         return [sorted(row, key=lambda d: -d.score) for row in found]
-
-    # A detector does not chat: Model refuses these before calling them.
-    def complete(self, request: ChatRequest) -> Completion:
-        raise self.unsupported("chat")
-
-    async def acomplete(self, request: ChatRequest) -> Completion:
-        raise self.unsupported("chat")
-
-    def stream(self, request: ChatRequest) -> Iterator[Delta]:
-        raise self.unsupported("chat")
-
-    def astream(self, request: ChatRequest) -> AsyncIterator[Delta]:
-        raise self.unsupported("chat")
 
 
 def _box(corners: Sequence[float], width: int, height: int) -> Box | None:
