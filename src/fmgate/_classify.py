@@ -25,9 +25,9 @@ from ._errors import (
     shown,
 )
 from ._images import Image, is_image, names_an_image, to_image, to_images, to_pil
-from ._record import Usage
+from ._record import CallRecord, Usage
 from ._recording import CallTimer, parts_of_one_call
-from ._types import Classifications, ClassifyResult, Prompt, Ranked, Response
+from ._types import Classifications, ClassifyResult, DetectResult, Prompt, Ranked, Response
 
 if TYPE_CHECKING:
     from ._model import Model
@@ -322,17 +322,29 @@ def sum_usage(parts: Sequence[Usage]) -> Usage:
 
 
 def _done(timer: CallTimer, result: ClassifyResult, items: int, noun: str) -> Classifications:
+    failed = _unmapped_message(result.errors, noun) if result.errors else None
+    record = finish_items(
+        timer, result, items, f"classifier returned %d results for %d {noun}s", failed
+    )
+    return Classifications(result.results, record.usage, record, result.errors)
+
+
+def finish_items(
+    timer: CallTimer,
+    result: ClassifyResult | DetectResult,
+    items: int,
+    mismatch: str,
+    failed: str | None,
+) -> CallRecord:
+    """Record a task call over ``items`` inputs: failed (MalformedResponseError, ``mismatch``
+    filled with the counts) when the backend answered another number of rows, else a success
+    counting the items, whose error fields say which rows failed (``failed``)."""
     if len(result.results) != items:
-        error = MalformedResponseError(
-            f"the classifier returned {len(result.results)} results for {items} {noun}s"
-        )
+        error = MalformedResponseError(f"the {mismatch % (len(result.results), items)}")
         timer.fail(error)
         raise error
     usage = dataclasses.replace(result.usage, items=items)
-    failed = (
-        MalformedResponseError(_unmapped_message(result.errors, noun)) if result.errors else None
+    partly = MalformedResponseError(failed) if failed else None
+    return timer.succeed(
+        usage=usage, model_id=result.model_id, finish_reason=None, failed_items=partly
     )
-    record = timer.succeed(
-        usage=usage, model_id=result.model_id, finish_reason=None, failed_items=failed
-    )
-    return Classifications(result.results, record.usage, record, result.errors)

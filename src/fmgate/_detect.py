@@ -10,16 +10,14 @@ Either way a call is one record, ``task == "detect"``, with ``usage.items`` the 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._classify import Pictures, image_prompt, pictures, sum_usage, to_label
+from ._classify import Pictures, finish_items, image_prompt, pictures, sum_usage, to_label
 from ._errors import (
     FmgateError,
     InvalidRequestError,
-    MalformedResponseError,
     UnsupportedFeatureError,
     shown,
 )
@@ -246,20 +244,11 @@ def _clipped(item: dict[str, Any], width: int, height: int) -> Box | None:
 
 
 def _done(timer: CallTimer, result: DetectResult, items: int) -> Detections:
-    if len(result.results) != items:
-        error = MalformedResponseError(
-            f"the detector returned {len(result.results)} results for {items} images"
-        )
-        timer.fail(error)
-        raise error
-    usage = dataclasses.replace(result.usage, items=items)
     failed = None
     if result.errors:
         bad = [e for e in result.errors if e is not None]
-        failed = MalformedResponseError(
-            f"{len(bad)} of {items} images failed: {'; '.join(bad[:5])}"
-        )
-    record = timer.succeed(
-        usage=usage, model_id=result.model_id, finish_reason=None, failed_items=failed
+        failed = f"{len(bad)} of {items} images failed: {'; '.join(bad[:5])}"
+    record = finish_items(
+        timer, result, items, "detector returned %d results for %d images", failed
     )
     return Detections(result.results, record.usage, record, result.errors)
