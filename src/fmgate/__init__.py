@@ -36,6 +36,7 @@ from ._errors import (
     UnsupportedTaskError,
 )
 from ._fallback import FallbackModel
+from ._image_gen import Images
 from ._load import load
 from ._model import Model
 from ._otel import OpenTelemetrySink
@@ -83,6 +84,7 @@ __all__ = [
     "Environment",
     "FallbackModel",
     "FmgateError",
+    "Images",
     "InvalidRequestError",
     "JsonlSink",
     "Latency",

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
-from . import _classify, _detect, _embed, _tool_loop
+from . import _classify, _detect, _embed, _image_gen, _tool_loop
 from . import _retry as retry
 from ._batching import TextListener, arun_many, many_rows, run_many
 from ._errors import (
@@ -16,6 +16,7 @@ from ._errors import (
     UnsupportedFeatureError,
     UnsupportedTaskError,
 )
+from ._image_gen import Images
 from ._offline import offline
 from ._record import Access, Task
 from ._recording import CallTimer, Recorded, Sink
@@ -428,6 +429,66 @@ class Model:
         per call (docs/tasks.md).
         """
         return await _detect.adetect(self, images, threshold, labels, max_tokens)
+
+    def generate_image(
+        self,
+        prompt: str,
+        *,
+        size: str = "512x512",
+        n: int = 1,
+        seed: int | None = None,
+        steps: int | None = None,
+        negative_prompt: str | None = None,
+        **backend_params: Any,
+    ) -> Images:
+        """Draw ``n`` images for ``prompt``: ``Images`` with ``.images`` (PIL), ``.save(folder)``
+        and ``.record``.
+
+        ``size`` is ``"WIDTHxHEIGHT"`` in pixels; ``seed`` makes a local pipeline draw the same
+        image again on the same device; ``steps`` sets the denoising steps (the pipeline's
+        default otherwise); ``negative_prompt`` says what to avoid, where the model takes it.
+        Backend-specific settings go with the backend's prefix (``openai_quality="high"``). One
+        record per call, ``task == "image"`` (docs/tasks.md).
+        """
+        options = dict(
+            size=size,
+            n=n,
+            seed=seed,
+            steps=steps,
+            negative_prompt=negative_prompt,
+            **backend_params,
+        )
+        return _image_gen.generate_image(self, prompt, options)
+
+    async def agenerate_image(
+        self,
+        prompt: str,
+        *,
+        size: str = "512x512",
+        n: int = 1,
+        seed: int | None = None,
+        steps: int | None = None,
+        negative_prompt: str | None = None,
+        **backend_params: Any,
+    ) -> Images:
+        """Draw ``n`` images for ``prompt``: ``Images`` with ``.images`` (PIL), ``.save(folder)``
+        and ``.record``.
+
+        ``size`` is ``"WIDTHxHEIGHT"`` in pixels; ``seed`` makes a local pipeline draw the same
+        image again on the same device; ``steps`` sets the denoising steps (the pipeline's
+        default otherwise); ``negative_prompt`` says what to avoid, where the model takes it.
+        Backend-specific settings go with the backend's prefix (``openai_quality="high"``). One
+        record per call, ``task == "image"`` (docs/tasks.md).
+        """
+        options = dict(
+            size=size,
+            n=n,
+            seed=seed,
+            steps=steps,
+            negative_prompt=negative_prompt,
+            **backend_params,
+        )
+        return await _image_gen.agenerate_image(self, prompt, options)
 
     def recording(self, task: Task, *, params: Mapping[str, Any] | None = None) -> Recorded:
         """The recording path of a task (``embed``, ``classify``, each in its own module):

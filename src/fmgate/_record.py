@@ -18,7 +18,7 @@ UsageSource = Literal["provider", "tokenizer", "estimate"]
 CostBasis = Literal["list_price", "hardware_time", "energy_measured", "energy_estimated", "unknown"]
 # gen_ai.operation.name of the GenAI semantic conventions; they have no name for classification,
 # so a classify call says "classify" (the conventions allow a custom value where none applies).
-Operation = Literal["chat", "embeddings", "classify", "detect"]
+Operation = Literal["chat", "embeddings", "classify", "detect", "generate_content"]
 # What the user asked for, by Model method: chat (generate, stream), embed, classify, and the image
 # tasks to come (detect, image).
 Task = Literal["chat", "embed", "classify", "detect", "image"]
@@ -27,6 +27,7 @@ OPERATIONS: dict[Task, Operation] = {
     "embed": "embeddings",
     "classify": "classify",
     "detect": "detect",
+    "image": "generate_content",  # the conventions' name for multimodal content generation
 }
 Status = Literal["ok", "error"]
 

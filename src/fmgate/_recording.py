@@ -317,6 +317,10 @@ class CallTimer:
         self._meter = self._model.backend.start_meter()
         self._t0 = time.perf_counter()
 
+    def add_params(self, values: dict[str, Any]) -> None:
+        """Settings learnt while the call ran (a pipeline's default steps), for the record."""
+        self._params = {**self._params, **values}
+
     def in_batch(self, size: int) -> None:
         """This call ran as one of ``size`` in one pass: its cost is its share of the batch's."""
         self._share = 1.0 / size

@@ -30,6 +30,8 @@ from .._types import (
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
+    from .._image_gen import ImageRequest, ImageResult
+
 
 @dataclass(frozen=True, slots=True)
 class BackendConfig:
@@ -231,6 +233,13 @@ class Backend(ABC):
 
     async def adetect(self, images: Sequence[PILImage], *, threshold: float) -> DetectResult:
         return await asyncio.to_thread(self.detect, images, threshold=threshold)
+
+    def generate_image(self, request: ImageRequest) -> ImageResult:
+        """``request.n`` images for the prompt, at the size asked (where ``image`` is a task)."""
+        raise self.unsupported("image")
+
+    async def agenerate_image(self, request: ImageRequest) -> ImageResult:
+        return await asyncio.to_thread(self.generate_image, request)
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op for backends holding nothing
         """Release clients and connections."""
