@@ -31,10 +31,13 @@ def _snapshot_label() -> str | None:
         return None
 
 
-def list_price(provider_id: str | None, model_id: str, usage: Usage) -> Priced:
+def list_price(
+    provider_id: str | None, model_id: str, usage: Usage, *, image_tokens: tuple[int, int] = (0, 0)
+) -> Priced:
     """The list price of a call, or basis ``unknown`` when genai-prices does not know the model.
 
-    Never 0 for want of data: unpriced calls have ``amount=None``.
+    Never 0 for want of data: unpriced calls have ``amount=None``. ``image_tokens``: the image
+    tokens among the input and output tokens, which some models price apart (images APIs).
     """
     if provider_id is None:
         return Priced(unknown("no list prices for this provider"))
@@ -51,16 +54,23 @@ def list_price(provider_id: str | None, model_id: str, usage: Usage) -> Priced:
     # minute under the same data snapshot has the same price.
     minute = datetime.now(UTC).replace(second=0, microsecond=0)
     snapshot = id(data_snapshot.get_snapshot())
-    return _priced(provider_id, model_id, usage, minute, snapshot)
+    return _priced(provider_id, model_id, usage, minute, snapshot, image_tokens)
 
 
 @functools.lru_cache(maxsize=4096)
-def _priced(provider_id: str, model_id: str, usage: Usage, at: datetime, snapshot: int) -> Priced:
+def _priced(
+    provider_id: str,
+    model_id: str,
+    usage: Usage,
+    at: datetime,
+    snapshot: int,
+    image_tokens: tuple[int, int] = (0, 0),
+) -> Priced:
     import genai_prices
 
     try:
         calc = genai_prices.calc_price(
-            _gp_usage(genai_prices, usage),
+            _gp_usage(genai_prices, usage, image_tokens),
             model_id,
             provider_id=provider_id,
             genai_request_timestamp=at,
@@ -84,7 +94,7 @@ def _miss(provider_id: str, model_id: str) -> Cost:
     return unknown(f"genai-prices has no price for {model_id!r} at {provider_id!r}")
 
 
-def _gp_usage(genai_prices: Any, usage: Usage) -> Any:
+def _gp_usage(genai_prices: Any, usage: Usage, image_tokens: tuple[int, int] = (0, 0)) -> Any:
     values: dict[str, int] = {
         "input_tokens": usage.input_tokens or 0,
         "output_tokens": usage.output_tokens or 0,
@@ -93,6 +103,11 @@ def _gp_usage(genai_prices: Any, usage: Usage) -> Any:
         values["cache_read_tokens"] = usage.cache_read_tokens
     if usage.cache_write_tokens:
         values["cache_write_tokens"] = usage.cache_write_tokens
+    image_in, image_out = image_tokens
+    if image_in:
+        values["input_image_tokens"] = image_in
+    if image_out:
+        values["output_image_tokens"] = image_out
     return genai_prices.Usage(**values)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import InvalidRequestError, MalformedResponseError, shown
-from ._record import CallRecord, Usage
+from ._record import CallRecord, Cost, Usage
 from ._types import SEED_RANGE, check_text
 
 if TYPE_CHECKING:
@@ -59,13 +59,15 @@ class ImageRequest:
 @dataclass(frozen=True, slots=True)
 class ImageResult:
     """What a backend returns: the images (PIL), token usage where the provider reports it,
-    the model as it names itself, and the steps the pipeline ran (its default where the
-    request gave none)."""
+    the model as it names itself, the steps the pipeline ran (its default where the
+    request gave none), and the price where the backend knows it and token counts do not say
+    it (a per-image table; image tokens priced apart); ``None``: priced from the usage."""
 
     images: list[PILImage]
     usage: Usage = Usage()
     model_id: str | None = None
     steps: int | None = None
+    cost: Cost | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,5 +209,7 @@ def _done(timer: CallTimer, result: ImageResult, request: ImageRequest) -> Image
     usage = dataclasses.replace(
         result.usage, items=request.n, images_out=request.n, pixels_out=pixels
     )
-    record = timer.succeed(usage=usage, model_id=result.model_id, finish_reason=None)
+    record = timer.succeed(
+        usage=usage, model_id=result.model_id, finish_reason=None, cost=result.cost
+    )
     return Images(list(result.images), record.usage, record, request.prompt)

@@ -28,6 +28,11 @@ class ProviderInfo:
     max_tokens_param: str = "max_tokens"
     docs: str | None = None
     images: bool = True
+    image_params: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.image_params is not None:  # TOML gives a list; the row stays hashable
+            object.__setattr__(self, "image_params", tuple(self.image_params))
 
 
 @functools.cache

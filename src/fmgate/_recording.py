@@ -340,11 +340,13 @@ class CallTimer:
         failed_items: BaseException | None = None,
         tool_calls: int = 0,
         invalid: BaseException | None = None,
+        cost: Cost | None = None,
     ) -> CallRecord:
         """Record a success. ``failed_items``: some items of a many-item call failed while the
         others succeeded; the record stays ok and its error fields describe those items.
         ``invalid``: the reply came back, priced and timed, but is not the structured output
-        asked for; the record is an error with that message."""
+        asked for; the record is an error with that message. ``cost``: the backend's own price
+        of the call (a per-image table), used instead of a list price from the usage."""
         total = time.perf_counter() - self._t0
         if first_token_at is not None and self._ttft is None:
             self._ttft = max(0.0, first_token_at - self._t0)
@@ -354,7 +356,7 @@ class CallTimer:
         usage = clean_usage(usage, changed)  # an impossible count is unknown, and never priced
         usage = self._with_images(usage)
         resolved = clean_text(model_id, "model_id", changed) or backend.model
-        priced = self._price(resolved, usage, total)
+        priced = Priced(cost) if cost is not None else self._price(resolved, usage, total)
         access = self._access(context_window=priced.context_window)
         latency = Latency.measure(
             total,

@@ -39,8 +39,9 @@ from .._errors import (
     ServerError,
     TimeoutError,
 )
+from .._image_gen import ImageRequest, ImageResult
 from .._providers import host_port, remote_access
-from .._record import Access, Usage
+from .._record import Access, Task, Usage
 from .._secrets import Secret, key_from_env, redact, redact_url
 from .._types import ChatRequest, Completion, Delta
 from ._base import Backend, BackendConfig, EmbeddingResult
@@ -57,6 +58,13 @@ from ._http import (
     sdk_client,
     too_large,
     try_clock,
+)
+from ._openai_images import (
+    IMAGES_PATH,
+    OPENAI_IMAGE_PARAMS,
+    image_body,
+    images_result,
+    is_image_model,
 )
 from ._openai_tools import (
     BadPayload,
@@ -81,6 +89,8 @@ _RESERVED = frozenset({"model", "messages", "stream", "stream_options"})
 
 _TEXT_FEATURES = frozenset({"tools", "output"})
 _FEATURES = _TEXT_FEATURES | {"images"}
+
+_CHAT_TASKS: frozenset[Task] = frozenset({"chat", "embed"})
 
 _Client = TypeVar("_Client", openai.OpenAI, openai.AsyncOpenAI)
 
@@ -125,6 +135,17 @@ class OpenAIBackend(Backend):
     @property
     def endpoint(self) -> str:
         return self._endpoint
+
+    @property
+    def tasks(self) -> frozenset[Task]:
+        """OpenAI's image models (``gpt-image-*``, ``dall-e-*``) draw and do nothing else; a
+        row whose images endpoint takes ``image_params`` (Together's) offers drawing for every
+        model, as chat and embeddings are offered, and its server refuses a model that cannot."""
+        if is_image_model(self.model):
+            return frozenset({"image"})
+        if self.config.provider.image_params is not None:
+            return _CHAT_TASKS | {"image"}
+        return _CHAT_TASKS
 
     @property
     def price_provider(self) -> str | None:
@@ -195,6 +216,21 @@ class OpenAIBackend(Backend):
         body = _embedding_body(self.model, texts)
         data = json_body(await self._apost(_EMBEDDINGS, body), self.config.name)
         return _embeddings(data, len(body["input"]), self.config.name)
+
+    # -- images ---------------------------------------------------------------------------------
+
+    def generate_image(self, request: ImageRequest) -> ImageResult:
+        data = json_body(self._post(IMAGES_PATH, self._image_body(request)), self.config.name)
+        return images_result(data, request, self.config.name, self.price_provider, self.model)
+
+    async def agenerate_image(self, request: ImageRequest) -> ImageResult:
+        response = await self._apost(IMAGES_PATH, self._image_body(request))
+        data = json_body(response, self.config.name)
+        return images_result(data, request, self.config.name, self.price_provider, self.model)
+
+    def _image_body(self, request: ImageRequest) -> dict[str, Any]:
+        params = self.config.provider.image_params or OPENAI_IMAGE_PARAMS
+        return image_body(self.model, request, params)
 
     # -- sending and lifecycle ------------------------------------------------------------------
 
