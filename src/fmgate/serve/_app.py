@@ -1,7 +1,8 @@
 """The ASGI app: OpenAI's routes over fmgate models.
 
 ``POST /v1/chat/completions`` (plain, or SSE with ``stream``), ``POST /v1/embeddings``,
-``GET /v1/models`` and ``GET /v1/models/{id}`` need a bearer key when the server has keys;
+``POST /v1/images/generations`` (models that draw: :mod:`._images`), ``GET /v1/models`` and
+``GET /v1/models/{id}`` need a bearer key when the server has keys;
 ``GET /health`` does not. Every model call goes through the served :class:`~fmgate.Model`, so it
 is recorded like any other call, tagged ``fmgate.served=true``.
 
@@ -35,6 +36,7 @@ from . import _wire as wire
 from ._auth import Keys
 from ._batcher import Batcher, Job, QueueFull
 from ._errors import ApiError, from_fmgate, internal, invalid, not_found, queue_full
+from ._images import ImageCall, images_response, read_images_call
 
 logger = logging.getLogger("fmgate.serve")
 
@@ -77,6 +79,8 @@ class Served:
         self._extensions: frozenset[str] = getattr(backend, "vllm_extensions", frozenset())
         self._max_queue = limits.max_queue
         self._in_flight = 0
+        # A pipeline in process draws one request at a time (its scheduler keeps state).
+        self._drawing = asyncio.Lock() if self.local else contextlib.nullcontext()
         self.batcher: Batcher | None = None
         if backend.default_batch_size > 1:
             self.batcher = Batcher(
@@ -171,6 +175,18 @@ class Served:
             with tagged(SERVED_TAGS):
                 return await self.model.aembed(texts)
 
+    async def draw(self, call: ImageCall) -> Any:
+        if "image" not in self.model.tasks:
+            raise invalid(
+                f"The model `{self.name}` does not generate images: ask a model served here "
+                "that draws.",
+                "model",
+            )
+        async with self._slot(), self._drawing:
+            with tagged(SERVED_TAGS):
+                images = await self.model.agenerate_image(call.prompt, **call.options)
+        return await asyncio.to_thread(images_response, images)  # PNG encoding off the loop
+
     def _submit(self, call: wire.ChatCall, *, stream: bool) -> Job:
         assert self.batcher is not None
         job = Job(call.messages, self.params(call), stream=stream)
@@ -226,6 +242,7 @@ class Server:
             Route("/v1/models/{name:path}", _answers(self.get_model), methods=["GET"]),
             Route("/v1/chat/completions", _answers(self.chat), methods=["POST"]),
             Route("/v1/embeddings", _answers(self.embeddings), methods=["POST"]),
+            Route("/v1/images/generations", _answers(self.images), methods=["POST"]),
         ]
         handlers = {404: _http_error, 405: _http_error}
         return Starlette(routes=routes, lifespan=self._lifespan, exception_handlers=handlers)
@@ -287,6 +304,15 @@ class Server:
         except FmgateError as exc:
             raise served.error(exc) from exc
         return Json(wire.embeddings(call.model, result.vectors, result.usage, call.base64))
+
+    async def images(self, request: Request) -> HttpResponse:
+        self._keys.check(request.headers.get("authorization"))
+        call = read_images_call(await self._body(request))
+        served = self._find(call.model)
+        try:
+            return Json(await served.draw(call))
+        except FmgateError as exc:
+            raise served.error(exc) from exc
 
     # -- helpers --------------------------------------------------------------------------------
 
