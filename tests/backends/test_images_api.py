@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -265,3 +266,35 @@ def test_rows_without_an_images_endpoint_do_not_draw(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("GROQ_API_KEY", "gsk-test")
     model = fmgate.load("groq:llama-3.1-8b-instant")
     assert "image" not in model.tasks
+
+
+# -- the stub server -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stub_url() -> Iterator[str]:
+    from fmgate.testing import stub_server
+
+    with stub_server() as base_url:
+        yield f"{base_url}/v1"
+
+
+def test_stub_server_draws_deterministic_pngs_and_reports_usage(stub_url: str) -> None:
+    model = fmgate.load("openai:gpt-image-1", base_url=stub_url)
+    first = model.generate_image("a red fox", size="64x48", n=2)
+    again = model.generate_image("a red fox", size="64x48", n=2)
+    other = model.generate_image("a blue fox", size="64x48")
+    assert [image.size for image in first.images] == [(64, 48), (64, 48)]
+    pixels = [image.getpixel((0, 0)) for image in first.images]
+    assert pixels == [image.getpixel((0, 0)) for image in again.images]
+    assert pixels[0] != pixels[1] != other.images[0].getpixel((0, 0))
+    record = first.record
+    assert (record.usage.output_tokens, record.cost.basis) == (544, "list_price")
+
+
+def test_stub_server_takes_together_width_height_and_seed(stub_url: str) -> None:
+    model = fmgate.load("together:black-forest-labs/FLUX.1-schnell", base_url=stub_url)
+    seven = model.generate_image("a fox", size="32x16", seed=7, steps=4)
+    eight = model.generate_image("a fox", size="32x16", seed=8, steps=4)
+    assert seven.images[0].size == (32, 16)
+    assert seven.images[0].getpixel((0, 0)) != eight.images[0].getpixel((0, 0))

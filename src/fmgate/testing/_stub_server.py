@@ -12,6 +12,11 @@ result the reply is ``"The tool said: <result>"``; a JSON schema asked for (Open
 Messages with images (OpenAI's ``image_url`` parts, Anthropic's ``image`` blocks) get "I see
 <n> images." instead of the canned reply.
 
+``POST /v1/images/generations`` (OpenAI's Images API; ``size`` or Together's ``width`` and
+``height``) answers ``n`` flat PNGs in ``b64_json``, their colour from the prompt, the seed and
+the image's index, so the same request draws the same images; ``gpt-image`` models also get a
+``usage`` object as OpenAI reports it. ``response_format="url"`` is refused (no files here).
+
 It runs in a child process so that its work does not share the caller's GIL:
 
     from fmgate.testing import stub_server
@@ -27,13 +32,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -452,7 +460,61 @@ def _error(status: int, wire: str, message: str) -> bytes:
     return json_response(status, data)
 
 
-_ROUTES = {b"/v1/chat/completions": "openai", b"/v1/messages": "anthropic"}
+_ROUTES = {
+    b"/v1/chat/completions": "openai",
+    b"/v1/messages": "anthropic",
+    b"/v1/images/generations": "images",
+}
+MAX_SIDE = 2048  # a stub image is flat, but still width x height bytes to compress
+
+
+def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A flat RGB PNG, written with the standard library (the stub needs no PIL)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    row = b"\x00" + bytes(rgb) * width  # filter type 0, then the pixels
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(row * height, 6)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+def images_response(request: dict[str, Any], input_tokens: int) -> bytes:
+    """OpenAI's ImagesResponse for an images request: n flat PNGs, the same for the same
+    prompt, seed, size and index."""
+    if request.get("response_format") == "url":
+        return _error(400, "openai", "the stub answers b64_json only")
+    try:
+        if "width" in request:
+            width, height = int(request["width"]), int(request["height"])
+        else:
+            width, height = (int(side) for side in str(request.get("size", "1024x1024")).split("x"))
+        n = int(request.get("n", 1))
+        key = f"{request['prompt']}|{request.get('seed')}".encode()
+    except (KeyError, TypeError, ValueError):
+        return _error(400, "openai", "an images request needs a prompt and a size 'WxH'")
+    if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE and 0 < n <= 16):
+        return _error(400, "openai", f"size up to {MAX_SIDE} a side and n from 1 to 16")
+    data = []
+    for index in range(n):
+        tint = zlib.crc32(key + bytes([index])).to_bytes(4, "big")
+        data.append(
+            {"b64_json": base64.b64encode(png(width, height, (tint[0], tint[1], tint[2]))).decode()}
+        )
+    answer: dict[str, Any] = {"created": _CREATED, "data": data}
+    if str(request["model"]).startswith("gpt-image"):
+        output_tokens = 272 * n  # a low-quality square's tokens, per image
+        answer["usage"] = {
+            "total_tokens": input_tokens + output_tokens,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "input_tokens_details": {"text_tokens": input_tokens, "image_tokens": 0},
+        }
+    return json_response(200, answer)
 
 
 def respond(method: bytes, target: bytes, body: bytes) -> bytes:
@@ -470,6 +532,8 @@ def respond(method: bytes, target: bytes, body: bytes) -> bytes:
         return _error(400, wire, "the body must be JSON with a 'model'")
     stream = request.get("stream") is True
     tokens = _input_tokens(body)
+    if wire == "images":
+        return images_response(request, tokens)
     if wire == "openai":
         text, calls = _openai_plan(request)
         options = request.get("stream_options") or {}
