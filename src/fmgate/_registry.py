@@ -20,6 +20,7 @@ WIRES: dict[str, str] = {
     "opencv": "fmgate.backends.opencv:OpenCVBackend",
     "efficientnet_lite": "fmgate.backends.efficientnet_lite:EfficientNetLiteBackend",
     "torchvision": "fmgate.backends.torchvision:TorchvisionBackend",
+    "diffusers": "fmgate.backends.diffusers:DiffusersBackend",
 }
 # The pip extra that installs what each wire module imports.
 EXTRAS: dict[str, str] = {
@@ -30,6 +31,7 @@ EXTRAS: dict[str, str] = {
     "opencv": "vision",
     "efficientnet_lite": "vision",
     "torchvision": "local",  # torch; torchvision itself comes from PyTorch's index (see there)
+    "diffusers": "diffusers",
 }
 
 ENTRY_POINT_GROUP = "fmgate.backends"

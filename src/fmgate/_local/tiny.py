@@ -37,7 +37,7 @@ def make_tiny_model(arch: str, path: str | os.PathLike[str]) -> Path:
     ``mobilebert-classifier``: the encoder with a sequence-classification head of three classes
     (``negative``, ``neutral``, ``positive``; its scores are random too); the vision-language
     ``llava`` and ``idefics3`` (saved with their processors: :mod:`fmgate._local.tiny_vlm`); and
-    ``stable-diffusion``, a diffusers pipeline (UNet, VAE, CLIP text encoder and tokenizer, Euler
+    ``stable-diffusion``, a diffusers pipeline (UNet, VAE, CLIP text encoder and tokenizer, DDIM
     scheduler, no safety checker: :mod:`fmgate._local.tiny_diffusion`, needs the ``diffusers``
     extra) that ``DiffusionPipeline.from_pretrained`` loads. The folder
     (created if needed) gets safetensors weights, config.json, a trained tokenizer (with a
