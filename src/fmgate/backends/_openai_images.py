@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from .._cost import list_price
+from .._cost import list_price, unknown
 from .._errors import InvalidRequestError, MalformedResponseError
 from .._image_gen import ImageRequest, ImageResult
 from .._record import Cost, Usage
@@ -141,6 +141,8 @@ def image_cost(
     """The call's price where tokens alone do not say it: the ``gpt-image`` models' image
     tokens, the DALL-E models' price per image. ``None``: priced by the recording as usual."""
     if price_provider != "openai":
+        if usage.input_tokens is None or usage.output_tokens is None:
+            return unknown(f"no token usage reported, and no per-image price known for {model}")
         return None
     if usage.input_tokens is not None and usage.output_tokens is not None:
         try:
