@@ -143,3 +143,29 @@ def test_bad_requests_are_400s_in_openai_shape(
     assert says in answer.error["message"]
     assert answer.error["param"] == param
     assert not Painter.seen
+
+
+@pytest.fixture
+def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[openai.OpenAI]:
+    """fmgate serve in front of OpenAI's Images API (answered by fmgate's stub server)."""
+    from fmgate.testing import stub_server
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    with stub_server() as stub:
+        model = fmgate.load("openai:gpt-image-1", base_url=f"{stub}/v1")
+        with serving({"drawer": model}) as base_url:
+            yield openai.OpenAI(base_url=base_url, api_key="-", max_retries=0)
+
+
+def test_an_images_api_behind_the_server(gateway: openai.OpenAI, memory: fmgate.MemorySink) -> None:
+    result = gateway.images.generate(model="drawer", prompt="a cat", size="64x64")
+    assert result.data is not None and _image(result.data[0].b64_json).size == (64, 64)
+    (record,) = [r for r in memory.records if r.task == "image"]
+    assert (record.cost.basis, record.usage.output_tokens) == ("list_price", 272)
+
+
+def test_a_setting_the_api_behind_refuses_is_a_400_not_dropped(gateway: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError, match="takes no seed") as caught:
+        gateway.images.generate(model="drawer", prompt="a cat", extra_body={"seed": 1})
+    body: Any = caught.value.body
+    assert "gpt-image-1" not in body["message"]  # the served name, not the model behind

@@ -76,7 +76,7 @@ def image_body(model: str, request: ImageRequest, params: Sequence[str]) -> dict
     return body
 
 
-def read_images(data: Any, request: ImageRequest, provider: str) -> tuple[list[PILImage], Usage]:
+def read_images(data: Any, provider: str) -> tuple[list[PILImage], Usage]:
     """The images (decoded from ``b64_json``) and the usage of an images response."""
     try:
         if isinstance(data, dict) and "error" in data and "data" not in data:
@@ -185,7 +185,7 @@ def _image_prices() -> dict[str, Any]:
 def images_result(
     data: Any, request: ImageRequest, provider: str, price_provider: str | None, model: str
 ) -> ImageResult:
-    images, usage = read_images(data, request, provider)
+    images, usage = read_images(data, provider)
     model_id = data.get("model") if isinstance(data.get("model"), str) else None
     cost = image_cost(price_provider, model_id or model, request, usage, data)
     return ImageResult(images, usage, model_id, cost=cost)
