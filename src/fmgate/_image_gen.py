@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import _retry as retry
 from ._errors import InvalidRequestError, MalformedResponseError, shown
 from ._record import CallRecord, Cost, Usage
 from ._types import SEED_RANGE, check_text
@@ -104,7 +105,10 @@ def generate_image(model: Model, prompt: str, options: dict[str, Any]) -> Images
     params = _params(options)
     with model.recording("image", params=params) as timer:
         request = _request(model, prompt, options)
-        result = model.backend.generate_image(request)
+        backend = model.backend  # an API's 429s and 5xx are tried again, as chat calls are
+        result = retry.call(
+            model.retry, timer, lambda: backend.generate_image(request), backend.provider
+        )
     return _done(timer, result, request)
 
 
@@ -112,7 +116,10 @@ async def agenerate_image(model: Model, prompt: str, options: dict[str, Any]) ->
     params = _params(options)
     with model.recording("image", params=params) as timer:
         request = _request(model, prompt, options)
-        result = await model.backend.agenerate_image(request)
+        backend = model.backend
+        result = await retry.acall(
+            model.retry, timer, lambda: backend.agenerate_image(request), backend.provider
+        )
     return _done(timer, result, request)
 
 

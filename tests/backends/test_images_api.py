@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -298,3 +299,17 @@ def test_stub_server_takes_together_width_height_and_seed(stub_url: str) -> None
     eight = model.generate_image("a fox", size="32x16", seed=8, steps=4)
     assert seven.images[0].size == (32, 16)
     assert seven.images[0].getpixel((0, 0)) != eight.images[0].getpixel((0, 0))
+
+
+@pytest.mark.parametrize("run_async", [False, True])
+def test_a_rate_limited_call_is_tried_again(httpx2_mock: respx.Router, run_async: bool) -> None:
+    limited = httpx.Response(429, json={"error": {"message": "slow down"}})
+    route = httpx2_mock.post(OPENAI_URL)
+    route.side_effect = [limited, httpx.Response(200, json=_gpt_image_body())]
+    model = fmgate.load("openai:gpt-image-1", max_retries=1, backoff=0.0)
+    if run_async:
+        result = asyncio.run(model.agenerate_image("a cat"))
+    else:
+        result = model.generate_image("a cat")
+    assert route.call_count == 2
+    assert (result.record.outcome.attempts, result.record.cost.basis) == (2, "list_price")
