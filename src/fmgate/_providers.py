@@ -29,6 +29,7 @@ class ProviderInfo:
     docs: str | None = None
     images: bool = True
     image_params: tuple[str, ...] | None = None
+    image_response_format: str = "b64_json"
 
     def __post_init__(self) -> None:
         if self.image_params is not None:  # TOML gives a list; the row stays hashable

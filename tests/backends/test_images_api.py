@@ -220,15 +220,12 @@ async def test_async_sends_the_same_body(httpx2_mock: respx.Router) -> None:
 
 
 def _together_body(n: int, width: int, height: int) -> dict[str, Any]:
-    """Together's ImageResponse with response_format b64_json."""
+    """Together's ImageResponse with response_format "base64"
+    (https://docs.together.ai/docs/images-overview#base64-images)."""
     return {
-        "id": "oFuwv7Y-2kFHot-99170ebf9e84e0ce-SJC",
+        "id": "oHpD53L-2kFHot-998e0de9fe14d8a1-SEA",
         "model": "black-forest-labs/FLUX.1-schnell",
-        "object": "list",
-        "data": [
-            {"index": i, "b64_json": _png(width, height, "blue"), "type": "b64_json"}
-            for i in range(n)
-        ],
+        "data": [{"b64_json": _png(width, height, "blue")} for _ in range(n)],
     }
 
 
@@ -250,7 +247,7 @@ def test_together_takes_width_height_seed_steps_negative(
         "seed": 42,
         "steps": 4,
         "negative_prompt": "clouds",
-        "response_format": "b64_json",
+        "response_format": "base64",  # Together's value for base64 images
     }
     assert route.calls.last.request.headers["authorization"] == "Bearer tg-test-key"
     assert [image.size for image in result.images] == [(32, 16), (32, 16)]

@@ -4,7 +4,8 @@ OpenAI's own body (``size="WxH"``, ``n``) takes no seed, steps or negative promp
 them before sending rather than drop them. A provider row that documents more (Together's
 ``width``/``height``, ``steps``, ``seed``, ``negative_prompt``) lists them in ``image_params``.
 The ``gpt-image`` models always answer base64 and refuse ``response_format``; the DALL-E models
-and compatible servers are asked for ``b64_json`` (never URLs, which would be a second download).
+and compatible servers are asked for base64 (``b64_json``; Together's value is ``base64``), never
+URLs, which would be a second download.
 
 Prices: the ``gpt-image`` models report token usage, priced by genai-prices with the image tokens
 apart (``gpt-image-1.5`` prices image output at 3.2x text output); the DALL-E models report none
@@ -44,10 +45,13 @@ def is_image_model(model: str) -> bool:
     return model.lower().startswith(_IMAGE_MODEL_PREFIXES)
 
 
-def image_body(model: str, request: ImageRequest, params: Sequence[str]) -> dict[str, Any]:
+def image_body(
+    model: str, request: ImageRequest, params: Sequence[str], base64_format: str = "b64_json"
+) -> dict[str, Any]:
     """The JSON body for ``request``; ``params``: what the row's endpoint takes beyond
-    ``model``, ``prompt``, ``n`` and ``response_format``. A seed, steps or negative prompt the
-    endpoint does not take is refused here, before anything is sent."""
+    ``model``, ``prompt``, ``n`` and ``response_format``; ``base64_format``: the
+    ``response_format`` that asks it for base64. A seed, steps or negative prompt the endpoint
+    does not take is refused here, before anything is sent."""
     refused = [name for name in _OPTIONAL if getattr(request, name) is not None]
     refused = [name for name in refused if name not in params]
     if refused:
@@ -65,7 +69,7 @@ def image_body(model: str, request: ImageRequest, params: Sequence[str]) -> dict
         if value is not None:
             body[name] = value
     if not model.lower().startswith(_TOKEN_PRICED):
-        body["response_format"] = "b64_json"
+        body["response_format"] = base64_format
     clash = _RESERVED.intersection(request.extra)
     if clash:
         raise InvalidRequestError(

@@ -229,8 +229,9 @@ class OpenAIBackend(Backend):
         return images_result(data, request, self.config.name, self.price_provider, self.model)
 
     def _image_body(self, request: ImageRequest) -> dict[str, Any]:
-        params = self.config.provider.image_params or OPENAI_IMAGE_PARAMS
-        return image_body(self.model, request, params)
+        row = self.config.provider
+        params = row.image_params or OPENAI_IMAGE_PARAMS
+        return image_body(self.model, request, params, row.image_response_format)
 
     # -- sending and lifecycle ------------------------------------------------------------------
 
