@@ -89,6 +89,7 @@ def test_gpt_image_sends_openai_body_decodes_and_prices_tokens(
     assert record.cost.basis == "list_price"
     assert record.cost.amount == Decimal(expected.total_price)
     assert "prompt" not in json.dumps(record.params)
+    assert record.access.open_weights is False and record.access.data_leaves_machine
 
 
 def test_gpt_image_1_5_prices_image_output_tokens_apart(httpx2_mock: respx.Router) -> None:
@@ -258,6 +259,8 @@ def test_together_takes_width_height_seed_steps_negative(
     # Together reports no usage and genai-prices has no per-image prices: unknown, never 0.
     assert (record.cost.amount, record.cost.basis) == (None, "unknown")
     assert record.cost.source is not None and "no per-image price" in record.cost.source
+    # The same open model as in process: its published facts, from models.toml.
+    assert (record.access.open_weights, record.access.license) == (True, "Apache-2.0")
 
 
 def test_rows_without_an_images_endpoint_do_not_draw(monkeypatch: pytest.MonkeyPatch) -> None:
