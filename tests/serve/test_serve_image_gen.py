@@ -169,3 +169,30 @@ def test_a_setting_the_api_behind_refuses_is_a_400_not_dropped(gateway: openai.O
         gateway.images.generate(model="drawer", prompt="a cat", extra_body={"seed": 1})
     body: Any = caught.value.body
     assert "gpt-image-1" not in body["message"]  # the served name, not the model behind
+
+
+@pytest.fixture(scope="module")
+def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> fmgate.Model:
+    pytest.importorskip("torch")
+    pytest.importorskip("diffusers")
+    from fmgate.testing import make_tiny_model
+
+    folder = make_tiny_model("stable-diffusion", tmp_path_factory.mktemp("serve-sd") / "sd")
+    return fmgate.load(f"diffusers:{folder}", device="cpu")
+
+
+def test_a_pipeline_in_process_draws_the_same_pixels_served(tiny_sd: fmgate.Model) -> None:
+    """The same seed gives the same image through the server as in process."""
+    with serving({"tiny-sd": tiny_sd}) as base_url:
+        sdk = openai.OpenAI(base_url=base_url, api_key="-", max_retries=0)
+        served = sdk.images.generate(
+            model="tiny-sd",
+            prompt="a lighthouse",
+            size="64x64",
+            n=2,
+            extra_body={"seed": 42, "steps": 4},
+        )
+    direct = tiny_sd.generate_image("a lighthouse", size="64x64", n=2, seed=42, steps=4)
+    assert served.data is not None and len(served.data) == 2
+    for data, image in zip(served.data, direct.images, strict=True):
+        assert _image(data.b64_json).convert("RGB").tobytes() == image.convert("RGB").tobytes()
