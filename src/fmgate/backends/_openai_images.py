@@ -57,7 +57,7 @@ def image_body(
     if refused:
         raise InvalidRequestError(
             f"{model}'s images endpoint takes no {', '.join(refused)}: fmgate refuses it rather "
-            "than draw without it (OpenAI's Images API has no seed, steps or negative prompt)."
+            "than draw without it."
         )
     body: dict[str, Any] = {"model": model, "prompt": request.prompt, "n": request.n}
     if "width" in params:
