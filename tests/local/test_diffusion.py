@@ -169,3 +169,21 @@ async def test_async_twin_draws_the_same_pixels(sd: Path, model: fmgate.Model) -
     )
     (rec,) = sink.records
     assert (rec.task, rec.usage.images_out) == ("image", 2)
+
+
+def test_a_variant_loads_and_is_counted(sd: Path, tmp_path: Path) -> None:
+    pipeline: Any = diffusers.DiffusionPipeline.from_pretrained(sd)
+    pipeline.save_pretrained(tmp_path / "fp16", variant="fp16")  # model.fp16.safetensors...
+    assert (tmp_path / "fp16" / "unet" / "diffusion_pytorch_model.fp16.safetensors").is_file()
+    m = fmgate.load(f"diffusers:{tmp_path / 'fp16'}", device="cpu", variant="fp16")
+    expected = fmgate.load(f"diffusers:{sd}", device="cpu").access.parameters
+    assert m.access.parameters == expected
+    assert m.generate_image("a cat", size="32x32", steps=1).images[0].size == (32, 32)
+
+
+def test_pickled_weights_leave_the_count_unknown(sd: Path, tmp_path: Path) -> None:
+    pipeline: Any = diffusers.DiffusionPipeline.from_pretrained(sd)
+    pipeline.save_pretrained(tmp_path / "bin", safe_serialization=False)
+    m = fmgate.load(f"diffusers:{tmp_path / 'bin'}", device="cpu")
+    assert (m.access.parameters, m.access.weights_bytes) == (None, None)  # not a guess
+    assert m.generate_image("a cat", size="32x32", steps=1).images[0].size == (32, 32)

@@ -9,9 +9,10 @@ The model id is a pipeline folder (``model_index.json`` and one folder per compo
 ``DiffusionPipeline.download`` (only the files the pipeline loads; ``HF_HUB_OFFLINE=1``: the local
 cache only) and pinned by ``revision=`` (the resolved commit is the record's ``revision``).
 Settings: ``device`` and ``dtype`` (as the transformers backend reads them: ``auto`` is CUDA in
-bfloat16 or float16, else MPS or CPU in float32), ``revision``, ``license``, ``progress`` (the
-pipeline's per-step progress bar, for a person watching; off by default) and the cost settings
-of :mod:`fmgate._local.energy`.
+bfloat16 or float16, else MPS or CPU in float32), ``revision``, ``variant`` (``"fp16"``: the
+half-precision files many Hub repos ship beside their float32 ones, half the download),
+``license``, ``progress`` (the pipeline's per-step progress bar, for a person watching; off by
+default) and the cost settings of :mod:`fmgate._local.energy`.
 
 A call runs the pipeline once: ``prompt``, ``negative_prompt``, ``num_images_per_prompt=n``,
 ``height``/``width``, ``num_inference_steps`` (the pipeline's default where ``steps`` is not
@@ -88,6 +89,7 @@ class DiffusersBackend(InProcessBackend):
         "device": (str,),
         "dtype": (str,),
         "revision": (str,),
+        "variant": (str,),
         "license": (str,),
         "progress": (bool,),
         **COST_SETTINGS,
@@ -97,8 +99,9 @@ class DiffusersBackend(InProcessBackend):
         options = config.options
         super().__init__(config, {"image"}, pick_device(str(options.get("device", "auto"))))
         self._dtype = pick_dtype(str(options.get("dtype", "auto")), self._device)
-        self._source = _resolve(config.model, options.get("revision"))
-        self.pipeline = _load(self._source.path, self._device, self._dtype)
+        variant = options.get("variant")
+        self._source = _resolve(config.model, options.get("revision"), variant)
+        self.pipeline = _load(self._source.path, self._device, self._dtype, variant)
         self.pipeline.set_progress_bar_config(disable=not options.get("progress", False))
         arguments = inspect.signature(self.pipeline.__call__).parameters
         self._named = {n for n, p in arguments.items() if p.kind is not p.VAR_KEYWORD}
@@ -109,7 +112,7 @@ class DiffusersBackend(InProcessBackend):
         )
         self._factor = int(getattr(self.pipeline, "vae_scale_factor", 8))
         self._lock = threading.Lock()
-        self._weights = _components(self._source.path)
+        self._weights = _components(self._source.path, variant)
         self._license: str | None = None
         self._license_read = False
 
@@ -199,7 +202,7 @@ class DiffusersBackend(InProcessBackend):
 # -- where the pipeline is, and loading it ---------------------------------------------------
 
 
-def _resolve(model: str, revision: str | None) -> Source:
+def _resolve(model: str, revision: str | None, variant: str | None) -> Source:
     """The pipeline folder: the folder itself, or the Hub snapshot of a repo id."""
     if looks_local(model):
         if revision is not None:
@@ -209,7 +212,7 @@ def _resolve(model: str, revision: str | None) -> Source:
             )
         source = Source(Path(model).expanduser().resolve())
     else:
-        source = _download(model, revision)
+        source = _download(model, revision, variant)
     if not (source.path / "model_index.json").is_file():
         raise ConfigurationError(
             f"{source.path} has no model_index.json: it is not a diffusers pipeline folder "
@@ -218,7 +221,7 @@ def _resolve(model: str, revision: str | None) -> Source:
     return source
 
 
-def _download(repo_id: str, revision: str | None) -> Source:
+def _download(repo_id: str, revision: str | None, variant: str | None) -> Source:
     """The pipeline's files from the Hub (or its cache), as diffusers selects them."""
     from diffusers import DiffusionPipeline
     from huggingface_hub import errors as hub_errors
@@ -227,7 +230,7 @@ def _download(repo_id: str, revision: str | None) -> Source:
     try:
         with QUIET:
             folder = DiffusionPipeline.download(
-                repo_id, revision=revision, local_files_only=offline
+                repo_id, revision=revision, variant=variant, local_files_only=offline
             )
     except hub_errors.GatedRepoError as exc:
         raise AuthenticationError(
@@ -254,13 +257,15 @@ def _download(repo_id: str, revision: str | None) -> Source:
     return Source(path, repo_id, commit)
 
 
-def _load(folder: Path, device: str, dtype: Any) -> Any:
+def _load(folder: Path, device: str, dtype: Any, variant: str | None) -> Any:
     import diffusers
 
     pipelines: Any = diffusers.DiffusionPipeline
     try:
         with QUIET, _no_diffusers_bars():
-            pipeline = pipelines.from_pretrained(folder, **{_dtype_argument(): dtype})
+            pipeline = pipelines.from_pretrained(
+                folder, variant=variant, **{_dtype_argument(): dtype}
+            )
     except (OSError, ValueError, KeyError, ImportError) as exc:
         raise ConfigurationError(
             f"diffusers could not load the pipeline in {folder}: {exc}"
@@ -302,38 +307,43 @@ class _Weights:
         self.bytes = size
 
 
-def _components(folder: Path) -> _Weights:
+def _components(folder: Path, variant: str | None) -> _Weights:
     """Sum over the components model_index.json names (unet, vae, text_encoder(s)...), each
-    from its own safetensors headers; unknown (None) if one cannot be read."""
+    from its own safetensors headers; unknown (None) if one cannot be read, or holds its weights
+    in another format (pickled ``.bin``: not opened here)."""
     try:
         index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
         parameters = size = 0
         for name in sorted(k for k in index if not k.startswith("_")):
-            files = _weight_files(folder / name)
-            if not files:
-                continue
-            config = _config(folder / name)
+            files = _weight_files(folder / name, variant)
+            if files is None:
+                return _Weights(None, None)
             tensors: dict[str, Any] = {}
             for path in files:
                 tensors.update(_read_header(path))
                 size += path.stat().st_size
-            parameters += _count_parameters(tensors, config)
+            parameters += _count_parameters(tensors, _config(folder / name)) if files else 0
     except (OSError, ValueError, AttributeError):
         return _Weights(None, None)
     return _Weights(parameters, size)
 
 
-def _weight_files(component: Path) -> list[Path]:
-    """The safetensors files a loader reads for one component: its plain (not variant) file,
-    else its index's shards."""
-    for name in _WEIGHT_NAMES:
-        single = component / f"{name}.safetensors"
+def _weight_files(component: Path, variant: str | None) -> list[Path] | None:
+    """The safetensors files a loader reads for one component (diffusers' names: the variant
+    before the extension), else its index's shards; none for a component without weights (the
+    scheduler, the tokenizer); None for weights only in a pickled ``.bin``."""
+    for base in _WEIGHT_NAMES:
+        single = component / (f"{base}.{variant}.safetensors" if variant else f"{base}.safetensors")
         if single.is_file():
             return [single]
-        index = component / f"{name}.safetensors.index.json"
-        if index.is_file():
-            return _shards(index)
-    return []
+        index = (
+            f"{base}.safetensors.index.{variant}.json"
+            if variant
+            else f"{base}.safetensors.index.json"
+        )
+        if (component / index).is_file():
+            return _shards(component / index)
+    return None if component.is_dir() and any(component.glob("*.bin")) else []
 
 
 def _config(component: Path) -> dict[str, Any]:
