@@ -187,3 +187,33 @@ def test_pickled_weights_leave_the_count_unknown(sd: Path, tmp_path: Path) -> No
     m = fmgate.load(f"diffusers:{tmp_path / 'bin'}", device="cpu")
     assert (m.access.parameters, m.access.weights_bytes) == (None, None)  # not a guess
     assert m.generate_image("a cat", size="32x32", steps=1).images[0].size == (32, 32)
+
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture
+def hub_cache(sd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The tiny pipeline as the Hub cache holds a download of ``fmgate-tests/tiny-sd``, offline."""
+    import shutil
+
+    import huggingface_hub.constants
+
+    repo = tmp_path / "hub" / "models--fmgate-tests--tiny-sd"
+    shutil.copytree(sd, repo / "snapshots" / COMMIT)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return repo
+
+
+def test_a_hub_id_loads_from_the_cache_offline_with_its_commit(hub_cache: Path) -> None:
+    m = fmgate.load("diffusers:fmgate-tests/tiny-sd", device="cpu")
+    rec = m.generate_image("a cat", size="32x32", steps=1).record
+    assert (rec.model_id, rec.revision) == ("fmgate-tests/tiny-sd", COMMIT)
+    assert m.access.license == "Apache-2.0" and m.access.parameters is not None
+    pinned = fmgate.load("diffusers:fmgate-tests/tiny-sd", device="cpu", revision=COMMIT)
+    assert pinned.backend.revision == COMMIT
+    with pytest.raises(fmgate.ConfigurationError, match="at revision 'v2'.*HF_HUB_OFFLINE"):
+        fmgate.load("diffusers:fmgate-tests/tiny-sd", device="cpu", revision="v2")
