@@ -139,13 +139,14 @@ class DiffusersBackend(InProcessBackend):
         self._check_size(request.width, request.height)
         extra = self._check_extra(request.extra)
         steps = request.steps if request.steps is not None else self._default_steps
+        if request.negative_prompt is not None:
+            extra["negative_prompt"] = self._negative(request.negative_prompt)
         generator = None
         if request.seed is not None:
             generator = torch.Generator(self._device).manual_seed(request.seed)
         with self._lock, torch.inference_mode():
             output = self.pipeline(
                 prompt=request.prompt,
-                negative_prompt=request.negative_prompt,
                 num_images_per_prompt=request.n,
                 height=request.height,
                 width=request.width,
@@ -162,10 +163,19 @@ class DiffusersBackend(InProcessBackend):
             return
         low = f"{max(f, width // f * f)}x{max(f, height // f * f)}"
         high = f"{-(-width // f) * f}x{-(-height // f) * f}"
+        nearest = f"size is {low}" if low == high else f"sizes are {low} and {high}"
         raise InvalidRequestError(
             f"size {width}x{height}: this pipeline draws sizes that are multiples of {f} on each "
-            f"side (its VAE's factor); the nearest valid sizes are {low} and {high}."
+            f"side (its VAE's factor); the nearest valid {nearest}."
         )
+
+    def _negative(self, negative_prompt: str) -> str:
+        """A negative prompt, for a pipeline that takes one (FLUX's, for one, does not)."""
+        if "negative_prompt" not in self._named:
+            raise InvalidRequestError(
+                f"{type(self.pipeline).__name__} takes no negative_prompt: leave it out."
+            )
+        return negative_prompt
 
     def _check_extra(self, extra: Any) -> dict[str, Any]:
         """The pipeline's own arguments, checked against its signature before it runs."""
