@@ -164,8 +164,30 @@ def test_a_hub_id_offline_and_not_cached_says_so(monkeypatch: pytest.MonkeyPatch
 
 def test_progress_bar_off_unless_asked(sd: Path, model: fmgate.Model) -> None:
     watched = fmgate.load(f"diffusers:{sd}", device="cpu", progress=True)
-    assert watched.backend.pipeline._progress_bar_config == {"disable": False}  # type: ignore[attr-defined]
-    assert model.backend.pipeline._progress_bar_config == {"disable": True}  # type: ignore[attr-defined]
+    pipeline: Any = model.backend.pipeline  # type: ignore[attr-defined]
+    assert watched.backend.pipeline is pipeline  # type: ignore[attr-defined]
+    watched.generate_image("a cat", size="32x32", steps=1)
+    assert pipeline._progress_bar_config == {"disable": False}
+    model.generate_image("a cat", size="32x32", steps=1)
+    assert pipeline._progress_bar_config == {"disable": True}
+
+
+def test_loads_alike_share_one_pipeline_while_one_holds_it(sd: Path, tmp_path: Path) -> None:
+    import gc
+    import shutil
+    import weakref
+
+    folder = shutil.copytree(sd, tmp_path / "sd")
+    a = fmgate.load(f"diffusers:{folder}", device="cpu")
+    b = fmgate.load(f"diffusers:{folder}", device="cpu")
+    other = fmgate.load(f"diffusers:{folder}", device="cpu", dtype="bfloat16")
+    pipeline = a.backend.pipeline  # type: ignore[attr-defined]
+    assert b.backend.pipeline is pipeline  # type: ignore[attr-defined]
+    assert other.backend.pipeline is not pipeline  # type: ignore[attr-defined]
+    gone = weakref.ref(pipeline)
+    del a, b, pipeline
+    gc.collect()
+    assert gone() is None
 
 
 async def test_async_twin_draws_the_same_pixels(sd: Path, model: fmgate.Model) -> None:

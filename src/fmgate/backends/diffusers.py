@@ -21,8 +21,9 @@ given: the record says which ran), a ``torch.Generator`` on the pipeline's devic
 with the ``diffusers_`` prefix (``diffusers_guidance_scale=7.5``). Sizes are multiples of the
 VAE's factor (8 for Stable Diffusion); another is refused, naming the nearest valid ones. One
 call at a time per pipeline (a lock): a pipeline's scheduler is per-pipeline state, and it keeps
-each call's metered energy its own. The access profile counts the parameters of every component
-(UNet, VAE, text encoders) from their safetensors headers.
+each call's metered energy its own. Loads of the same pipeline (folder, revision, variant, device,
+dtype) share it in memory, and its lock, while one of them holds it. The access profile counts
+the parameters of every component (UNet, VAE, text encoders) from their safetensors headers.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 import inspect
 import json
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -101,8 +103,11 @@ class DiffusersBackend(InProcessBackend):
         self._dtype = pick_dtype(str(options.get("dtype", "auto")), self._device)
         variant = options.get("variant")
         self._source = _resolve(config.model, options.get("revision"), variant)
-        self.pipeline = _load(self._source.path, self._device, self._dtype, variant)
-        self.pipeline.set_progress_bar_config(disable=not options.get("progress", False))
+        shared = _shared(self._source, self._device, self._dtype, variant)
+        self._shared = shared  # held: the cache keeps the pipeline only while a backend does
+        self.pipeline = shared.pipeline
+        self._lock = shared.lock
+        self._progress = bool(options.get("progress", False))
         arguments = inspect.signature(self.pipeline.__call__).parameters
         self._named = {n for n, p in arguments.items() if p.kind is not p.VAR_KEYWORD}
         default = arguments.get("num_inference_steps")
@@ -111,7 +116,6 @@ class DiffusersBackend(InProcessBackend):
             default.default if default and isinstance(default.default, int) else None
         )
         self._factor = int(getattr(self.pipeline, "vae_scale_factor", 8))
-        self._lock = threading.Lock()
         self._weights = _components(self._source.path, variant)
         self._license: str | None = None
         self._license_read = False
@@ -145,6 +149,8 @@ class DiffusersBackend(InProcessBackend):
         if request.seed is not None:
             generator = torch.Generator(self._device).manual_seed(request.seed)
         with self._lock, torch.inference_mode():
+            # per call: backends sharing the pipeline may want the bar differently
+            self.pipeline.set_progress_bar_config(disable=not self._progress)
             output = self.pipeline(
                 prompt=request.prompt,
                 num_images_per_prompt=request.n,
@@ -265,6 +271,32 @@ def _download(repo_id: str, revision: str | None, variant: str | None) -> Source
     path = Path(folder)
     commit = path.name if path.parent.name == "snapshots" else revision
     return Source(path, repo_id, commit)
+
+
+class _Shared:
+    """One pipeline in memory and the lock that runs one call at a time on it, shared by every
+    backend that loaded the same folder, revision, variant, device and dtype."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+        self.lock = threading.Lock()
+
+
+_Key = tuple[str, str | None, str | None, str, str]
+# Held weakly, as the transformers backend's models are: a pipeline whose last backend is gone
+# frees its memory (comparing several pipelines one after the other must not keep them all).
+_CACHE: weakref.WeakValueDictionary[_Key, _Shared] = weakref.WeakValueDictionary()
+_CACHE_LOCK = threading.Lock()
+
+
+def _shared(source: Source, device: str, dtype: Any, variant: str | None) -> _Shared:
+    key: _Key = (str(source.path), source.revision, variant, device, dtype_name(dtype))
+    with _CACHE_LOCK:  # two loads at once of any pipelines load one after the other
+        shared = _CACHE.get(key)
+        if shared is None:
+            shared = _Shared(_load(source.path, device, dtype, variant))
+            _CACHE[key] = shared
+        return shared
 
 
 def _load(folder: Path, device: str, dtype: Any, variant: str | None) -> Any:
