@@ -150,12 +150,25 @@ def check_folder(path: Path, model: str) -> None:
 
 
 def _download(repo_id: str, revision: str | None) -> Source:
-    from huggingface_hub import errors as hub_errors
     from huggingface_hub import snapshot_download
+
+    def fetch(offline: bool) -> str:
+        folder: str = snapshot_download(repo_id, revision=revision, local_files_only=offline)
+        return folder
+
+    return hub_download(repo_id, revision, fetch)
+
+
+def hub_download(repo_id: str, revision: str | None, fetch: Callable[[bool], str]) -> Source:
+    """The folder ``fetch(offline)`` brings from the Hub (or its cache under
+    ``HF_HUB_OFFLINE``), with the Hub's failures as fmgate's errors: gated (authentication),
+    missing (not found), not cached offline, not a repo id, the network. Shared by every local
+    backend that downloads (transformers models, diffusers pipelines)."""
+    from huggingface_hub import errors as hub_errors
 
     offline = hub_offline()
     try:
-        folder = snapshot_download(repo_id, revision=revision, local_files_only=offline)
+        folder = fetch(offline)
     except hub_errors.GatedRepoError as exc:
         raise AuthenticationError(
             f"{repo_id} is gated on the Hugging Face Hub: accept its terms on the model page and "

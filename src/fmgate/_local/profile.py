@@ -20,7 +20,16 @@ from typing import Any, Literal
 
 from .._errors import InvalidRequestError
 
-__all__ = ["ModelProfile", "card_license", "hub_license", "normalise_license", "read_profile"]
+__all__ = [
+    "ModelProfile",
+    "card_license",
+    "count_parameters",
+    "hub_license",
+    "normalise_license",
+    "read_header",
+    "read_profile",
+    "shard_files",
+]
 
 # safetensors caps its JSON header at 100 MB; anything larger is not a safetensors file.
 _MAX_HEADER = 100 * 1024 * 1024
@@ -173,7 +182,7 @@ def read_profile(model_dir: str | os.PathLike[str]) -> ModelProfile:
     config = _read_config(folder)
     quantization = _quantization(config)
     tensors = _safetensors_headers(folder)
-    counted = None if quantization or tensors is None else _count_parameters(tensors, config)
+    counted = None if quantization or tensors is None else count_parameters(tensors, config)
     return ModelProfile(
         parameters=counted,
         dtype=_config_dtype(config) if tensors is None else _dominant_dtype(tensors),
@@ -219,12 +228,12 @@ def _safetensors_files(folder: Path) -> list[Path]:
     model.safetensors, else every top-level ``*.safetensors`` (one unsharded export)."""
     index = folder / "model.safetensors.index.json"
     if index.is_file():
-        return _shards(index)
+        return shard_files(index)
     single = folder / "model.safetensors"
     return [single] if single.is_file() else sorted(folder.glob("*.safetensors"))
 
 
-def _shards(index: Path) -> list[Path]:
+def shard_files(index: Path) -> list[Path]:
     """The files an index's ``weight_map`` names, each once; none if the index is unreadable."""
     try:
         weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
@@ -242,13 +251,13 @@ def _safetensors_headers(folder: Path) -> dict[str, Mapping[str, Any]] | None:
     tensors: dict[str, Mapping[str, Any]] = {}
     try:
         for path in files:
-            tensors.update(_read_header(path))
+            tensors.update(read_header(path))
     except (OSError, ValueError):
         return None
     return tensors
 
 
-def _read_header(path: Path) -> dict[str, Mapping[str, Any]]:
+def read_header(path: Path) -> dict[str, Mapping[str, Any]]:
     """The header's tensor entries; ValueError for anything that is not a safetensors header."""
     with path.open("rb") as f:
         prefix = f.read(8)
@@ -275,7 +284,7 @@ def _is_tensor_entry(entry: Any) -> bool:
     )
 
 
-def _count_parameters(tensors: Mapping[str, Mapping[str, Any]], config: Mapping[str, Any]) -> int:
+def count_parameters(tensors: Mapping[str, Mapping[str, Any]], config: Mapping[str, Any]) -> int:
     # Parameters are floating point; integer tensors in an unquantized file are buffers.
     names = {
         n
@@ -345,7 +354,7 @@ def _weights_bytes(folder: Path) -> int | None:
 def _pickle_files(folder: Path) -> list[Path]:
     index = folder / "pytorch_model.bin.index.json"
     if index.is_file():
-        return _shards(index)
+        return shard_files(index)
     single = folder / "pytorch_model.bin"
     return [single] if single.is_file() else []
 

@@ -38,27 +38,24 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .._errors import (
-    AuthenticationError,
     ConfigurationError,
-    ConnectionError,
     InvalidRequestError,
-    NotFoundError,
 )
 from .._image_gen import ImageRequest, ImageResult
 from .._local.energy import SETTINGS as COST_SETTINGS
 from .._local.loading import (
     QUIET,
     Source,
-    _not_cached,
     dtype_name,
     hardware_name,
+    hub_download,
     hub_offline,
     looks_local,
     peak_memory_bytes,
     pick_device,
     pick_dtype,
 )
-from .._local.profile import _count_parameters, _read_header, _shards, card_license
+from .._local.profile import card_license, count_parameters, read_header, shard_files
 from .._record import Access
 from ._base import BackendConfig
 from ._in_process import InProcessBackend
@@ -238,39 +235,18 @@ def _resolve(model: str, revision: str | None, variant: str | None) -> Source:
 
 
 def _download(repo_id: str, revision: str | None, variant: str | None) -> Source:
-    """The pipeline's files from the Hub (or its cache), as diffusers selects them."""
+    """The pipeline's files from the Hub (or its cache), as diffusers selects them: only what
+    the pipeline loads, not a repository's every checkpoint."""
     from diffusers import DiffusionPipeline
-    from huggingface_hub import errors as hub_errors
 
-    offline = hub_offline()
-    try:
+    def fetch(offline: bool) -> str:
         with QUIET:
-            folder = DiffusionPipeline.download(
+            folder: str = DiffusionPipeline.download(
                 repo_id, revision=revision, variant=variant, local_files_only=offline
             )
-    except hub_errors.GatedRepoError as exc:
-        raise AuthenticationError(
-            f"{repo_id} is gated on the Hugging Face Hub: accept its terms on the model page and "
-            "log in (hf auth login) or set HF_TOKEN.",
-            provider="huggingface",
-        ) from exc
-    except (hub_errors.RepositoryNotFoundError, hub_errors.RevisionNotFoundError) as exc:
-        raise NotFoundError(
-            f"{repo_id} is not on the Hugging Face Hub (or is private), and no local folder "
-            f"{repo_id!r} exists.",
-            status_code=404,
-            provider="huggingface",
-        ) from exc
-    except hub_errors.LocalEntryNotFoundError as exc:
-        raise _not_cached(repo_id, revision, offline) from exc
-    except OSError as exc:  # HTTP and connection failures are OSErrors in huggingface_hub
-        raise ConnectionError(
-            f"Could not download {repo_id} from the Hugging Face Hub: {exc}",
-            provider="huggingface",
-        ) from exc
-    path = Path(folder)
-    commit = path.name if path.parent.name == "snapshots" else revision
-    return Source(path, repo_id, commit)
+        return folder
+
+    return hub_download(repo_id, revision, fetch)
 
 
 class _Shared:
@@ -362,9 +338,9 @@ def _components(folder: Path, variant: str | None) -> _Weights:
                 return _Weights(None, None)
             tensors: dict[str, Any] = {}
             for path in files:
-                tensors.update(_read_header(path))
+                tensors.update(read_header(path))
                 size += path.stat().st_size
-            parameters += _count_parameters(tensors, _config(folder / name)) if files else 0
+            parameters += count_parameters(tensors, _config(folder / name)) if files else 0
     except (OSError, ValueError, AttributeError):
         return _Weights(None, None)
     return _Weights(parameters, size)
@@ -384,7 +360,7 @@ def _weight_files(component: Path, variant: str | None) -> list[Path] | None:
             else f"{base}.safetensors.index.json"
         )
         if (component / index).is_file():
-            return _shards(component / index)
+            return shard_files(component / index)
     return None if component.is_dir() and any(component.glob("*.bin")) else []
 
 
