@@ -10,6 +10,10 @@ A classification set gives each row a ``label`` (the true class) instead of ``ex
 call its prompt ``text``: ``{"id": "fr-01", "text": "Il pleut.", "label": "fr"}``. Every row of
 such a set has a label, so that no text goes ungraded.
 
+A row may ask to draw instead (``"task": "image"``, or any of ``size``, ``seed``, ``steps``,
+``negative_prompt``): an image-generation set (the bundled ``image-prompts``; see
+:mod:`.drawing`), where every row draws.
+
 A row may ask for structure (graded by the ``json_schema`` and ``tool_call`` scorers):
 
 - ``schema``: a JSON schema object; the reply must be JSON valid against it (the model is called
@@ -46,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import InvalidRequestError, shown
+from .drawing import DRAW_FIELDS, draw_fields
 from .structured_rows import STRUCTURE_FIELDS, decode_json_cells, structure_of
 
 __all__ = [
@@ -57,7 +62,7 @@ __all__ = [
     "load_prompts",
 ]
 
-FIELDS = ("id", "prompt", "text", "expected", "label", *STRUCTURE_FIELDS)
+FIELDS = ("id", "prompt", "text", "expected", "label", *STRUCTURE_FIELDS, *DRAW_FIELDS)
 _SUFFIXES = (".jsonl", ".csv")
 
 
@@ -82,6 +87,11 @@ class PromptItem:
     tool_choice: str | None = None
     expected_tool: str | None = None
     expected_arguments: Mapping[str, Any] | None = field(default=None, hash=False)
+    task: str | None = None  # "image": a prompt to draw (see :mod:`.drawing`)
+    size: str | None = None
+    seed: int | None = None
+    steps: int | None = None
+    negative_prompt: str | None = None
 
     @property
     def structured(self) -> bool:
@@ -145,6 +155,7 @@ def load_prompts(source: str | os.PathLike[str]) -> list[PromptItem]:
     lines = [line for line, _ in rows]
     _check_unique(path, items, lines)
     _check_labels(path, items, lines)
+    _check_drawing(path, items, lines)
     return items
 
 
@@ -227,6 +238,7 @@ def _item(path: Path, line: int, position: int, row: dict[str, Any]) -> PromptIt
     _check_fields(path, line, list(row))
     prompt = _prompt(path, line, row)
     ident = _text(path, line, "id", row.get("id"))
+    drawing = draw_fields(f"{path}, line {line}", row)
     structure = structure_of(f"{path}, line {line}", row)
     if "expected_output" in structure:  # the JSON value, kept as text for a judge to read
         row = {**row, "expected": json.dumps(structure["expected_output"], ensure_ascii=False)}
@@ -239,7 +251,7 @@ def _item(path: Path, line: int, position: int, row: dict[str, Any]) -> PromptIt
         )
     label = label.strip() if label else None  # " fr" from a hand-edited CSV is still fr
     ident = ident.strip() if ident else str(position)
-    return PromptItem(ident, prompt, expected, label, **structure)
+    return PromptItem(ident, prompt, expected, label, **structure, **drawing)
 
 
 def _prompt(path: Path, line: int, row: dict[str, Any]) -> str:
@@ -293,4 +305,15 @@ def _check_labels(path: Path, items: list[PromptItem], lines: list[int]) -> None
         raise InvalidRequestError(
             f"{path}, line {line}: no 'label', where other rows have one; in a classification "
             "set every row needs its label."
+        )
+
+
+def _check_drawing(path: Path, items: list[PromptItem], lines: list[int]) -> None:
+    """A set that draws on some rows only would run two tasks at once: refused."""
+    drawing = [item.task == "image" for item in items]
+    if any(drawing) and not all(drawing):
+        line = lines[drawing.index(False)]
+        raise InvalidRequestError(
+            f"{path}, line {line}: a prompt to answer, where other rows draw an image; in an "
+            'image-generation set every row draws (give it "task": "image").'
         )

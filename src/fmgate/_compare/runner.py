@@ -7,7 +7,8 @@ graded on this thread after the model's pass; encoders (which embed and cannot g
 retrieval task instead, graded ``retrieval@1``. A classification set (rows with a ``label``) is
 classified instead (see :mod:`.classifying`), graded ``accuracy`` or ``macro_f1``. An image set
 (:mod:`.images`) is classified or searched for objects (see :mod:`.imaging`), graded ``top1``,
-``top5`` or ``recall@0.5``.
+``top5`` or ``recall@0.5``. An image-generation set (:mod:`.drawing`) is drawn, one
+``generate_image`` call per row, never graded; the images go to ``image_dir``, not the store.
 
 A row that asks for structure adds its own ``output=`` (its schema), ``tools=`` and ``tool_choice``
 to the run's ``params``; a local batch holds rows that ask for the same structure, since one
@@ -22,6 +23,7 @@ through ``generate_many(tags=...)``), and every score names the record it grades
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -46,6 +48,7 @@ from .classifying import (
     planned_classify_calls,
     top_labels,
 )
+from .drawing import DrawCall, ImageFolder, check_drawers, draw, is_image_generation
 from .image_scorers import BoxRecallScorer, TopKScorer
 from .images import ImageItem, canonical_labels, image_items, image_task
 from .imaging import (
@@ -125,6 +128,8 @@ def planned_calls(
         task = image_task(images)
         return sum(planned_image_calls(m, images, task, repeat, warmup) for m in models)
     items = _prompts(items)
+    if is_image_generation(items):
+        return len(models) * (warmup + repeat * len(items))
     if is_classification(items):
         return sum(planned_classify_calls(m, len(items), repeat, warmup) for m in models)
     index = 1 if any(item.expected is not None for item in items) else 0
@@ -159,6 +164,7 @@ def run_compare(
     on_progress: Progress | None = None,
     run_id: str | None = None,
     store: SqliteStore | None = None,
+    image_dir: str | os.PathLike[str] | None = None,
 ) -> CompareRun:
     """Run every model over ``items`` and grade the answers; failed calls are counted, not raised.
 
@@ -167,7 +173,9 @@ def run_compare(
     n_done)`` is called on this thread as calls finish, with the model's name (alias or spec)
     and that model's calls done so far (out of ``planned_calls([model], ...)``). Scores go to
     ``store`` (default: the default store, where the records go). ``items`` are a prompt set's
-    (:func:`load_prompts`) or an image set's (:func:`load_images`).
+    (:func:`load_prompts`) or an image set's (:func:`load_images`). An image-generation set's
+    images are written under ``image_dir`` (``images/<model>/``, with thumbnails and an index
+    the report reads); without it they are drawn, timed and dropped.
     """
     _check(models, items, repeat, warmup, concurrency)
     _check_task(models, items, scorer)
@@ -175,6 +183,7 @@ def run_compare(
         scorer.check(items)  # a bad pattern or judge fails before any model is called
     run = CompareRun(run_id or new_run_id())
     session = _Session(run, scorer, dict(params or {}), concurrency, on_progress, store)
+    session.images = ImageFolder(image_dir, run.run_id) if image_dir is not None else None
     # Records are collected as emitted, not from the results: a failed call's error does not
     # carry its record, and the judge's calls happen inside the scorer. The run tag finds them.
     collector = MemorySink(maxlen=None)
@@ -215,6 +224,8 @@ def _check_task(models: Sequence[Model], items: Items, scorer: Scorer | None) ->
     images = image_items(items)
     if images is not None:
         check_image_models(models, image_task(images))
+    elif is_image_generation(items):
+        check_drawers(models)
     elif is_classification(_prompts(items)):
         check_classifiers(models)
 
@@ -236,6 +247,11 @@ def check_scorer(items: Items, scorer: Scorer | None) -> None:
             )
         return
     items = _prompts(items)
+    if scorer is not None and is_image_generation(items):
+        raise InvalidRequestError(
+            f"The set is an image-generation set: no scorer grades drawings (no CLIP model is "
+            f"available); leave out --scorer {scorer.name}."
+        )
     if isinstance(scorer, ClassificationScorer):
         scorer.check(items)
     elif scorer is not None and is_classification(items):
@@ -266,6 +282,7 @@ class _Session:
         self._on_progress = on_progress
         self._store = store if store is not None else DEFAULT_STORE.current()
         self._done = 0
+        self.images: ImageFolder | None = None
 
     def run_model(self, model: Model, items: Items, repeat: int, warmup: int) -> None:
         self._done = 0  # progress counts per model: the CLI draws one bar for each
@@ -274,6 +291,9 @@ class _Session:
             self._images(model, images, repeat, warmup)
             return
         items = _prompts(items)
+        if is_image_generation(items):
+            self._drawing(model, items, repeat, warmup)
+            return
         if is_classification(items):
             self._classification(model, items, repeat, warmup)
             return
@@ -409,6 +429,36 @@ class _Session:
         )
         if isinstance(self._scorer, TopKScorer | BoxRecallScorer):
             self._grade_images(self._scorer, results)
+
+    def _drawing(self, model: Model, items: list[PromptItem], repeat: int, warmup: int) -> None:
+        """Draw every row: warm-up calls one at a time, then one call per row and pass, one at a
+        time locally, ``concurrency`` at a time elsewhere; each call's images saved as it ends."""
+        n = len(items)
+        warm = [DrawCall(items[i % n], i // n, warmup=True) for i in range(warmup)]
+        measured = [DrawCall(item, r) for r in range(repeat) for item in items]
+        folder = self.images
+        name = folder.folder(model.alias or model.spec) if folder is not None else ""
+        saved: dict[DrawCall, list[tuple[str, str]]] = {}
+        params = {k: v for k, v in self._params.items() if k not in ("max_tokens", "temperature")}
+
+        def one(call: DrawCall) -> FmgateError | None:
+            with tagged(call.tags(self.run.run_id)):
+                try:
+                    drawn = draw(model, call.item, params)
+                except FmgateError as exc:
+                    return exc
+            if folder is not None and not call.warmup:
+                saved[call] = folder.save(name, call, drawn)
+            return None
+
+        self._concurrently(model, warm, 1, one)  # one at a time: the cold start is paid once
+        results = self._concurrently(model, measured, self._width(model), one)
+        self.run.errors += sum(outcome is not None for _, outcome in results)
+        if folder is not None:
+            by_row: dict[str, list[tuple[str, str]]] = {}
+            for call in measured:  # in pass order: a row's strip shows its first drawing
+                by_row.setdefault(call.item.id, []).extend(saved.get(call, []))
+            folder.add_model(model.alias or model.spec, items, by_row)
 
     def _grade_images(
         self,

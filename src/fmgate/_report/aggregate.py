@@ -100,6 +100,9 @@ class ModelSummary:
     images_per_s: float | None = None  # all images over all call time
     cost_per_image: Decimal | None = None
     cost_per_1k_images: Decimal | None = None
+    # Image generation (task "image"): images drawn in successful calls; None: drew nothing.
+    # The per-image latency, rate and cost above then count the images drawn.
+    generated: int | None = None
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -134,6 +137,8 @@ def task_of(record: CallRecord) -> str:
     """The record's task as a row tells it: ``classify images`` apart from classifying texts."""
     if record.operation == "classify" and is_image_task(record):
         return "classify images"
+    if record.task == "image":
+        return "generate images"
     return record.operation
 
 
@@ -184,7 +189,8 @@ def _summarize_group(
     classes = _classified(counted, scores)
     pictures = _pictured(counted, scores)
     quality = _quality(counted, scores, classes, pictures)
-    per_image = _per_image(counted)
+    drawing = [r for r in counted if r.task == "image"]
+    per_image = _per_image(drawing or counted)
     access = newest.access
     structure = _structure(counted)
     return ModelSummary(
@@ -234,7 +240,7 @@ def _summarize_group(
         validity_rate=structure.validity_rate,
         calls_with_tools=structure.with_tools,
         tools_called_per_call=structure.tools_called,
-        images=per_image.images,
+        images=None if drawing else per_image.images,
         top1=pictures.top1,
         top5=pictures.top5,
         images_graded=pictures.images,
@@ -245,6 +251,7 @@ def _summarize_group(
         images_per_s=per_image.per_s,
         cost_per_image=per_image.cost,
         cost_per_1k_images=per_image.cost * 1000 if per_image.cost is not None else None,
+        generated=per_image.images if drawing else None,
     )
 
 
@@ -258,7 +265,7 @@ class _PerImage(NamedTuple):
 def _per_image(counted: list[CallRecord]) -> _PerImage:
     """Speed and cost per image over the successful image calls: a batched call's latency is
     shared by its images, so per image it is the call's latency over its images."""
-    calls = [r for r in counted if is_image_task(r)]
+    calls = [r for r in counted if is_image_task(r) or r.task == "image"]
     if not calls:
         return _PerImage(None, None, None, None)
     ok = [(r, _images_of(r)) for r in calls if r.ok and _images_of(r)]

@@ -12,8 +12,10 @@ from typing import Any
 
 from .._errors import ConfigurationError, MissingExtraError
 from .._record import CallRecord, Score
+from .._tags import RUN
 from .aggregate import ModelSummary, summarize
 from .render import markdown
+from .strips import load_strips
 
 __all__ = ["FORMATS", "Written", "write_report"]
 
@@ -40,7 +42,8 @@ def write_report(
 ) -> Written:
     """Write the report files into ``out_dir`` and return their paths by format.
 
-    ``notes`` (plain text, e.g. what the models are) head the HTML and Markdown pages.
+    ``notes`` (plain text, e.g. what the models are) head the HTML and Markdown pages. Images
+    that ``fmgate compare`` drew into ``out_dir`` (``images/index.json``) show as thumbnail strips.
 
     ``html``: report.html; ``md``: report.md; ``csv``: summary.csv (one row per model, key
     ``csv``) and records.csv (one row per record, key ``records_csv``); ``jsonl``: records.jsonl.
@@ -56,16 +59,19 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summaries = summarize(records, scores)
+    runs = {r.tags[RUN] for r in records if RUN in r.tags}
+    strips = load_strips(out, runs)  # the images compare drew into this folder for these runs
     written: dict[str, Path] = {}
     if "html" in formats:
         from .html import render_html
 
         written["html"] = out / "report.html"
-        page = render_html(summaries, records, scores, title=title, notes=notes)
+        page = render_html(summaries, records, scores, title=title, notes=notes, strips=strips)
         written["html"].write_text(page, "utf-8")
     if "md" in formats:
         written["md"] = out / "report.md"
-        written["md"].write_text(markdown(summaries, title=title, notes=notes), "utf-8")
+        page = markdown(summaries, title=title, notes=notes, strips=strips)
+        written["md"].write_text(page, "utf-8")
     return Written(written | _write_data(out, summaries, records, scores, formats), skipped)
 
 

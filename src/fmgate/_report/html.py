@@ -24,6 +24,7 @@ from .render import (
     notes_for,
     tables_for,
 )
+from .strips import Strip, html_strips
 
 __all__ = ["render_html", "require_matplotlib"]
 
@@ -39,6 +40,7 @@ td:first-child{white-space:normal;overflow-wrap:anywhere;min-width:9em;max-width
 .wide{overflow-x:auto}
 td[title]{text-decoration:underline dotted #999;cursor:help}
 figure{margin:1em 0}figure img{width:100%;height:auto;max-width:1600px}
+td.strip{padding:2px;vertical-align:top}td.strip img{display:block;max-width:128px}
 figcaption,.caption,.note{font-size:.88em;color:#555;max-width:70em}
 footer{margin-top:3em;font-size:.8em;color:#666}
 """
@@ -59,11 +61,13 @@ def render_html(
     *,
     title: str,
     notes: Sequence[str] = (),
+    strips: Sequence[Strip] = (),
 ) -> str:
-    """The whole page as a string; ``notes`` (plain text) are listed under the title."""
+    """The whole page as a string; ``notes`` (plain text) are listed under the title, ``strips``
+    (the images an image-generation run drew) after the tables."""
     require_matplotlib()
     body = [f"<h1>{escape(title)}</h1>", _list(notes)]
-    body += [_tables(summaries), _plots(summaries, records)]
+    body += [_tables(summaries), html_strips(strips), _plots(summaries, records)]
     body += [_how_to_read(), _errors(summaries), _footer(records)]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

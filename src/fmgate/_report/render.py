@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, NamedTuple
 
 from .aggregate import ModelSummary
+from .strips import Strip, markdown_strips
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, Group, RenderResult
@@ -308,6 +309,42 @@ TERMINAL_IMAGES = TableSpec(
     keeps=lambda s: s.images is not None,
 )
 
+GENERATED_TEXT = (
+    "Per image drawn, over the successful calls (one call per prompt; a call may draw several). "
+    "ms / image: the median of each call's latency over its images; images/s: all images over "
+    "all call time."
+)
+NO_CLIP = "Images generated: no quality score: no CLIP model available."
+GENERATED = TableSpec(
+    "Images generated",
+    (
+        MODEL,
+        CALLS,
+        Column("images", lambda s: str(s.generated) if s.generated is not None else DASH, True),
+        Column("ms / image p50", lambda s: fmt_ms(s.latency_per_image_p50_s), True),
+        Column("images/s", lambda s: fmt_number(s.images_per_s), True),
+        Column("cost / image", lambda s: fmt_per_image(s.cost_per_image, s), True),
+        Column("cost / 1k images", lambda s: fmt_per_image(s.cost_per_1k_images, s), True),
+        Column("cost basis", lambda s: s.cost_basis),
+        Column("channel", lambda s: s.distribution),
+    ),
+    GENERATED_TEXT,
+    keeps=lambda s: s.generated is not None,
+)
+TERMINAL_GENERATED = TableSpec(
+    "Images generated",
+    (
+        MODEL,
+        Column("images", lambda s: str(s.generated) if s.generated is not None else DASH, True),
+        Column("ms/img", lambda s: fmt_ms(s.latency_per_image_p50_s), True),
+        Column("img/s", lambda s: fmt_number(s.images_per_s), True),
+        Column("per 1k images", lambda s: fmt_per_image(s.cost_per_1k_images, s), True),
+        Column("basis", lambda s: s.cost_basis),
+    ),
+    "ms/img: median latency per image drawn; per 1k images: cost.",
+    keeps=lambda s: s.generated is not None,
+)
+
 
 def fmt_validity(s: ModelSummary) -> str:
     return fmt_rate(s.validity_rate)
@@ -337,14 +374,16 @@ def tables_for(
 ) -> list[TableSpec]:
     """``base``, its first table with validity and tool use beside quality when any call asked
     for structured output or offered tools, the classification table after the first when any
-    model classified texts, and the image table when any classified images or detected
-    objects."""
+    model classified texts, the image table when any classified images or detected
+    objects, and the images-generated table when any drew images."""
     first, *rest = base
     added = [_with_structure(first, summaries)]
     if any(s.accuracy is not None for s in summaries):
         added.append(CLASSIFICATION)
     if any(s.images is not None for s in summaries):
         added.append(TERMINAL_IMAGES if base is TERMINAL_TABLES else IMAGES)
+    if any(s.generated is not None for s in summaries):
+        added.append(TERMINAL_GENERATED if base is TERMINAL_TABLES else GENERATED)
     return [*added, *rest]
 
 
@@ -442,6 +481,8 @@ def notes_for(summaries: Sequence[ModelSummary]) -> list[str]:
             f"Quality: each model's mean score from its scorer ({', '.join(scorers)}); scores "
             "of different scorers do not compare."
         )
+    if any(s.generated is not None for s in summaries):
+        notes.append(NO_CLIP)
     return notes
 
 
@@ -532,8 +573,15 @@ def _min_width(summaries: Sequence[ModelSummary], column: Column) -> int:
     return max(len(w) for w in [*words, *(cells if column.numeric else []), ""])
 
 
-def markdown(summaries: Sequence[ModelSummary], *, title: str, notes: Sequence[str] = ()) -> str:
-    """A Markdown page: the notes, the three tables, what to know about the rows, the errors."""
+def markdown(
+    summaries: Sequence[ModelSummary],
+    *,
+    title: str,
+    notes: Sequence[str] = (),
+    strips: Sequence[Strip] = (),
+) -> str:
+    """A Markdown page: the notes, the three tables, the thumbnails an image-generation run
+    drew (``strips``, linked), what to know about the rows, the errors."""
     lines = [f"# {title}", ""]
     if notes:
         lines += [f"- {_md_escape(n)}" for n in notes] + [""]
@@ -541,6 +589,7 @@ def markdown(summaries: Sequence[ModelSummary], *, title: str, notes: Sequence[s
         lines += [f"## {spec.title}", "", *_md_table(spec.rows(summaries), spec.columns), ""]
         if spec.caption:
             lines += [spec.caption, ""]
+    lines += markdown_strips(strips)
     lines += [f"- {_md_escape(n)}" for n in notes_for(summaries)]
     lines += ["", NOTES_TEXT, "", UNITS_TEXT]
     failing = [s for s in summaries if s.errors]

@@ -35,7 +35,11 @@ def add_commands(commands: Any) -> None:
         "and the tool calls made. An image set (a folder, or a CSV of path,label or "
         "path,label,x0,y0,x1,y1 rows) is classified (--scorer top1 or top5) or searched for "
         "objects (--scorer recall@0.5) by image classifiers, detectors and chat models that "
-        "read images; the report adds an Images table (per image: quality, latency, cost).",
+        "read images; the report adds an Images table (per image: quality, latency, cost). An "
+        'image-generation set (rows with "task": "image", or size, seed, steps, '
+        "negative_prompt; the bundled image-prompts) is drawn by diffusers pipelines and images "
+        "APIs: the images go under --out DIR/images/<model>/ and the report adds an Images "
+        "generated table and a thumbnail strip per model (no quality score).",
     )
     compare.add_argument(
         "-m",
@@ -53,9 +57,9 @@ def add_commands(commands: Any) -> None:
         help="a .jsonl or .csv file with 'prompt' and optional 'expected' and 'id' (or "
         "'text' and 'label' to classify; 'schema', 'tools', 'tool_choice', 'expected_tool' and "
         "'expected_arguments' to ask for structure), or a bundled set (capitals, arithmetic, "
-        "pairs, langid, units, tools); or an image set: a folder (a subfolder per label, or a "
-        "labels.csv), a .csv with 'path' and 'label' (and x0, y0, x1, y1 for boxes), or a "
-        "bundled one (skimage-photos, skimage-objects; the vision extra)",
+        "pairs, langid, units, tools, image-prompts to draw); or an image set: a folder (a "
+        "subfolder per label, or a labels.csv), a .csv with 'path' and 'label' (and x0, y0, "
+        "x1, y1 for boxes), or a bundled one (skimage-photos, skimage-objects; the vision extra)",
     )
     compare.add_argument(
         "--scorer",
@@ -231,6 +235,7 @@ def _run_with_progress(
             concurrency=args.concurrency,
             params=params,
             on_progress=on_progress,
+            image_dir=args.out,  # an image-generation set's drawings, beside the report
         )
 
 
