@@ -44,6 +44,7 @@ TASK_NAMES = {
     "classify": "Classification",
     "classify images": "Image classification",
     "detect": "Object detection",
+    "generate_content": "Image generation",
 }
 
 
@@ -74,7 +75,7 @@ def task_plots(
     return sections
 
 
-IMAGE_TASKS = ("classify images", "detect")
+IMAGE_TASKS = ("classify images", "detect", "generate_content")
 
 
 def _per_image(s: ModelSummary) -> ModelSummary:
