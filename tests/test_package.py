@@ -23,6 +23,12 @@ HEAVY = (
     "jsonschema",
     "xgrammar",
     "llguidance",
+    "diffusers",
+    "PIL",
+    "numpy",
+    "cv2",
+    "skimage",
+    "efficientnet_lite_pytorch",
 )
 
 
