@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import ClassVar
 
 from fmgate._errors import ContextLengthError, FmgateError, ServerError
+from fmgate._image_gen import ImageRequest, ImageResult
 from fmgate._providers import ProviderInfo
 from fmgate._record import Access, Cost, Task, Usage
 from fmgate._types import ChatRequest, ClassifyResult, Completion, Delta
@@ -175,3 +176,26 @@ class FakeClassifierBackend(FakeBackend):
             raise self.fail_next.pop(0)
         ranked = [[(t.partition(":")[0].strip() if ":" in t else "other", 0.9)] for t in texts]
         return ClassifyResult([r[:top_k] for r in ranked], Usage(), "fake-classifier")
+
+
+class Painter(FakeBackend):
+    """Draws n flat images of the size asked, its red from the seed; 25 steps by default.
+    ``seen`` keeps every request it was given."""
+
+    wire = "paint"
+    seen: ClassVar[list[ImageRequest]] = []
+
+    @property
+    def tasks(self) -> frozenset[Task]:
+        return frozenset({"image"})
+
+    def generate_image(self, request: ImageRequest) -> ImageResult:
+        from PIL import Image as PILImage
+
+        Painter.seen.append(request)
+        red = (request.seed or 0) % 256
+        images = [
+            PILImage.new("RGB", (request.width, request.height), (red, 0, 0))
+            for _ in range(request.n)
+        ]
+        return ImageResult(images, Usage(), "painter-1", request.steps or 25)

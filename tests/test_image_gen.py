@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from PIL import Image as PILImage
@@ -15,28 +15,7 @@ from PIL import Image as PILImage
 import fmgate
 from fmgate import Images, MemorySink, Model
 from fmgate._image_gen import ImageRequest, ImageResult
-from fmgate._record import Task, Usage
-from tests.fakes import FakeBackend, fake_config
-
-
-class Painter(FakeBackend):
-    """Draws n flat images of the size asked, its colour from the seed; 25 steps by default."""
-
-    wire = "paint"
-    seen: ClassVar[list[ImageRequest]] = []
-
-    @property
-    def tasks(self) -> frozenset[Task]:
-        return frozenset({"image"})
-
-    def generate_image(self, request: ImageRequest) -> ImageResult:
-        Painter.seen.append(request)
-        colour = (request.seed or 0) % 256
-        images = [
-            PILImage.new("RGB", (request.width, request.height), (colour, 0, 0))
-            for _ in range(request.n)
-        ]
-        return ImageResult(images, Usage(), "painter-1", request.steps or 25)
+from tests.fakes import FakeBackend, Painter, fake_config
 
 
 def make(backend: type[FakeBackend] = Painter) -> tuple[Model, MemorySink]:

@@ -7,39 +7,17 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any
 
 import openai
 import pytest
 from PIL import Image as PILImage
 
 import fmgate
-from fmgate._image_gen import ImageRequest, ImageResult
-from fmgate._record import Task, Usage
 from fmgate.serve import serving
-from tests.fakes import FakeBackend, fake_config
+from tests.fakes import FakeBackend, Painter, fake_config
 
 from .conftest import request
-
-
-class Painter(FakeBackend):
-    """Draws n flat images of the size asked, its red from the seed; 25 steps by default."""
-
-    wire = "paint"
-    seen: ClassVar[list[ImageRequest]] = []
-
-    @property
-    def tasks(self) -> frozenset[Task]:
-        return frozenset({"image"})
-
-    def generate_image(self, request: ImageRequest) -> ImageResult:
-        Painter.seen.append(request)
-        red = (request.seed or 0) % 256
-        images = [
-            PILImage.new("RGB", (request.width, request.height), (red, 0, 0))
-            for _ in range(request.n)
-        ]
-        return ImageResult(images, Usage(), "painter-1", request.steps or 25)
 
 
 @pytest.fixture
