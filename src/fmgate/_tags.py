@@ -50,3 +50,5 @@ REPEAT = "fmgate.repeat"  # "0", "1", ...: which repeat of the prompt
 WARMUP = "fmgate.warmup"  # "true" on warm-up calls, which statistics leave out
 TOOL_LOOP = "fmgate.tool_loop"  # the id shared by the model calls of one run_tools=True loop
 ROLE = "fmgate.role"  # "candidate" (a model compared), "judge" (a judge grading), "index"
+SWEEP = "fmgate.sweep"  # the concurrency sweep's id (``fmgate bench``: the run id)
+CONCURRENCY = "fmgate.concurrency"  # "1", "2", "4", ...: calls in flight (or batch size)

@@ -1,0 +1,356 @@
+"""A concurrency sweep: one loaded model's throughput and latency at 1, 2, 4, ... calls in flight.
+
+``fmgate bench`` runs it. One warm-up call pays the cold start (tagged ``fmgate.warmup=true``);
+then, level by level, ``calls_per_level(c)`` calls with ``c`` in flight: ``c`` concurrent calls
+for API and self-hosted models, ``c`` prompts per ``generate_many`` batch for local models that
+batch. A local model that does not batch runs one call at a time (as ``compare`` runs it), so
+its sweep has the one level, 1. Every measured call is tagged with the run, its prompt, the sweep
+and its level (``fmgate.concurrency``), so :func:`levels_of` computes the same table from the
+stored records as :func:`run_sweep` returns.
+
+A level's figures (``None`` where unknown, never 0):
+
+- span = last end - first start over the level's calls (end = ``started_at`` + ``wall_s``)
+- calls/s = successful calls / span; output tokens/s = their output tokens / span
+- p50 and p90 of the successful calls' ``total_s``, and p50 of their ``ttft_s``, by linear
+  interpolation between closest ranks (:func:`fmgate._report.aggregate.percentile`)
+
+The sweep stops raising the level when calls/s fell two levels in a row, when a level's p90
+passed ``stop_p90_s``, or when no call of a level succeeded.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from .._errors import ConfigurationError, FmgateError, InvalidRequestError
+from .._model import Model
+from .._record import CallRecord
+from .._recording import add_sink, remove_sink
+from .._report.aggregate import percentile
+from .._tags import CONCURRENCY, PROMPT, RUN, SWEEP, WARMUP, tagged
+from .prompts import PromptItem, is_classification
+from .runner import embeds_only, new_run_id
+
+__all__ = [
+    "DEFAULT_MAX_CONCURRENCY",
+    "Level",
+    "Sweep",
+    "level_calls",
+    "levels_of",
+    "planned_calls",
+    "planned_levels",
+    "run_sweep",
+]
+
+DEFAULT_MAX_CONCURRENCY = 32
+MIN_CALLS = 8  # per level: fewer make a p90 of little more than the slowest call
+SweepProgress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """One level's measurements: ``calls`` made with ``concurrency`` in flight, ``ok`` of them
+    successful; the rates over the level's wall ``span_s`` (first start to last end)."""
+
+    concurrency: int
+    calls: int
+    ok: int
+    span_s: float | None
+    calls_per_s: float | None
+    output_tokens_per_s: float | None
+    p50_s: float | None
+    p90_s: float | None
+    ttft_p50_s: float | None
+
+    def within(self, p90_target_s: float | None) -> bool:
+        """Whether the level kept its p90 latency at or under the target (any level, without
+        one); a level with no successful call never does."""
+        if self.ok == 0 or self.calls_per_s is None:
+            return False
+        return p90_target_s is None or (self.p90_s is not None and self.p90_s <= p90_target_s)
+
+
+@dataclass
+class Sweep:
+    """What one sweep measured: its levels in order, every record tagged with its id (the
+    warm-up's and the failures included), and why it stopped before ``max_concurrency``."""
+
+    sweep_id: str
+    model: str
+    levels: list[Level] = field(default_factory=list)
+    records: list[CallRecord] = field(default_factory=list)
+    stopped: str | None = None
+
+    @property
+    def errors(self) -> int:
+        """Measured calls that failed (the warm-up's failure is not counted)."""
+        return sum(level.calls - level.ok for level in self.levels)
+
+    def capacity(self, p90_target_s: float | None = None) -> Level | None:
+        """The level with the highest calls/s among those whose p90 stayed at or under
+        ``p90_target_s`` (among all levels, without a target); ``None`` when none did."""
+        fit = [level for level in self.levels if level.within(p90_target_s)]
+        return max(fit, key=lambda level: level.calls_per_s or 0.0, default=None)
+
+
+def planned_levels(
+    model: Model, max_concurrency: int, levels: Sequence[int] | None = None
+) -> list[int]:
+    """The levels a sweep of ``model`` tries, at most: ``levels`` (default 1, 2, 4, ... and
+    ``max_concurrency`` itself) up to ``max_concurrency``; only 1 for a local model that does
+    not batch."""
+    _check_count("max_concurrency", max_concurrency)
+    if levels is None:
+        levels = [2**i for i in range(max_concurrency.bit_length()) if 2**i < max_concurrency]
+        levels = [*levels, max_concurrency]
+    for level in levels:
+        _check_count("a level", level)
+    chosen = sorted({level for level in levels if level <= max_concurrency})
+    if not chosen:
+        raise InvalidRequestError(
+            f"No level is at or under max_concurrency={max_concurrency}: raise it, or give "
+            "lower levels."
+        )
+    if _one_at_a_time(model):
+        return [1]
+    return chosen
+
+
+def level_calls(concurrency: int, calls: int | None = None) -> int:
+    """Calls made at a level: ``calls`` (default ``max(2 * c, 8)``), and never fewer than
+    ``c``, so that ``c`` are in flight at once."""
+    if calls is not None:
+        _check_count("calls_per_level", calls)
+        return max(calls, concurrency)
+    return max(2 * concurrency, MIN_CALLS)
+
+
+def planned_calls(
+    model: Model,
+    *,
+    levels: Sequence[int] | None = None,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    calls_per_level: int | None = None,
+) -> int:
+    """The most calls :func:`run_sweep` makes with these settings: the warm-up and every
+    planned level's (fewer when it stops early)."""
+    plan = planned_levels(model, max_concurrency, levels)
+    return 1 + sum(level_calls(c, calls_per_level) for c in plan)
+
+
+def run_sweep(
+    model: Model,
+    items: Sequence[PromptItem],
+    *,
+    levels: Sequence[int] | None = None,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    calls_per_level: int | None = None,
+    params: Mapping[str, Any] | None = None,
+    on_progress: SweepProgress | None = None,
+    run_id: str | None = None,
+    stop_p90_s: float | None = None,
+) -> Sweep:
+    """Measure ``model`` at each level of concurrency, reusing it as loaded; failed calls are
+    counted, not raised (a call refused before sending, such as a bad parameter, is raised).
+
+    ``items`` (a chat prompt set, cycled) give the prompts; ``params`` go to every call
+    (``max_tokens=64``). ``on_progress(concurrency, done)`` is called, possibly from worker
+    threads, as each call is recorded: the level running and the calls recorded so far, the
+    warm-up included (out of :func:`planned_calls` at most: the sweep may stop early). The
+    records go to the default store, as compare's do; ``run_id`` (default: a new one) is also
+    the sweep's id.
+    """
+    prompts = _check_items(model, items)
+    plan = planned_levels(model, max_concurrency, levels)
+    sweep = Sweep(run_id or new_run_id(), model.alias or model.spec)
+    collector = _Collector(sweep.sweep_id, on_progress)
+    add_sink(collector)
+    try:
+        _warm_up(model, prompts[0], sweep.sweep_id, dict(params or {}))
+        for c in plan:
+            collector.level = c
+            _run_level(model, prompts, c, level_calls(c, calls_per_level), sweep.sweep_id, params)
+            level = _level(c, [r for r in collector.records if _at(r, c)])
+            sweep.levels.append(level)
+            sweep.stopped = _why_stop(sweep.levels, stop_p90_s)
+            if sweep.stopped is not None:
+                break
+    finally:
+        remove_sink(collector)
+        sweep.records = collector.records
+    return sweep
+
+
+def _check_items(model: Model, items: Sequence[PromptItem]) -> list[PromptItem]:
+    """Chat prompts for a model that generates: a sweep measures generation."""
+    if not items:
+        raise InvalidRequestError("A sweep needs at least one prompt: give a prompt set.")
+    if embeds_only(model) or "chat" not in model.tasks:
+        raise InvalidRequestError(
+            f"{model.alias or model.spec} does not generate text: a sweep measures chat "
+            "generation; bench a chat model."
+        )
+    prompts = [item for item in items if isinstance(item, PromptItem)]
+    if len(prompts) != len(items) or is_classification(prompts):
+        raise InvalidRequestError(
+            "A sweep measures chat generation: give a chat prompt set (such as capitals), "
+            "not a classification or image set."
+        )
+    if any(item.structured or item.task == "image" for item in prompts):
+        raise InvalidRequestError(
+            "A sweep sends every prompt with the same params: give a prompt set without "
+            "schemas, tools or images to draw (such as capitals)."
+        )
+    return prompts
+
+
+def _one_at_a_time(model: Model) -> bool:
+    """A local model that does not batch runs one call at a time, as compare runs it."""
+    backend = model.backend
+    return backend.distribution == "local" and backend.default_batch_size <= 1
+
+
+def _check_count(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidRequestError(f"{name} must be an int >= 1, not {value!r}.")
+
+
+def _warm_up(model: Model, item: PromptItem, sweep_id: str, params: dict[str, Any]) -> None:
+    """One call that pays the cold start; a call refused before sending is raised (every
+    measured call would be refused too), any other failure is recorded and the sweep goes on."""
+    tags = {RUN: sweep_id, PROMPT: item.id, SWEEP: sweep_id, WARMUP: "true"}
+    with tagged(tags):
+        try:
+            model.generate(item.prompt, **params)
+        except ConfigurationError:
+            raise
+        except FmgateError:
+            pass
+
+
+def _run_level(
+    model: Model,
+    prompts: Sequence[PromptItem],
+    c: int,
+    n: int,
+    sweep_id: str,
+    params: Mapping[str, Any] | None,
+) -> None:
+    """``n`` calls with ``c`` in flight, the prompts cycled from the first: ``generate_many``
+    runs ``c`` calls at a time for a model that does not batch, ``c`` rows per batch for one
+    that does, and records each call under its own tags."""
+    chosen = [prompts[i % len(prompts)] for i in range(n)]
+    level = {RUN: sweep_id, SWEEP: sweep_id, CONCURRENCY: str(c)}
+    model.generate_many(
+        [item.prompt for item in chosen],
+        concurrency=c,
+        batch_size=c,
+        return_exceptions=True,
+        tags=[{**level, PROMPT: item.id} for item in chosen],
+        **(params or {}),
+    )
+
+
+def _at(record: CallRecord, c: int) -> bool:
+    return record.tags.get(CONCURRENCY) == str(c) and record.tags.get(WARMUP) != "true"
+
+
+def levels_of(records: Iterable[CallRecord]) -> list[Level]:
+    """The levels of stored sweep records (those tagged ``fmgate.concurrency``; warm-up calls
+    left out), by concurrency: the table :func:`run_sweep` returned, from the store."""
+    by_level: dict[int, list[CallRecord]] = {}
+    for record in records:
+        value = record.tags.get(CONCURRENCY)
+        if value is None or not value.isdigit() or record.tags.get(WARMUP) == "true":
+            continue
+        by_level.setdefault(int(value), []).append(record)
+    return [_level(c, by_level[c]) for c in sorted(by_level)]
+
+
+def _level(c: int, records: Sequence[CallRecord]) -> Level:
+    ok = [r for r in records if r.ok]
+    span = _span(records)
+    tokens = [r.usage.output_tokens for r in ok]
+    known = [t for t in tokens if t is not None]
+    return Level(
+        concurrency=c,
+        calls=len(records),
+        ok=len(ok),
+        span_s=span,
+        calls_per_s=_per_s(len(ok), span),
+        output_tokens_per_s=_per_s(sum(known), span) if len(known) == len(tokens) else None,
+        p50_s=percentile(_present(r.latency.total_s for r in ok), 0.5),
+        p90_s=percentile(_present(r.latency.total_s for r in ok), 0.9),
+        ttft_p50_s=percentile(_present(r.latency.ttft_s for r in ok), 0.5),
+    )
+
+
+def _per_s(amount: int, span: float | None) -> float | None:
+    return amount / span if span else None
+
+
+def _span(records: Sequence[CallRecord]) -> float | None:
+    """Seconds from the first call's start to the last call's end; ``None`` without calls."""
+    if not records:
+        return None
+    starts = [r.started_at for r in records]
+    ends = [r.started_at + timedelta(seconds=_waited(r)) for r in records]
+    return (max(ends) - min(starts)).total_seconds()
+
+
+def _waited(record: CallRecord) -> float:
+    latency = record.latency
+    for value in (latency.wall_s, latency.total_s):
+        if value is not None:
+            return value
+    return 0.0
+
+
+def _present(values: Iterable[float | None]) -> list[float]:
+    return [v for v in values if v is not None]
+
+
+def _why_stop(levels: Sequence[Level], stop_p90_s: float | None) -> str | None:
+    """Why the sweep goes no higher than its last level, or ``None`` to go on."""
+    last = levels[-1]
+    if last.ok == 0:
+        return f"no call succeeded at concurrency {last.concurrency}"
+    if stop_p90_s is not None and last.p90_s is not None and last.p90_s > stop_p90_s:
+        return f"p90 {last.p90_s:.3g} s passed {stop_p90_s:g} s at concurrency {last.concurrency}"
+    rates = [level.calls_per_s or 0.0 for level in levels[-3:]]
+    if len(rates) == 3 and rates[0] > rates[1] > rates[2]:
+        return f"calls/s fell two levels in a row, to concurrency {last.concurrency}"
+    return None
+
+
+class _Collector:
+    """A sink that keeps this sweep's records and reports each one as progress."""
+
+    def __init__(self, sweep_id: str, on_progress: SweepProgress | None) -> None:
+        self._sweep_id = sweep_id
+        self._on_progress = on_progress
+        self._lock = threading.Lock()
+        self._records: list[CallRecord] = []
+        self.level = 1
+
+    def write(self, record: CallRecord) -> None:
+        if record.tags.get(SWEEP) != self._sweep_id:
+            return
+        with self._lock:
+            self._records.append(record)
+            done = len(self._records)
+        if self._on_progress is not None:
+            self._on_progress(self.level, done)
+
+    def flush(self) -> None:
+        pass
+
+    @property
+    def records(self) -> list[CallRecord]:
+        with self._lock:
+            return list(self._records)
