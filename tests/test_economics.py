@@ -69,12 +69,10 @@ def sweep() -> list[CallRecord]:
     Each call: 20 output tokens, 50 J (measured energy)."""
     records = [call(i, "small", i, 1.0, concurrency=1, joules=50.0) for i in range(4)]
     records += [
-        call(10 + i, "small", 10 + 2 * (i // 4), 2.0, concurrency=4, joules=50.0)
-        for i in range(8)
+        call(10 + i, "small", 10 + 2 * (i // 4), 2.0, concurrency=4, joules=50.0) for i in range(8)
     ]
     records += [
-        call(20 + i, "small", 20 + 6 * (i // 8), 6.0, concurrency=8, joules=50.0)
-        for i in range(16)
+        call(20 + i, "small", 20 + 6 * (i // 8), 6.0, concurrency=8, joules=50.0) for i in range(16)
     ]
     return records
 
@@ -192,9 +190,7 @@ def test_serverless_has_no_fixed_cost() -> None:
 def test_api_priced_on_the_same_prompts() -> None:
     """The API answered prompts p0..p3; the local model p0, p1 only: the API's cost per call
     is over p0 and p1 ($0.001 and $0.003)."""
-    local = [
-        call(i, "small", 2 * i, 1.0, prompt=f"p{i}", distribution="local") for i in range(2)
-    ]
+    local = [call(i, "small", 2 * i, 1.0, prompt=f"p{i}", distribution="local") for i in range(2)]
     remote = [
         call(10 + i, "api", 10 + i, 1.0, usd=usd, prompt=f"p{i}", distribution="api")
         for i, usd in enumerate(("0.001", "0.003", "0.010", "0.010"))

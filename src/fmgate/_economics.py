@@ -278,7 +278,9 @@ class Capacity:
         return self.level.calls_per_s or 0.0
 
 
-def capacity(records: Sequence[CallRecord], *, target_p90_s: float | None = None) -> Capacity | None:
+def capacity(
+    records: Sequence[CallRecord], *, target_p90_s: float | None = None
+) -> Capacity | None:
     """The measured capacity of one model's records; ``None`` without a successful timed call."""
     counted = [r for r in records if r.tags.get(_WARMUP_TAG) != "true"]
     swept: dict[int, list[CallRecord]] = defaultdict(list)
@@ -417,7 +419,9 @@ class BreakEven:
         v = Decimal(volume)
         return self.self_hosted_per_month(v) / v * 1000, self.api.cost_per_call * 1000
 
-    def per_1m_output_tokens(self, volume: float | Decimal) -> tuple[Decimal | None, Decimal | None]:
+    def per_1m_output_tokens(
+        self, volume: float | Decimal
+    ) -> tuple[Decimal | None, Decimal | None]:
         """(self-hosted, API) cost per million output tokens at ``volume`` calls a month, each
         from its own mean output tokens per call (``None`` where not counted)."""
         v = Decimal(volume)
@@ -428,9 +432,7 @@ class BreakEven:
             if local_tokens
             else None
         )
-        api = (
-            self.api.cost_per_call / Decimal(str(api_tokens)) * 1_000_000 if api_tokens else None
-        )
+        api = self.api.cost_per_call / Decimal(str(api_tokens)) * 1_000_000 if api_tokens else None
         return local, api
 
     @property
@@ -515,9 +517,7 @@ def _same_prompts(group: Sequence[CallRecord], other: Iterable[CallRecord]) -> l
     theirs = {r.tags[_PROMPT_TAG] for r in other if _PROMPT_TAG in r.tags}
     if not theirs:
         return list(group)
-    kept = [
-        r for r in group if _CONCURRENCY_TAG in r.tags or r.tags.get(_PROMPT_TAG) in theirs
-    ]
+    kept = [r for r in group if _CONCURRENCY_TAG in r.tags or r.tags.get(_PROMPT_TAG) in theirs]
     return kept or list(group)
 
 
