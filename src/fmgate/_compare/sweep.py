@@ -40,6 +40,7 @@ __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
     "Level",
     "Sweep",
+    "check_prompts",
     "level_calls",
     "levels_of",
     "planned_calls",
@@ -186,15 +187,12 @@ def run_sweep(
     return sweep
 
 
-def _check_items(model: Model, items: Sequence[PromptItem]) -> list[PromptItem]:
-    """Chat prompts for a model that generates: a sweep measures generation."""
+def check_prompts(items: Sequence[PromptItem]) -> list[PromptItem]:
+    """Refuse a set a sweep cannot send (none, a classification or image set, rows with a
+    schema or tools: one ``generate_many`` takes one set of params). Cheap: the CLI calls it
+    before loading the model."""
     if not items:
         raise InvalidRequestError("A sweep needs at least one prompt: give a prompt set.")
-    if embeds_only(model) or "chat" not in model.tasks:
-        raise InvalidRequestError(
-            f"{model.alias or model.spec} does not generate text: a sweep measures chat "
-            "generation; bench a chat model."
-        )
     prompts = [item for item in items if isinstance(item, PromptItem)]
     if len(prompts) != len(items) or is_classification(prompts):
         raise InvalidRequestError(
@@ -205,6 +203,17 @@ def _check_items(model: Model, items: Sequence[PromptItem]) -> list[PromptItem]:
         raise InvalidRequestError(
             "A sweep sends every prompt with the same params: give a prompt set without "
             "schemas, tools or images to draw (such as capitals)."
+        )
+    return prompts
+
+
+def _check_items(model: Model, items: Sequence[PromptItem]) -> list[PromptItem]:
+    """Chat prompts for a model that generates: a sweep measures generation."""
+    prompts = check_prompts(items)
+    if embeds_only(model) or "chat" not in model.tasks:
+        raise InvalidRequestError(
+            f"{model.alias or model.spec} does not generate text: a sweep measures chat "
+            "generation; bench a chat model."
         )
     return prompts
 

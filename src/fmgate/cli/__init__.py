@@ -23,6 +23,7 @@ examples:
   fmgate compare -m local-small -m gpt -m claude --prompts prompts.jsonl \\
                  --scorer contains --out report/   the same prompts through three models
   fmgate report --since 7d --out report/        rebuild a report from stored records
+  fmgate bench local-small --p90-target 2       capacity: calls/s at 1, 2, 4, ... in flight
   fmgate serve local-small --port 8008          the model as an OpenAI-compatible API
 
 exit codes: 0 ok; 1 some calls failed (recorded, and in the report); 2 bad arguments or
@@ -32,7 +33,7 @@ Models are 'backend:model' specs (fmgate backends lists the backends) or aliases
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import _comparing, _demo, _listing, _run, _serve
+    from . import _bench, _comparing, _demo, _listing, _run, _serve
 
     parser = argparse.ArgumentParser(
         prog="fmgate",
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         "./fmgate.toml, then the user config dir)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (_demo, _run, _listing, _comparing, _serve):
+    for module in (_demo, _run, _listing, _comparing, _bench, _serve):
         module.add_commands(commands)
     return parser
 
