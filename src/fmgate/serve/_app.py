@@ -29,13 +29,14 @@ from starlette.routing import Route
 
 from .._errors import FmgateError, OutputValidationError, UnsupportedFeatureError
 from .._model import Model
-from .._record import Usage
+from .._record import CallRecord, Usage
 from .._tags import tagged
 from .._types import Response
 from . import _wire as wire
 from ._auth import Keys
 from ._batcher import Batcher, Job, QueueFull
 from ._errors import ApiError, from_fmgate, internal, invalid, not_found, queue_full
+from ._extension import cost_headers
 from ._images import ImageCall, images_response, read_images_call
 
 logger = logging.getLogger("fmgate.serve")
@@ -175,7 +176,8 @@ class Served:
             with tagged(SERVED_TAGS):
                 return await self.model.aembed(texts)
 
-    async def draw(self, call: ImageCall) -> Any:
+    async def draw(self, call: ImageCall) -> tuple[Any, CallRecord]:
+        """The Images API's answer, and the call's record."""
         if "image" not in self.model.tasks:
             raise invalid(
                 f"The model `{self.name}` does not generate images: ask a model served here "
@@ -185,7 +187,14 @@ class Served:
         async with self._slot(), self._drawing:
             with tagged(SERVED_TAGS):
                 images = await self.model.agenerate_image(call.prompt, **call.options)
-        return await asyncio.to_thread(images_response, images)  # PNG encoding off the loop
+        body = await asyncio.to_thread(images_response, images)  # PNG encoding off the loop
+        return body, images.record
+
+    async def facts(self, created: int) -> dict[str, Any]:
+        """The model's object on /v1/models, with its access facts (read off the event loop:
+        a local model's profile may read files the first time)."""
+        access = await asyncio.to_thread(lambda: self.model.access)
+        return wire.model_object(self.name, created, access, self.model.backend.distribution)
 
     def _submit(self, call: wire.ChatCall, *, stream: bool) -> Job:
         assert self.batcher is not None
@@ -265,7 +274,7 @@ class Server:
 
     async def list_models(self, request: Request) -> HttpResponse:
         self._keys.check(request.headers.get("authorization"))
-        data = [wire.model_object(name, self._created) for name in self.models]
+        data = [await served.facts(self._created) for served in self.models.values()]
         return Json({"object": "list", "data": data})
 
     async def get_model(self, request: Request) -> HttpResponse:
@@ -273,7 +282,7 @@ class Server:
         name = request.path_params["name"]
         if name not in self.models:
             raise not_found(name)
-        return Json(wire.model_object(name, self._created))
+        return Json(await self.models[name].facts(self._created))
 
     async def chat(self, request: Request) -> HttpResponse:
         self._keys.check(request.headers.get("authorization"))
@@ -283,7 +292,8 @@ class Server:
         try:
             if not call.stream:
                 reply = await served.generate(call)
-                return Json(wire.completion(ident, created, call.model, reply))
+                answer = wire.completion(ident, created, call.model, reply)
+                return Json(answer, headers=cost_headers(reply.record))
             events = served.events(call)
             try:  # the status is known only once the first piece (or the error) is
                 first = await anext(events)
@@ -303,16 +313,18 @@ class Server:
             result = await served.embed(call.texts)
         except FmgateError as exc:
             raise served.error(exc) from exc
-        return Json(wire.embeddings(call.model, result.vectors, result.usage, call.base64))
+        body = wire.embeddings(call.model, result.vectors, result.usage, call.base64, result.record)
+        return Json(body, headers=cost_headers(result.record))
 
     async def images(self, request: Request) -> HttpResponse:
         self._keys.check(request.headers.get("authorization"))
         call = read_images_call(await self._body(request))
         served = self._find(call.model)
         try:
-            return Json(await served.draw(call))
+            body, record = await served.draw(call)
         except FmgateError as exc:
             raise served.error(exc) from exc
+        return Json(body, headers=cost_headers(record))
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -386,10 +398,15 @@ class Chunks:
     call: wire.ChatCall
 
     def chunk(
-        self, delta: dict[str, Any], reason: str | None = None, used: Usage = _UNCOUNTED
+        self,
+        delta: dict[str, Any],
+        reason: str | None = None,
+        used: Usage = _UNCOUNTED,
+        record: CallRecord | None = None,
     ) -> bytes:
         """A choice chunk. With ``continuous_usage_stats`` each has a usage object: its counts
-        are null (unknown) until the reply's end, when the model's own counts are known."""
+        are null (unknown) until the reply's end, when the model's own counts are known (and,
+        from the call's ``record``, its cost)."""
         call = self.call
         data = wire.chunk(
             self.ident,
@@ -399,11 +416,13 @@ class Chunks:
             reason,
             include_usage=call.include_usage,
             used=used if call.continuous_usage else None,
+            record=record,
         )
         return _event(data)
 
-    def usage(self, used: Usage) -> bytes:
-        return _event(wire.usage_chunk(self.ident, self.created, self.call.model, used))
+    def usage(self, used: Usage, record: CallRecord) -> bytes:
+        chunk = wire.usage_chunk(self.ident, self.created, self.call.model, used, record)
+        return _event(chunk)
 
 
 async def _sse(
@@ -424,9 +443,9 @@ async def _sse(
         for index, call in enumerate(item.tool_calls):
             yield chunks.chunk(wire.tool_call_delta(index, call))
         reason = wire.finish_reason(item.finish_reason, bool(item.tool_calls))
-        yield chunks.chunk({}, reason, item.usage)
+        yield chunks.chunk({}, reason, item.usage, item.record)
         if chunks.call.include_usage:
-            yield chunks.usage(item.usage)
+            yield chunks.usage(item.usage, item.record)
         yield b"data: [DONE]\n\n"
     except FmgateError as exc:
         yield _event(served.error(exc, chunks.call).body())

@@ -30,10 +30,11 @@ from typing import Any
 
 from .._errors import InvalidRequestError
 from .._images import Image, to_image
-from .._record import Usage
+from .._record import Access, CallRecord, Usage
 from .._tools import OutputSpec, Tool, ToolCall
 from .._types import Response, lone_surrogate
 from ._errors import invalid, unrecognized
+from ._extension import extension, model_facts
 from ._wire_tools import (
     answer_calls,
     read_response_format,
@@ -432,11 +433,19 @@ def now() -> int:
     return int(time.time())
 
 
-def usage(usage: Usage) -> dict[str, int | None]:
-    """Token counts as the model reports them; an unknown count is null, never a guessed 0."""
+def usage(usage: Usage, record: CallRecord | None = None) -> dict[str, Any]:
+    """Token counts as the model reports them; an unknown count is null, never a guessed 0.
+    With the call's ``record``, fmgate's extension too (:func:`extension`)."""
     prompt, completion = usage.input_tokens, usage.output_tokens
     total = prompt + completion if prompt is not None and completion is not None else None
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+    data: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": total,
+    }
+    if record is not None:
+        data["fmgate"] = extension(record)
+    return data
 
 
 def finish_reason(reason: str | None, called: bool = False) -> str:
@@ -467,7 +476,7 @@ def completion(ident: str, created: int, model: str, reply: Response) -> dict[st
                 "finish_reason": finish_reason(reply.finish_reason, bool(reply.tool_calls)),
             }
         ],
-        "usage": usage(reply.usage),
+        "usage": usage(reply.usage, reply.record),
     }
 
 
@@ -486,9 +495,11 @@ def chunk(
     *,
     include_usage: bool,
     used: Usage | None = None,
+    record: CallRecord | None = None,
 ) -> dict[str, Any]:
     """One chunk; with ``include_usage`` it has a ``usage`` field: null, or ``used`` (vLLM's
-    ``continuous_usage_stats`` puts one in every chunk)."""
+    ``continuous_usage_stats`` puts one in every chunk; the last, with the call's ``record``,
+    has fmgate's extension as the usage chunk does)."""
     data: dict[str, Any] = {
         "id": ident,
         "object": "chat.completion.chunk",
@@ -497,23 +508,28 @@ def chunk(
         "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}],
     }
     if include_usage:
-        data["usage"] = usage(used) if used is not None else None
+        data["usage"] = usage(used, record) if used is not None else None
     return data
 
 
-def usage_chunk(ident: str, created: int, model: str, used: Usage) -> dict[str, Any]:
-    """The last chunk ``include_usage`` asks for: no choices, the whole request's usage."""
+def usage_chunk(
+    ident: str, created: int, model: str, used: Usage, record: CallRecord | None = None
+) -> dict[str, Any]:
+    """The last chunk ``include_usage`` asks for: no choices, the whole request's usage (with
+    fmgate's extension, from the call's ``record``)."""
     return {
         "id": ident,
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
         "choices": [],
-        "usage": usage(used),
+        "usage": usage(used, record),
     }
 
 
-def embeddings(model: str, vectors: list[list[float]], used: Usage, b64: bool) -> dict[str, Any]:
+def embeddings(
+    model: str, vectors: list[list[float]], used: Usage, b64: bool, record: CallRecord
+) -> dict[str, Any]:
     tokens = used.input_tokens
     return {
         "object": "list",
@@ -522,7 +538,7 @@ def embeddings(model: str, vectors: list[list[float]], used: Usage, b64: bool) -
             for i, v in enumerate(vectors)
         ],
         "model": model,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "fmgate": extension(record)},
     }
 
 
@@ -531,5 +547,13 @@ def _b64(vector: list[float]) -> str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
 
 
-def model_object(name: str, created: int) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": created, "owned_by": "fmgate"}
+def model_object(
+    name: str, created: int, access: Access | None = None, distribution: str | None = None
+) -> dict[str, Any]:
+    """OpenAI's model object; with the model's ``access``, vLLM's ``max_model_len`` (its
+    context window) and fmgate's ``fmgate`` facts, which OpenAI's SDK keeps as extra fields."""
+    data: dict[str, Any] = {"id": name, "object": "model", "created": created, "owned_by": "fmgate"}
+    if access is not None:
+        data["max_model_len"] = access.context_window
+        data["fmgate"] = model_facts(access, distribution)
+    return data
