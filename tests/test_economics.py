@@ -251,3 +251,32 @@ def test_bad_inputs_are_refused() -> None:
     with pytest.raises(ConfigurationError, match="lifetime_years"):
         owned(1000, lifetime_years=0)
     assert HOURS_PER_MONTH == 730
+
+
+def test_the_store_path_reads_only_what_it_needs_and_agrees(tmp_path: object) -> None:
+    """calls_from_store reads a few columns (tags decoded) and gives the same break-even as the
+    records themselves, scores included."""
+    from pathlib import Path
+
+    from fmgate import SqliteStore
+    from fmgate._economics import calls_from_store
+
+    records = sweep() + api()
+    scores = [Score(r.id, "contains", 1.0 if r.alias == "api" else 0.5, T0) for r in records]
+    store = SqliteStore(Path(str(tmp_path)) / "store.db")
+    for record in records:
+        store.write(record)
+    for score in scores:
+        store.write_score(score)
+    calls, values = calls_from_store(store)
+    assert len(calls) == len(records) and len(values) == len(scores)
+    assert {c.concurrency for c in calls} == {1, 4, 8, None}
+    [stored] = breakeven(calls, values, hardware=rented("1.46"))
+    [direct] = breakeven(records, scores, hardware=rented("1.46"))
+    assert stored.volume == direct.volume == Decimal("1065800")
+    assert stored.local_quality == direct.local_quality == pytest.approx(0.5)
+    only_api, _ = calls_from_store(store, alias="api")
+    assert {c.label for c in only_api} == {"api"}
+    with pytest.raises(Exception, match="latency_total_s"):
+        store.rows(["no_such_column"])
+    store.close()

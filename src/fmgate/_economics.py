@@ -28,9 +28,9 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from ._errors import ConfigurationError
 from ._local.energy import DEFAULT_USD_PER_KWH, USD_PER_KWH_SOURCE
@@ -81,6 +81,8 @@ _W_PER_KW = Decimal(1000)
 _CONCURRENCY_TAG = "fmgate.concurrency"
 _PROMPT_TAG = "fmgate.prompt"
 _WARMUP_TAG = "fmgate.warmup"
+_ROLE_TAG = "fmgate.role"
+_SERVED_TAG = "fmgate.served"
 
 
 # -- hardware -----------------------------------------------------------------------------------
@@ -211,13 +213,13 @@ def find_hardware(name: str) -> Hardware:
     )
 
 
-def default_hardware(records: Iterable[CallRecord]) -> Hardware:
+def default_hardware(records: Iterable[CallRecord] | Iterable[Call]) -> Hardware:
     """The table row for the hardware the records ran on, marked ``assumed``: a CUDA GPU the
     table names, else the table's A10G row for a GPU and its 2-vCPU machine for a CPU."""
     import dataclasses
 
     table = hardware_table()
-    seen = [r.access.hardware for r in records if r.access.hardware]
+    seen = [c.hardware for c in _as_calls(records) if c.hardware]
     where = max(set(seen), key=seen.count) if seen else "cpu"
     row = table["aws-m7g-large"]
     if where.startswith("cuda"):
@@ -237,6 +239,148 @@ def _usd(key: str, value: object) -> Decimal:
     if not amount.is_finite() or amount < 0:
         raise ConfigurationError(f"{key} must be a finite amount of USD >= 0, not {value!r}.")
     return amount
+
+
+# -- the calls, as the arithmetic reads them ---------------------------------------------------
+
+
+class Call(NamedTuple):
+    """The fields of a call record that the break-even reads: built from records in memory
+    (:func:`calls_of`) or straight from the store's columns (:func:`calls_from_store`), which is
+    what keeps a report of 100k stored records fast."""
+
+    id: str
+    label: str  # the report's row: alias or backend:model, "(served)" for fmgate serve's own
+    role: str
+    operation: str
+    distribution: str
+    start_s: float  # POSIX seconds when the call's steady-state clock started (after load_s)
+    total_s: float | None
+    ttft_s: float | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cost: Decimal | str | None  # USD
+    energy_j: float | None
+    hardware: str | None
+    ok: bool
+    concurrency: int | None  # the fmgate bench level
+    prompt: str | None
+    warmup: bool
+
+
+# The store columns :func:`calls_from_store` reads, in the order :func:`_call` takes them.
+COLUMNS = (
+    "id",
+    "alias",
+    "backend",
+    "model_id",
+    "operation",
+    "distribution",
+    "started_at",
+    "latency_total_s",
+    "latency_load_s",
+    "latency_ttft_s",
+    "usage_input_tokens",
+    "usage_output_tokens",
+    "cost_amount",
+    "cost_energy_j",
+    "access_hardware",
+    "outcome_status",
+)
+# The tags it reads, after the columns (extracted in SQL when read from the store).
+TAGS = (_SERVED_TAG, _ROLE_TAG, _CONCURRENCY_TAG, _PROMPT_TAG, _WARMUP_TAG)
+
+
+def calls_of(records: Iterable[CallRecord]) -> list[Call]:
+    """The records as the arithmetic reads them."""
+    return [
+        _call(
+            r.id,
+            r.alias,
+            r.backend,
+            r.model_id,
+            r.operation,
+            r.distribution,
+            r.started_at,
+            r.latency.total_s,
+            r.latency.load_s,
+            r.latency.ttft_s,
+            r.usage.input_tokens,
+            r.usage.output_tokens,
+            r.cost.amount,
+            r.cost.energy_j,
+            r.access.hardware,
+            r.outcome.status,
+            *(r.tags.get(key) for key in TAGS),
+        )
+        for r in records
+    ]
+
+
+def calls_from_store(store: Any, **filters: Any) -> tuple[list[Call], list[ScoreValue]]:
+    """The matching stored records (``SqliteStore.rows`` filters) and their scores, reading only
+    the columns the break-even needs: no full record is rebuilt."""
+    calls = [_call(*row) for row in store.rows(COLUMNS, tag_values=TAGS, **filters)]
+    ids = {c.id for c in calls}
+    return calls, [ScoreValue(*v) for v in store.score_values() if v[0] in ids]
+
+
+def _call(
+    ident: str,
+    alias: str | None,
+    backend: str,
+    model_id: str,
+    operation: str,
+    distribution: str,
+    started_at: Any,
+    total_s: float | None,
+    load_s: float | None,
+    ttft_s: float | None,
+    input_tokens: int | None,
+    output_tokens: int | None,
+    amount: Any,
+    energy_j: float | None,
+    hardware: str | None,
+    status: str,
+    served: str | None,
+    role: str | None,
+    level: str | None,
+    prompt: str | None,
+    warmup: str | None,
+) -> Call:
+    label = alias or f"{backend}:{model_id}"
+    if served == "true":
+        label = f"{label} (served)"
+    if not isinstance(started_at, datetime):
+        started_at = datetime.fromisoformat(str(started_at))
+    return Call(
+        ident,
+        label,
+        role or "candidate",
+        operation,
+        distribution,
+        started_at.timestamp() + (load_s or 0.0),
+        total_s,
+        ttft_s,
+        input_tokens,
+        output_tokens,
+        amount,  # as stored (Decimal or its text): made a Decimal only where priced
+        energy_j,
+        hardware,
+        status == "ok",
+        int(level) if isinstance(level, str) and level.isdigit() and int(level) > 0 else None,
+        prompt if isinstance(prompt, str) else None,
+        warmup == "true",
+    )
+
+
+def _as_calls(records: Iterable[CallRecord] | Iterable[Call]) -> list[Call]:
+    """Calls as given, or built from call records."""
+    items = list(records)
+    calls = [item for item in items if isinstance(item, Call)]
+    if len(calls) == len(items):
+        return calls
+    return calls_of(item for item in items if isinstance(item, CallRecord))
 
 
 # -- capacity -----------------------------------------------------------------------------------
@@ -279,45 +423,40 @@ class Capacity:
 
 
 def capacity(
-    records: Sequence[CallRecord], *, target_p90_s: float | None = None
+    records: Iterable[CallRecord] | Iterable[Call], *, target_p90_s: float | None = None
 ) -> Capacity | None:
     """The measured capacity of one model's records; ``None`` without a successful timed call."""
-    counted = [r for r in records if r.tags.get(_WARMUP_TAG) != "true"]
-    swept: dict[int, list[CallRecord]] = defaultdict(list)
-    for record in counted:
-        tag = record.tags.get(_CONCURRENCY_TAG)
-        if tag is not None and tag.isdigit() and int(tag) > 0:
-            swept[int(tag)].append(record)
+    counted = [c for c in _as_calls(records) if not c.warmup]
+    swept: dict[int, list[Call]] = defaultdict(list)
+    for c in counted:
+        if c.concurrency is not None:
+            swept[c.concurrency].append(c)
     basis: Literal["sweep", "observed"] = "sweep" if swept else "observed"
     groups = sorted(swept.items()) if swept else [(None, counted)]
-    levels = tuple(lv for c, group in groups if (lv := _level(c, group)).calls_per_s)
+    levels = tuple(lv for n, group in groups if (lv := _level(n, group)).calls_per_s)
     if not levels:
         return None
     fast = [lv for lv in levels if target_p90_s is None or _under(lv, target_p90_s)]
     if fast:
         best = max(fast, key=lambda lv: lv.calls_per_s or 0.0)
         return Capacity(best, levels, basis, target_p90_s)
-    slowest_first = min(levels, key=lambda lv: lv.latency_p90_s or math.inf)
-    return Capacity(slowest_first, levels, basis, target_p90_s, met=False)
+    lowest_p90 = min(levels, key=lambda lv: lv.latency_p90_s or math.inf)
+    return Capacity(lowest_p90, levels, basis, target_p90_s, met=False)
 
 
 def _under(level: Level, target: float) -> bool:
     return level.latency_p90_s is not None and level.latency_p90_s <= target
 
 
-def _level(concurrency: int | None, group: Sequence[CallRecord]) -> Level:
+def _level(concurrency: int | None, group: Sequence[Call]) -> Level:
     from ._report.aggregate import percentile
 
-    ok = [r for r in group if r.ok and r.latency.total_s is not None]
-    intervals = []
-    for r in ok:
-        start = r.started_at + timedelta(seconds=r.latency.load_s or 0.0)
-        intervals.append((start, start + timedelta(seconds=r.latency.total_s or 0.0)))
-    busy = _union_seconds(intervals)
-    totals = [r.latency.total_s for r in ok if r.latency.total_s is not None]
-    ttfts = [r.latency.ttft_s for r in ok if r.latency.ttft_s is not None]
-    tokens = [r.usage.output_tokens for r in ok if r.usage.output_tokens is not None]
-    energy = [r.cost.energy_j for r in ok if r.cost.energy_j is not None]
+    ok = [c for c in group if c.ok and c.total_s is not None]
+    busy = _union_seconds([(c.start_s, c.start_s + (c.total_s or 0.0)) for c in ok])
+    totals = [c.total_s for c in ok if c.total_s is not None]
+    ttfts = [c.ttft_s for c in ok if c.ttft_s is not None]
+    tokens = [c.output_tokens for c in ok if c.output_tokens is not None]
+    energy = [c.energy_j for c in ok if c.energy_j is not None]
     per_s = len(ok) / busy if busy > 0 else None
     return Level(
         concurrency,
@@ -334,21 +473,17 @@ def _level(concurrency: int | None, group: Sequence[CallRecord]) -> Level:
     )
 
 
-def _union_seconds(intervals: list[tuple[Any, Any]]) -> float:
-    """The length of the union of ``[start, end]`` datetime intervals, in seconds."""
+def _union_seconds(intervals: list[tuple[float, float]]) -> float:
+    """The length of the union of ``[start, end]`` intervals, in seconds."""
     total = 0.0
-    end = None
-    start = None
+    start = end = -math.inf
     for lo, hi in sorted(intervals):
-        if end is None or lo > end:
-            if end is not None:
-                total += (end - start).total_seconds()
+        if lo > end:
+            total += end - start if end > -math.inf else 0.0
             start, end = lo, hi
         elif hi > end:
             end = hi
-    if end is not None:
-        total += (end - start).total_seconds()
-    return total
+    return total + (end - start if end > -math.inf else 0.0)
 
 
 # -- the API side -------------------------------------------------------------------------------
@@ -452,8 +587,8 @@ class BreakEven:
 
 
 def breakeven(
-    records: Sequence[CallRecord],
-    scores: Sequence[Score] = (),
+    records: Iterable[CallRecord] | Iterable[Call],
+    scores: Iterable[Score] | Iterable[ScoreValue] = (),
     *,
     hardware: Hardware | Mapping[str, Hardware] | None = None,
     utilisation: float = DEFAULT_UTILISATION,
@@ -462,28 +597,27 @@ def breakeven(
 ) -> list[BreakEven]:
     """Every local or self-hosted chat row against every API chat row in ``records``.
 
-    ``hardware``: one machine for every self-hosted row, or a mapping from row label to machine;
-    rows without one get :func:`default_hardware` (marked assumed). ``target_p90_s``: the
-    latency the capacity must keep; default, the API row's own p90 on the same prompts.
-    ``against``: API models (``openai:gpt-4o-mini``) priced at list price from each self-hosted
-    row's own token counts, without calling them.
+    ``records``: call records, or :class:`Call` rows (:func:`calls_from_store`). ``hardware``:
+    one machine for every self-hosted row, or a mapping from row label to machine; rows without
+    one get :func:`default_hardware` (marked assumed). ``target_p90_s``: the latency the capacity
+    must keep; default, the API row's own p90 on the same prompts. ``against``: API models
+    (``openai:gpt-4o-mini``) priced at list price from each self-hosted row's own token counts,
+    without calling them. Quality is the mean of each call's latest score of the scorer that
+    graded most of a row's calls, as the report's.
     """
-    from ._report.aggregate import label_of, role_of, summarize
-
     if not 0 < utilisation <= 1:
         raise ConfigurationError(f"utilisation is a fraction in (0, 1], not {utilisation!r}.")
-    rows: dict[str, list[CallRecord]] = defaultdict(list)
-    for record in records:
-        if record.operation == "chat" and role_of(record) == "candidate":
-            rows[label_of(record)].append(record)
+    rows: dict[str, list[Call]] = defaultdict(list)
+    for c in _as_calls(records):
+        if c.operation == "chat" and c.role == "candidate":
+            rows[c.label].append(c)
     if not rows:
         return []
-    quality = {
-        s.label: (s.quality, s.quality_scorer)
-        for s in summarize([r for group in rows.values() for r in group], scores)
-    }
     local = {k: g for k, g in rows.items() if g[-1].distribution in ("local", "self_hosted")}
     apis = {k: g for k, g in rows.items() if g[-1].distribution == "api"}
+    if not local:
+        return []
+    quality = _quality(rows, scores)
     found = []
     for name, group in local.items():
         machine = _machine_for(name, group, hardware)
@@ -501,8 +635,37 @@ def breakeven(
     return found
 
 
+class ScoreValue(NamedTuple):
+    """A score as the break-even reads it (``SqliteStore.score_values``)."""
+
+    record_id: str
+    scorer: str
+    value: float | None
+
+
+def _quality(
+    rows: Mapping[str, Sequence[Call]], scores: Iterable[Score] | Iterable[ScoreValue]
+) -> dict[str, tuple[float | None, str | None]]:
+    """Per row: the mean of each call's latest score from the scorer that graded most of the
+    row's calls (scores come oldest first, so a later one replaces an earlier one)."""
+    row_of = {c.id: label for label, group in rows.items() for c in group if not c.warmup}
+    latest: dict[str, dict[str, dict[str, float | None]]] = defaultdict(lambda: defaultdict(dict))
+    for score in scores:
+        label = row_of.get(score.record_id)
+        if label is not None:
+            latest[label][score.scorer][score.record_id] = score.value
+    found: dict[str, tuple[float | None, str | None]] = {}
+    for label, by_scorer in latest.items():
+        graded = {k: [v for v in vals.values() if v is not None] for k, vals in by_scorer.items()}
+        graded = {k: vals for k, vals in graded.items() if vals}
+        if graded:
+            scorer, values = max(graded.items(), key=lambda kv: len(kv[1]))
+            found[label] = (sum(values) / len(values), scorer)
+    return found
+
+
 def _machine_for(
-    name: str, group: Sequence[CallRecord], hardware: Hardware | Mapping[str, Hardware] | None
+    name: str, group: Sequence[Call], hardware: Hardware | Mapping[str, Hardware] | None
 ) -> Hardware:
     if isinstance(hardware, Hardware):
         return hardware
@@ -511,66 +674,71 @@ def _machine_for(
     return default_hardware(group)
 
 
-def _same_prompts(group: Sequence[CallRecord], other: Iterable[CallRecord]) -> list[CallRecord]:
+def _same_prompts(group: Sequence[Call], other: Iterable[Call]) -> list[Call]:
     """``group``'s calls on the prompts ``other`` also answered, when both name their prompts;
     sweep calls (``fmgate bench``) are kept whatever their prompt: they measure capacity."""
-    theirs = {r.tags[_PROMPT_TAG] for r in other if _PROMPT_TAG in r.tags}
+    theirs = {c.prompt for c in other if c.prompt is not None}
     if not theirs:
         return list(group)
-    kept = [r for r in group if _CONCURRENCY_TAG in r.tags or r.tags.get(_PROMPT_TAG) in theirs]
+    kept = [c for c in group if c.concurrency is not None or c.prompt in theirs]
     return kept or list(group)
 
 
 def _measured_api(
     label: str,
-    group: Sequence[CallRecord],
-    local: Sequence[CallRecord],
+    group: Sequence[Call],
+    local: Sequence[Call],
     quality: Mapping[str, tuple[float | None, str | None]],
 ) -> ApiSide | None:
     from ._report.aggregate import percentile
 
-    mine = {r.tags[_PROMPT_TAG] for r in local if _PROMPT_TAG in r.tags}
-    ok = [r for r in group if r.ok and r.tags.get(_WARMUP_TAG) != "true"]
+    mine = {c.prompt for c in local if c.prompt is not None}
+    ok = [c for c in group if c.ok and not c.warmup]
     if mine:
-        ok = [r for r in ok if r.tags.get(_PROMPT_TAG) in mine] or ok
-    priced = [r for r in ok if r.cost.amount is not None]
-    if not priced:
+        ok = [c for c in ok if c.prompt in mine] or ok
+    amounts = [
+        Decimal(c.cost) if isinstance(c.cost, str) else c.cost for c in ok if c.cost is not None
+    ]
+    if not amounts:
         return None
-    tokens = [r.usage.output_tokens for r in priced if r.usage.output_tokens is not None]
+    tokens = [c.output_tokens for c in ok if c.cost is not None and c.output_tokens is not None]
     score, scorer = quality.get(label, (None, None))
     return ApiSide(
         label,
-        sum((r.cost.amount for r in priced if r.cost.amount is not None), Decimal(0)) / len(priced),
-        len(priced),
+        sum(amounts, Decimal(0)) / len(amounts),
+        len(amounts),
         sum(tokens) / len(tokens) if tokens else None,
-        percentile([r.latency.total_s for r in ok if r.latency.total_s is not None], 0.9),
+        percentile([c.total_s for c in ok if c.total_s is not None], 0.9),
         score,
         scorer,
     )
 
 
-def _estimated_api(spec: str, name: str, group: Sequence[CallRecord]) -> ApiSide | None:
+def _estimated_api(spec: str, name: str, group: Sequence[Call]) -> ApiSide | None:
     """The list price of ``spec`` for the usage of ``group``'s successful calls."""
     from ._config import parse_spec
     from ._cost import list_price
     from ._providers import providers
+    from ._record import Usage
 
     backend, model = parse_spec(spec)
     row = providers().get(backend)
     provider = row.prices_provider if row is not None else backend
     ok = [
-        r
-        for r in group
-        if r.ok
-        and r.tags.get(_WARMUP_TAG) != "true"
-        and r.usage.input_tokens is not None
-        and r.usage.output_tokens is not None
+        c
+        for c in group
+        if c.ok and not c.warmup and c.input_tokens is not None and c.output_tokens is not None
     ]
-    amounts = [list_price(provider, model, r.usage).cost.amount for r in ok]
+    amounts = [
+        list_price(
+            provider, model, Usage(input_tokens=c.input_tokens, output_tokens=c.output_tokens)
+        ).cost.amount
+        for c in ok
+    ]
     priced = [a for a in amounts if a is not None]
     if not priced:
         return None
-    tokens = [r.usage.output_tokens or 0 for r in ok]
+    tokens = [c.output_tokens or 0 for c in ok]
     return ApiSide(
         spec,
         sum(priced, Decimal(0)) / len(priced),

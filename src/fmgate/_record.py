@@ -8,6 +8,7 @@ round-trip through a flat dict (``to_dict``/``from_dict``) whose keys are ``grou
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -15,7 +16,14 @@ from typing import Any, Literal, get_args
 
 Distribution = Literal["local", "self_hosted", "api"]
 UsageSource = Literal["provider", "tokenizer", "estimate"]
-CostBasis = Literal["list_price", "hardware_time", "energy_measured", "energy_estimated", "unknown"]
+CostBasis = Literal[
+    "list_price",
+    "hardware_time",
+    "energy_measured",
+    "energy_estimated",
+    "server_reported",  # a self-hosted server's own price of the call (fmgate serve's usage.fmgate)
+    "unknown",
+]
 # gen_ai.operation.name of the GenAI semantic conventions; they have no name for classification,
 # so a classify call says "classify" (the conventions allow a custom value where none applies).
 Operation = Literal["chat", "embeddings", "classify", "detect", "generate_content"]
@@ -259,14 +267,9 @@ class CallRecord:
         """Rebuild a record from ``to_dict`` output; keys it does not know are ignored."""
         groups: dict[str, dict[str, Any]] = {name: {} for name in _GROUPS}
         top: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            if f.name in _GROUPS:
-                for sub in dataclasses.fields(_GROUPS[f.name]):
-                    key = f"{f.name}_{sub.name}"
-                    if key in data:
-                        groups[f.name][sub.name] = data[key]
-            elif f.name in data:
-                top[f.name] = data[f.name]
+        for key, group, name in _flat_layout():  # reading many records: no fields() per record
+            if key in data:
+                (top if group is None else groups[group])[name] = data[key]
         top["started_at"] = _parse_datetime(top["started_at"])
         top.setdefault("params", {})
         if top.get("task") is None:  # written before schema 5: only chat and embed existed
@@ -277,6 +280,20 @@ class CallRecord:
             cost["amount"] = Decimal(str(cost["amount"]))
         built = {name: _GROUPS[name](**values) for name, values in groups.items()}
         return cls(**top, **built)
+
+
+@functools.cache
+def _flat_layout() -> tuple[tuple[str, str | None, str], ...]:
+    """Each flat key of ``CallRecord.to_dict``: (key, its group or None, the field's name)."""
+    layout: list[tuple[str, str | None, str]] = []
+    for f in dataclasses.fields(CallRecord):
+        if f.name in _GROUPS:
+            layout += [
+                (f"{f.name}_{s.name}", f.name, s.name) for s in dataclasses.fields(_GROUPS[f.name])
+            ]
+        else:
+            layout.append((f.name, None, f.name))
+    return tuple(layout)
 
 
 def _to_json(value: Any) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -53,8 +53,10 @@ def select(
     until: TimeLike | None,
     limit: int | None,
     tags: Mapping[str, str] | None = None,
+    columns: Sequence[str] | None = None,
 ) -> tuple[str, list[Any]]:
-    """The ``SELECT`` of the matching records, newest first (the caller reverses them)."""
+    """The ``SELECT`` of the matching records, newest first (the caller reverses them):
+    every column, or ``columns`` (names the caller has checked against the table's)."""
     where: list[str] = []
     args: list[Any] = []
     for column, value in (
@@ -76,7 +78,8 @@ def select(
     if until is not None:
         where.append("started_at < ?")
         args.append(utc_text(parse_time(until)))
-    query = "SELECT * FROM records"
+    names = "*" if columns is None else ", ".join(f'"{name}"' for name in columns)
+    query = f"SELECT {names} FROM records"
     if where:
         query += " WHERE " + " AND ".join(where)
     query += " ORDER BY started_at DESC, rowid DESC"

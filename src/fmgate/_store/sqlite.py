@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._clean import SANITIZED_TAG, storable
-from .._errors import ConfigurationError, StoreError
+from .._errors import ConfigurationError, InvalidRequestError, StoreError
 from .._record import _GROUPS, CallRecord, Score
 from .migrations import migrate
 from .query import TimeLike, select, utc_text
@@ -88,6 +88,11 @@ def _score_row(score: Score) -> tuple[Any, ...]:
         score.judge_record_id,
         score.detail,
     )
+
+
+def _tag_path(key: str) -> str:
+    """The JSON path of one tag: ``$."fmgate.role"`` (JSON string escapes for quotes)."""
+    return "$." + json.dumps(key)
 
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
@@ -440,18 +445,80 @@ class SqliteStore:
             cursor = db.execute(query, args)
             names = [d[0] for d in cursor.description]
             rows = cursor.fetchall()
-            return [self._record(names, row) for row in reversed(rows)]
+            return self._records(names, reversed(rows))
 
-    def _record(self, names: Iterable[str], row: Iterable[Any]) -> CallRecord:
-        data: dict[str, Any] = {}
-        for name, value in zip(names, row, strict=True):
-            kind = self._columns.get(name)
-            if value is not None and kind == _BOOLEAN:
-                value = bool(value)
-            elif value is not None and kind == _JSON:
-                value = json.loads(value)
-            data[name] = value
-        return CallRecord.from_dict(data)
+    def _records(self, names: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[CallRecord]:
+        """Rows of ``SELECT *`` as records: each column's kind looked up once, not per row."""
+        kinds = [self._columns.get(name) for name in names]
+        decode = [(i, kind) for i, kind in enumerate(kinds) if kind in (_JSON, _BOOLEAN)]
+        records = []
+        for row in rows:
+            values = list(row)
+            for i, kind in decode:
+                if values[i] is not None:
+                    values[i] = json.loads(values[i]) if kind == _JSON else bool(values[i])
+            records.append(CallRecord.from_dict(dict(zip(names, values, strict=True))))
+        return records
+
+    def rows(
+        self,
+        columns: Sequence[str],
+        *,
+        alias: str | None = None,
+        since: TimeLike | None = None,
+        until: TimeLike | None = None,
+        status: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        tag_values: Sequence[str] = (),
+    ) -> list[tuple[Any, ...]]:
+        """The named columns of the matching records, oldest first, one tuple per record: JSON
+        columns decoded, booleans as bool; then the value of each tag in ``tag_values`` (``None``
+        where a record lacks it), read in SQL. Reading a few columns of many records this way is
+        several times faster than rebuilding whole records (the break-even reads 100k so)."""
+        unknown = [name for name in columns if name not in self._columns]
+        if unknown:
+            raise InvalidRequestError(
+                f"No column {unknown[0]!r} in the records table; columns are the record's flat "
+                "names (CallRecord.to_dict keys), e.g. 'latency_total_s'."
+            )
+        query, args = select(
+            alias=alias,
+            backend=None,
+            model_id=None,
+            status=status,
+            since=since,
+            until=until,
+            tags=tags,
+            limit=None,
+            columns=columns,
+        )
+        if tag_values:  # json_extract with a quoted key: a tag key may hold dots
+            paths = ", ".join("json_extract(tags, ?)" for _ in tag_values)
+            query = query.replace(" FROM records", f", {paths} FROM records", 1)
+            args = [*(_tag_path(key) for key in tag_values), *args]
+        self.flush()
+        with self._reading() as db:
+            rows = db.execute(query, args).fetchall()
+        kinds = [self._columns.get(name) for name in columns]
+        decode = [i for i, kind in enumerate(kinds) if kind in (_JSON, _BOOLEAN)]
+        if not decode:
+            return rows[::-1]
+        out = []
+        for row in reversed(rows):
+            values = list(row)
+            for i in decode:
+                if values[i] is not None:
+                    values[i] = json.loads(values[i]) if kinds[i] == _JSON else bool(values[i])
+            out.append(tuple(values))
+        return out
+
+    def score_values(self) -> list[tuple[str, str, float | None]]:
+        """Every stored score as ``(record_id, scorer, value)``, oldest first: what a summary
+        of many records needs, without building :class:`Score` objects."""
+        self.flush()
+        with self._reading() as db:
+            rows = db.execute("SELECT record_id, scorer, value FROM scores ORDER BY rowid")
+            return [(str(a), str(b), c) for a, b, c in rows.fetchall()]
 
     def scores(self, record_ids: Iterable[str] | None = None) -> list[Score]:
         """The stored scores, of the given records only when ``record_ids`` is given."""
