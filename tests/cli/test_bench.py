@@ -134,5 +134,5 @@ def test_bench_sweeps_a_tiny_local_model_in_batches(env: dict[str, str], tmp_pat
     stored = fmgate.records(store=env["FMGATE_STORE"])
     assert len(stored) == 1 + 3 * 4
     levels = [(r.tags.get(CONCURRENCY), r.params.get("batch_size")) for r in stored]
-    assert levels.count((None, None)) == 1  # the warm-up: one call, no level
-    assert sorted(set(levels) - {(None, None)}) == [("1", 1), ("2", 2), ("4", 4)]
+    assert levels.count((None, 1)) == 1  # the warm-up: a batch of one, no level
+    assert sorted(set(levels) - {(None, 1)}) == [("1", 1), ("2", 2), ("4", 4)]

@@ -89,8 +89,9 @@ def test_a_local_batching_model_runs_a_batch_of_c_prompts_per_level() -> None:
     model = fmgate.Model(FakeBatchingBackend(fake_config("loc")), alias="loc")
     sweep = run_sweep(model, ITEMS, max_concurrency=4)
     assert isinstance(model.backend, FakeBatchingBackend)
-    # the warm-up is one plain call; then 8 calls per level, in batches of 1, 2 and 4
-    assert model.backend.batches == [1] * 8 + [2] * 4 + [4] * 2
+    # the warm-up is a batch of one, down the levels' path; then 8 calls per level, in
+    # batches of 1, 2 and 4
+    assert model.backend.batches == [1] + [1] * 8 + [2] * 4 + [4] * 2
     sizes = {(r.tags[CONCURRENCY], r.params.get("batch_size")) for r in measured(sweep)}
     assert sizes == {("1", 1), ("2", 2), ("4", 4)}
 

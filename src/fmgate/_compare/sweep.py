@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from .._errors import ConfigurationError, FmgateError, InvalidRequestError
+from .._errors import ConfigurationError, InvalidRequestError
 from .._model import Model
 from .._record import CallRecord
 from .._recording import add_sink, remove_sink
 from .._report.aggregate import percentile
-from .._tags import CONCURRENCY, PROMPT, RUN, SWEEP, WARMUP, tagged
+from .._tags import CONCURRENCY, PROMPT, RUN, SWEEP, WARMUP
 from .prompts import PromptItem, is_classification
 from .runner import embeds_only, new_run_id
 
@@ -230,16 +230,15 @@ def _check_count(name: str, value: object) -> None:
 
 
 def _warm_up(model: Model, item: PromptItem, sweep_id: str, params: dict[str, Any]) -> None:
-    """One call that pays the cold start; a call refused before sending is raised (every
-    measured call would be refused too), any other failure is recorded and the sweep goes on."""
+    """One call that pays the cold start, down the path the levels take (a batch of one for a
+    model that batches). A call refused before sending is raised (every measured call would be
+    refused too); any other failure is recorded and the sweep goes on."""
     tags = {RUN: sweep_id, PROMPT: item.id, SWEEP: sweep_id, WARMUP: "true"}
-    with tagged(tags):
-        try:
-            model.generate(item.prompt, **params)
-        except ConfigurationError:
-            raise
-        except FmgateError:
-            pass
+    (outcome,) = model.generate_many(
+        [item.prompt], concurrency=1, batch_size=1, return_exceptions=True, tags=[tags], **params
+    )
+    if isinstance(outcome, ConfigurationError):
+        raise outcome
 
 
 def _run_level(

@@ -191,7 +191,7 @@ def cells(level: Level) -> list[str]:
 def rate(value: float | None) -> str:
     if value is None:
         return DASH
-    return f"{value:.3g}" if value < 100 else f"{value:.0f}"
+    return f"{value:#.3g}" if value < 100 else f"{value:.0f}"  # 3.00, 0.146, 24.7, 193
 
 
 def capacity_line(sweep: Sweep, capacity: Level | None, p90_target: float | None) -> str:
