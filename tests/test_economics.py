@@ -280,3 +280,13 @@ def test_the_store_path_reads_only_what_it_needs_and_agrees(tmp_path: object) ->
     with pytest.raises(Exception, match="latency_total_s"):
         store.rows(["no_such_column"])
     store.close()
+
+
+def test_the_docs_list_every_hardware_row_at_its_price() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "economics.md").read_text(encoding="utf-8")
+    for name, row in hardware_table().items():
+        assert f"| `{name}` |" in text
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"| `{name}` |"))
+        assert f"| {row.usd_per_hour} |" in line
