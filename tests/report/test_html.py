@@ -60,7 +60,9 @@ def test_html_is_self_contained_with_valid_pngs(tmp_path: Path, records: list[Ca
         write_report(tmp_path, records, build_scores(records), formats=("html",))["html"]
     )
     assert page.links == [] and "script" not in page.tags and "link" not in page.tags
-    assert len(page.images) == 2  # chat: cost vs latency beside quality vs cost; latency spread
+    # chat: cost vs latency beside quality vs cost; latency spread; break-even of qwen-local
+    # and of vllm:llama against gpt-4o-mini
+    assert len(page.images) == 4
     for uri in page.images:
         assert uri.startswith("data:image/png;base64,")
         data = base64.b64decode(uri.split(",", 1)[1], validate=True)
@@ -86,7 +88,7 @@ def test_the_page_fits_1280_px(tmp_path: Path, records: list[CallRecord]) -> Non
     """Summary, speed and access in tables of their own; p50 in the summary, p90 and p99 on
     hover; no percentile triples stacked in one cell; figures span the width."""
     page, html = page_of(write_report(tmp_path, records, formats=("html",))["html"])
-    assert html.count("<table>") == 3
+    assert html.count("<table>") == 5  # and break-even: per 1k calls, per 1M output tokens
     assert "<h2>Summary</h2>" in html and "<h2>Access: how open, how reachable</h2>" in html
     assert " / " not in "".join(page.titles) and "p50 / p90" not in html
     assert "p50 3000 ms, p90 4600 ms, p99 4960 ms" in page.titles

@@ -14,6 +14,7 @@ from .._errors import ConfigurationError, MissingExtraError
 from .._record import CallRecord, Score
 from .._tags import RUN
 from .aggregate import ModelSummary, summarize
+from .economics import DEFAULT_ECONOMICS, EconomicsOptions, breakevens
 from .render import markdown
 from .strips import load_strips
 
@@ -39,11 +40,15 @@ def write_report(
     title: str = "fmgate report",
     formats: Collection[str] = FORMATS,
     notes: Sequence[str] = (),
+    economics: EconomicsOptions | None = DEFAULT_ECONOMICS,
 ) -> Written:
     """Write the report files into ``out_dir`` and return their paths by format.
 
     ``notes`` (plain text, e.g. what the models are) head the HTML and Markdown pages. Images
     that ``fmgate compare`` drew into ``out_dir`` (``images/index.json``) show as thumbnail strips.
+    The break-even section (each self-hosted row against each API row) is computed with
+    ``economics`` (default: assumed hardware, 50% utilisation, the API's p90 as the target) and
+    shown where the records hold such a pair; ``None`` leaves it out.
 
     ``html``: report.html; ``md``: report.md; ``csv``: summary.csv (one row per model, key
     ``csv``) and records.csv (one row per record, key ``records_csv``); ``jsonl``: records.jsonl.
@@ -61,16 +66,30 @@ def write_report(
     summaries = summarize(records, scores)
     runs = {r.tags[RUN] for r in records if RUN in r.tags}
     strips = load_strips(out, runs)  # the images compare drew into this folder for these runs
+    found = breakevens(records, scores, economics) if economics is not None else []
     written: dict[str, Path] = {}
     if "html" in formats:
+        from .economics import html_section
         from .html import render_html
 
         written["html"] = out / "report.html"
-        page = render_html(summaries, records, scores, title=title, notes=notes, strips=strips)
+        page = render_html(
+            summaries,
+            records,
+            scores,
+            title=title,
+            notes=notes,
+            strips=strips,
+            sections=html_section(found),
+        )
         written["html"].write_text(page, "utf-8")
     if "md" in formats:
+        from .economics import markdown_section
+
         written["md"] = out / "report.md"
-        page = markdown(summaries, title=title, notes=notes, strips=strips)
+        page = markdown(
+            summaries, title=title, notes=notes, strips=strips, sections=markdown_section(found)
+        )
         written["md"].write_text(page, "utf-8")
     return Written(written | _write_data(out, summaries, records, scores, formats), skipped)
 

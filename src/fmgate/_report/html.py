@@ -62,12 +62,14 @@ def render_html(
     title: str,
     notes: Sequence[str] = (),
     strips: Sequence[Strip] = (),
+    sections: str = "",
 ) -> str:
     """The whole page as a string; ``notes`` (plain text) are listed under the title, ``strips``
-    (the images an image-generation run drew) after the tables."""
+    (the images an image-generation run drew) after the tables, then ``sections`` (HTML: the
+    break-even section)."""
     require_matplotlib()
     body = [f"<h1>{escape(title)}</h1>", _list(notes)]
-    body += [_tables(summaries), html_strips(strips), _plots(summaries, records)]
+    body += [_tables(summaries), html_strips(strips), sections, _plots(summaries, records)]
     body += [_how_to_read(), _errors(summaries), _footer(records)]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

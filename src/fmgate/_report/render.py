@@ -579,9 +579,11 @@ def markdown(
     title: str,
     notes: Sequence[str] = (),
     strips: Sequence[Strip] = (),
+    sections: Sequence[str] = (),
 ) -> str:
     """A Markdown page: the notes, the three tables, the thumbnails an image-generation run
-    drew (``strips``, linked), what to know about the rows, the errors."""
+    drew (``strips``, linked), further ``sections`` (lines: the break-even section), what to
+    know about the rows, the errors."""
     lines = [f"# {title}", ""]
     if notes:
         lines += [f"- {_md_escape(n)}" for n in notes] + [""]
@@ -590,6 +592,7 @@ def markdown(
         if spec.caption:
             lines += [spec.caption, ""]
     lines += markdown_strips(strips)
+    lines += sections
     lines += [f"- {_md_escape(n)}" for n in notes_for(summaries)]
     lines += ["", NOTES_TEXT, "", UNITS_TEXT]
     failing = [s for s in summaries if s.errors]
