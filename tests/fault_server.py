@@ -199,6 +199,9 @@ class FaultServer:
         if target == LOG_PATH:
             writer.write(_answer(200, json.dumps(self.log).encode(), "application/json"))
             return True
+        if target.split("?")[0] not in _WIRES:  # not a call: a self-hosted row's GET /v1/models
+            writer.write(_answer(404, b'{"error": {"message": "not found"}}', "application/json"))
+            return True
         fault = self._next_fault(body)
         request = json.loads(body)
         wire, stream = _WIRES[target.split("?")[0]], request.get("stream") is True

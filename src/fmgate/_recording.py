@@ -404,6 +404,7 @@ class CallTimer:
             first_token_at=completion.first_token_at,
             tool_calls=len(completion.tool_calls),
             invalid=invalid,
+            cost=completion.cost,
         )
         if invalid is not None:
             raise invalid

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from . import _retry
 from ._errors import FmgateError, OutputValidationError
 from ._failure import as_backend_error
-from ._record import CallRecord, Usage
+from ._record import CallRecord, Cost, Usage
 from ._recording import CallTimer
 from ._types import ChatRequest, Chunk, Completion, Delta, Response
 
@@ -29,6 +29,7 @@ class _StreamState:
         self._usage: Usage | None = None
         self._model_id: str | None = None
         self._tool_calls: tuple[ToolCall, ...] = ()
+        self._cost: Cost | None = None
         self._response: Response | None = None
         self._started = False
         self._closed_unsent = False
@@ -70,6 +71,8 @@ class _StreamState:
             self._model_id = delta.model_id
         if delta.tool_calls:
             self._tool_calls += delta.tool_calls
+        if delta.cost is not None:
+            self._cost = delta.cost
         if not delta.text:
             return None
         self._timer.first_token()
@@ -82,7 +85,9 @@ class _StreamState:
             return
         usage = self._usage or Usage()
         reason = finish_reason or self._finish_reason
-        done = Completion(self.text, reason, usage, self._model_id, tool_calls=self._tool_calls)
+        done = Completion(
+            self.text, reason, usage, self._model_id, tool_calls=self._tool_calls, cost=self._cost
+        )
         try:
             self._response = self._timer.respond(done)
         except OutputValidationError as exc:  # recorded; the text stays readable

@@ -8,7 +8,7 @@ from typing import Any, Literal, cast
 
 from ._errors import InvalidRequestError, shown
 from ._images import Image, to_image
-from ._record import CallRecord, Usage
+from ._record import CallRecord, Cost, Usage
 from ._tools import OutputSpec, Tool, ToolCall, to_tool_call
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -323,6 +323,9 @@ class Completion:
     # generation): the recording wrapper turns it into latency.ttft_s for non-streamed calls.
     first_token_at: float | None = None
     tool_calls: tuple[ToolCall, ...] = ()
+    # what the call cost, where the backend knows it (a self-hosted server's own price, or its
+    # share of the server's time): recorded instead of a price from the usage
+    cost: Cost | None = None
 
 
 @dataclass(slots=True)
@@ -335,6 +338,7 @@ class Delta:
     model_id: str | None = None
     # whole tool calls, assembled by the backend from the provider's pieces (usually at the end)
     tool_calls: tuple[ToolCall, ...] = ()
+    cost: Cost | None = None  # the call's cost where the backend knows it (at the end)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,11 @@ the tool calls read back whole or assembled from a stream) are translated in ``_
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from decimal import Decimal
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
@@ -40,7 +42,8 @@ from .._errors import (
     TimeoutError,
 )
 from .._image_gen import ImageRequest, ImageResult
-from .._providers import host_port, remote_access
+from .._offline import offline
+from .._providers import host_port, is_loopback, remote_access
 from .._record import Access, Task, Usage
 from .._secrets import Secret, key_from_env, redact, redact_url
 from .._types import ChatRequest, Completion, Delta
@@ -74,6 +77,7 @@ from ._openai_tools import (
     to_messages,
     tool_fields,
 )
+from ._server_facts import RATE_SETTING, Span, self_hosted
 
 _CHAT = "/chat/completions"
 _EMBEDDINGS = "/embeddings"
@@ -102,7 +106,11 @@ class OpenAIBackend(Backend):
     library = "openai"
     supports_embeddings = True
     # strict_tools=False: never mark tools "strict", for a server that refuses the field.
-    settings: ClassVar[dict[str, tuple[type, ...]]] = {"strict_tools": (bool,)}
+    # hardware_usd_per_hour: what a self-hosted server costs, to price its calls' busy time.
+    settings: ClassVar[dict[str, tuple[type, ...]]] = {
+        "strict_tools": (bool,),
+        RATE_SETTING: (float, int, str, Decimal),
+    }
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
@@ -112,6 +120,7 @@ class OpenAIBackend(Backend):
         # "max_completion_tokens" for OpenAI (it deprecated max_tokens), "max_tokens" elsewhere.
         self._max_tokens_field = config.provider.max_tokens_param
         self._strict_tools = bool(config.options.get("strict_tools", True))
+        self._server = self_hosted(config, self._endpoint, self._base_url)
         self._client = _build(openai.OpenAI, config, self._base_url, self._key)
         # Built without a reference to the backend, which is then freed (and its clients closed)
         # as soon as it is dropped.
@@ -157,32 +166,76 @@ class OpenAIBackend(Backend):
         return template.format(route=route) if model and route else None
 
     def access(self) -> Access:
-        return remote_access(
+        """The row's facts; for a self-hosted server, what the server says over them (asked
+        once, now if no call has asked yet: see :mod:`._server_facts`)."""
+        row = remote_access(
             self.config.provider, self.model, self._base_url, has_key=self._key is not None
         )
+        if self._server is None:
+            return row
+        if not offline() or is_loopback(self._base_url):
+            self._learn()
+        return self._server.access(row)
 
     # -- chat -----------------------------------------------------------------------------------
 
     def complete(self, request: ChatRequest) -> Completion:
-        response = self._post(_CHAT, self._body(request, stream=False))
-        return _completion(json_body(response, self.config.name), self.config.name)
+        self._learn()
+        with self._span() as span:
+            data = json_body(self._post(_CHAT, self._body(request, stream=False)), self.config.name)
+        return self._priced(_completion(data, self.config.name), span, _extension(data))
 
     async def acomplete(self, request: ChatRequest) -> Completion:
-        response = await self._apost(_CHAT, self._body(request, stream=False))
-        return _completion(json_body(response, self.config.name), self.config.name)
+        await self._alearn()
+        with self._span() as span:
+            response = await self._apost(_CHAT, self._body(request, stream=False))
+            data = json_body(response, self.config.name)
+        return self._priced(_completion(data, self.config.name), span, _extension(data))
 
     def stream(self, request: ChatRequest) -> Iterator[Delta]:
+        self._learn()
         clock = try_clock(self.config.timeout, stream=True)
-        response = self._post(_CHAT, self._body(request, stream=True), clock=clock)
-        yield from events(response, self._reader(response), clock, self.config.timeout)
+        with self._span() as span:
+            response = self._post(_CHAT, self._body(request, stream=True), clock=clock)
+            reader = self._reader(response)
+            yield from events(response, reader, clock, self.config.timeout)
+        cost = span.cost(reader.extension) if span is not None else None
+        if cost is not None:
+            yield Delta(cost=cost)
 
     async def astream(self, request: ChatRequest) -> AsyncIterator[Delta]:
+        await self._alearn()
         clock = try_clock(self.config.timeout, stream=True)
-        response = await self._apost(_CHAT, self._body(request, stream=True), clock=clock)
-        deltas = aevents(response, self._reader(response), clock, self.config.timeout)
-        async with contextlib.aclosing(deltas):
-            async for delta in deltas:
-                yield delta
+        with self._span() as span:
+            response = await self._apost(_CHAT, self._body(request, stream=True), clock=clock)
+            reader = self._reader(response)
+            deltas = aevents(response, reader, clock, self.config.timeout)
+            async with contextlib.aclosing(deltas):
+                async for delta in deltas:
+                    yield delta
+        cost = span.cost(reader.extension) if span is not None else None
+        if cost is not None:
+            yield Delta(cost=cost)
+
+    # -- a self-hosted server: its facts, and its calls' cost -----------------------------------
+
+    def _span(self) -> contextlib.AbstractContextManager[Span | None]:
+        return self._server.span() if self._server is not None else contextlib.nullcontext()
+
+    @staticmethod
+    def _priced(completion: Completion, span: Span | None, extension: Any) -> Completion:
+        cost = span.cost(extension) if span is not None else None
+        return dataclasses.replace(completion, cost=cost) if cost is not None else completion
+
+    def _learn(self) -> None:
+        """Ask a self-hosted server what it serves, once; its time is this call's setup."""
+        if self._server is not None and self._server.claim():
+            self.add_setup_s(self._server.learn(self._client, self.model))
+
+    async def _alearn(self) -> None:
+        if self._server is not None and self._server.claim():
+            client = await self._aclients.get()
+            self.add_setup_s(await self._server.alearn(client, self.model))
 
     def _reader(self, response: httpx2.Response) -> _ChunkReader:
         return _ChunkReader(self.config.name, response.headers.get("content-type"))
@@ -346,6 +399,12 @@ class _Shape(ValueError):
     """A body that is JSON but not the documented object; becomes MalformedResponseError."""
 
 
+def _extension(data: Any) -> Any:
+    """fmgate serve's ``usage.fmgate`` in a body, or None."""
+    usage = data.get("usage") if isinstance(data, dict) else None
+    return usage.get("fmgate") if isinstance(usage, dict) else None
+
+
 def _completion(data: Any, provider: str) -> Completion:
     try:
         _raise_error_object(data, provider)
@@ -458,6 +517,7 @@ class _ChunkReader(EventReader):
         "calls",
         "content",
         "content_type",
+        "extension",
         "finished",
         "has_usage",
         "reason",
@@ -475,6 +535,7 @@ class _ChunkReader(EventReader):
         self.reason: str | None = None
         self.content = False  # content (not a refusal) was streamed
         self.refused = False
+        self.extension: Any = None  # fmgate serve's usage.fmgate, from the usage chunk
 
     def event(self, name: str | None, data: bytes) -> Delta | None:
         if data == b"[DONE]":
@@ -531,6 +592,7 @@ def _chunk_delta(chunk: Any, reader: _ChunkReader) -> Delta:
     """One chunk's Delta; its tool call pieces go to ``reader.calls``."""
     raw_usage = chunk.get("usage")
     usage = _usage(raw_usage) if raw_usage is not None else None
+    reader.extension = _extension(chunk) or reader.extension
     model_id = _opt(chunk.get("model"), str)
     choices = chunk["choices"]
     if not choices:  # the usage-only chunk that include_usage adds at the end
