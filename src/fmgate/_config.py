@@ -13,6 +13,14 @@
     [store]
     path = "runs/records.sqlite3" # the record store (relative to this file); "none" turns it off
 
+    [breakeven]                   # the report's break-even inputs (docs/economics.md)
+    hardware = "aws-g5-xlarge"    # a row of the price table or a GPU; or hardware_usd_per_hour;
+                                  #   or owned_price_usd with lifetime_years, busy_watts,
+                                  #   idle_watts and usd_per_kwh
+    utilisation = 0.5             # the share of measured capacity real traffic uses
+    p90_target_s = 2              # the p90 latency a capacity must keep (default: the API's)
+    against = ["openai:gpt-4o-mini"]  # API models priced from the local rows' own tokens
+
 The file is found from ``config=``, then ``$FMGATE_CONFIG``, then ``./fmgate.toml``, then the user
 config dir (``platformdirs.user_config_dir("fmgate")``). Every error names the file, the table and
 the key.
@@ -62,8 +70,21 @@ PARAM_KEYS: dict[str, tuple[type, ...]] = {
     "seed": (int,),
     "system": (str,),
 }
-TOP_LEVEL_KEYS = frozenset({"models", "store"})
+TOP_LEVEL_KEYS = frozenset({"models", "store", "breakeven"})
 STORE_KEYS: dict[str, tuple[type, ...]] = {"path": (str,)}
+# [breakeven]: checked for type here; values by the break-even itself (fmgate._economics).
+BREAKEVEN_KEYS: dict[str, tuple[type, ...]] = {
+    "hardware": (str,),
+    "hardware_usd_per_hour": (int, float, str),
+    "owned_price_usd": (int, float, str),
+    "lifetime_years": (int, float),
+    "busy_watts": (int, float),
+    "idle_watts": (int, float),
+    "usd_per_kwh": (int, float, str),
+    "utilisation": (int, float),
+    "p90_target_s": (int, float),
+    "against": (list,),
+}
 # A literal key: never among the settings, so that load() and the record never see it.
 LITERAL_KEY = "api_key"
 # tomllib's messages end with where the error is; Python 3.14 also gives lineno and colno.
@@ -92,6 +113,8 @@ class Config:
     models: Mapping[str, AliasConfig]
     # [store] path: "none", or a path made absolute against the file's folder; None: not set.
     store_path: str | None = None
+    # [breakeven]: its keys as written (types checked); empty: not set.
+    breakeven: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def empty(cls) -> Config:
@@ -173,7 +196,7 @@ def parse_config(
     if unknown:
         raise ConfigFileError(
             f"{source}: unknown top-level key {sorted(unknown)[0]!r}; "
-            "expected [models.<alias>] tables and a [store] table."
+            "expected [models.<alias>] tables, a [store] table and a [breakeven] table."
         )
     models = data.get("models", {})
     if not isinstance(models, Mapping):
@@ -181,7 +204,8 @@ def parse_config(
     file = _KeyFile(source, mode)
     parsed = {alias: _parse_alias(alias, table, file) for alias, table in models.items()}
     path = None if source == "<dict>" else Path(source)
-    config = Config(path, parsed, _parse_store(data.get("store", {}), source, path))
+    store = _parse_store(data.get("store", {}), source, path)
+    config = Config(path, parsed, store, _parse_breakeven(data.get("breakeven", {}), source))
     _warn_literal_keys(source, [a for a, entry in parsed.items() if entry.api_key is not None])
     return config
 
@@ -210,6 +234,23 @@ def _parse_store(table: Any, source: str, path: Path | None) -> str | None:
     if not store.is_absolute() and path is not None:
         store = path.parent / store
     return str(store)
+
+
+def _parse_breakeven(table: Any, source: str) -> dict[str, Any]:
+    where = f"{source}: [breakeven]"
+    if not isinstance(table, Mapping):
+        raise ConfigFileError(f"{where} must be a table, not {type(table).__name__}.")
+    for key, value in table.items():
+        if key not in BREAKEVEN_KEYS:
+            known = ", ".join(BREAKEVEN_KEYS)
+            raise ConfigFileError(f"{where}: unknown key {key!r}. Known keys: {known}.")
+        check_type(where, key, value, BREAKEVEN_KEYS[key], ConfigFileError)
+    against = table.get("against", [])
+    if not all(isinstance(spec, str) and ":" in spec for spec in against):
+        raise ConfigFileError(
+            f"{where}: 'against' must list 'backend:model' specs, e.g. [\"openai:gpt-4o-mini\"]."
+        )
+    return dict(table)
 
 
 def _parse_alias(alias: str, table: Any, file: _KeyFile) -> AliasConfig:

@@ -9,14 +9,23 @@ left out where the records hold no self-hosted and API pair.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import csv
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .._economics import DEFAULT_UTILISATION, HOURS_PER_MONTH, VOLUMES, BreakEven, Hardware
+from .._economics import (
+    DEFAULT_UTILISATION,
+    HOURS_PER_MONTH,
+    VOLUMES,
+    BreakEven,
+    Call,
+    Hardware,
+    ScoreValue,
+)
 from .._record import CallRecord, Score
 from .render import DASH, fmt_number, fmt_usd
 
@@ -24,7 +33,6 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from rich.table import Table
 
-    from .files import Written
     from .plots import Plot
 
 __all__ = [
@@ -66,9 +74,12 @@ DEFAULT_ECONOMICS = EconomicsOptions()
 
 
 def breakevens(
-    records: Sequence[CallRecord], scores: Sequence[Score], options: EconomicsOptions
+    records: Iterable[CallRecord] | Iterable[Call],
+    scores: Iterable[Score] | Iterable[ScoreValue],
+    options: EconomicsOptions,
 ) -> list[BreakEven]:
-    """Every self-hosted row against every API row (run, or named in ``options.against``)."""
+    """Every self-hosted row against every API row (run, or named in ``options.against``), from
+    call records or the store's columns (:func:`fmgate.economics.calls_from_store`)."""
     from .._economics import breakeven
 
     return breakeven(
@@ -320,32 +331,34 @@ def _html_cell(be: BreakEven, c: Cell) -> str:
 # -- the section's own files (fmgate breakeven --out) -------------------------------------------
 
 
-def write_section(out: Path, found: Sequence[BreakEven]) -> Written:
-    """breakeven.md, breakeven.html (with the plots; left out without matplotlib, and
-    ``skipped`` says why) and breakeven.csv (one row per pair and monthly volume)."""
+def write_section(out: Path, found: Sequence[BreakEven]) -> tuple[dict[str, Path], str | None]:
+    """breakeven.md, breakeven.csv (one row per pair and monthly volume) and breakeven.html
+    (with the plots); the paths by format, and why the HTML page was left out (no matplotlib:
+    the install line), or ``None``."""
     from .._errors import MissingExtraError
-    from .files import Written, write_csv
     from .html import CSS, require_matplotlib
 
     out.mkdir(parents=True, exist_ok=True)
     paths = {"md": out / "breakeven.md", "csv": out / "breakeven.csv"}
     _, *lines = markdown_section(found)  # a page of its own: the section's title heads it
     paths["md"].write_text("\n".join([f"# {TITLE}", *lines]), "utf-8")
-    write_csv(paths["csv"], csv_rows(found))
-    skipped = {}
+    rows = csv_rows(found)
+    with paths["csv"].open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [])
+        writer.writeheader()
+        writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
     try:
         require_matplotlib()
     except MissingExtraError as exc:
-        skipped["html"] = str(exc)
-    else:
-        paths["html"] = out / "breakeven.html"
-        page = (
-            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f"<title>{escape(TITLE)}</title><style>{CSS}</style></head>\n<body>\n"
-            f"{html_section(found)}\n</body></html>\n"
-        )
-        paths["html"].write_text(page, "utf-8")
-    return Written(paths, skipped)
+        return paths, str(exc)
+    paths["html"] = out / "breakeven.html"
+    paths["html"].write_text(
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(TITLE)}</title><style>{CSS}</style></head>\n<body>\n"
+        f"{html_section(found)}\n</body></html>\n",
+        "utf-8",
+    )
+    return paths, None
 
 
 def csv_rows(found: Sequence[BreakEven]) -> list[dict[str, Any]]:
@@ -384,8 +397,17 @@ def csv_rows(found: Sequence[BreakEven]) -> list[dict[str, Any]]:
                 "self_hosted_usd_per_1m_output_tokens": mine,
                 "api_usd_per_1m_output_tokens": theirs,
             }
-            rows.append({k: f"{v:f}" if isinstance(v, Decimal) else v for k, v in row.items()})
-    return rows  # amounts in plain digits: 1065800, never 1.06580E+6
+            rows.append({k: _csv_cell(v) for k, v in row.items()})
+    return rows
+
+
+def _csv_cell(value: object) -> object:
+    """Amounts in plain digits (1065800, never 1.06580E+6), booleans as true/false."""
+    if isinstance(value, Decimal):
+        return f"{value:f}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
 
 
 # -- the terminal -------------------------------------------------------------------------------

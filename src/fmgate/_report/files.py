@@ -10,6 +10,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._economics import BreakEven
 from .._errors import ConfigurationError, MissingExtraError
 from .._record import CallRecord, Score
 from .._tags import RUN
@@ -41,6 +42,7 @@ def write_report(
     formats: Collection[str] = FORMATS,
     notes: Sequence[str] = (),
     economics: EconomicsOptions | None = DEFAULT_ECONOMICS,
+    pairs: Sequence[BreakEven] | None = None,
 ) -> Written:
     """Write the report files into ``out_dir`` and return their paths by format.
 
@@ -48,7 +50,8 @@ def write_report(
     that ``fmgate compare`` drew into ``out_dir`` (``images/index.json``) show as thumbnail strips.
     The break-even section (each self-hosted row against each API row) is computed with
     ``economics`` (default: assumed hardware, 50% utilisation, the API's p90 as the target) and
-    shown where the records hold such a pair; ``None`` leaves it out.
+    shown where the records hold such a pair; ``None`` leaves it out. ``pairs``: the section's
+    pairs when the caller already computed them with ``economics`` (the CLI prints them first).
 
     ``html``: report.html; ``md``: report.md; ``csv``: summary.csv (one row per model, key
     ``csv``) and records.csv (one row per record, key ``records_csv``); ``jsonl``: records.jsonl.
@@ -66,7 +69,9 @@ def write_report(
     summaries = summarize(records, scores)
     runs = {r.tags[RUN] for r in records if RUN in r.tags}
     strips = load_strips(out, runs)  # the images compare drew into this folder for these runs
-    found = breakevens(records, scores, economics) if economics is not None else []
+    found = pairs if pairs is not None else []
+    if pairs is None and economics is not None:
+        found = breakevens(records, scores, economics)
     written: dict[str, Path] = {}
     if "html" in formats:
         from .economics import html_section

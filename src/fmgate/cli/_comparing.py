@@ -7,11 +7,16 @@ import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from . import _economics
 from ._console import console, load_model
 from ._exit import CALLS_FAILED, NOTHING, OK
+from ._filters import add_filters, select_records
 from ._run import _positive_int
+
+if TYPE_CHECKING:
+    from .._report.economics import EconomicsOptions
 
 FORMATS = ("html", "md", "csv", "jsonl")
 MESSAGE_CHARS = 300  # of the first error message shown per failing model
@@ -93,6 +98,7 @@ def add_commands(commands: Any) -> None:
     compare.add_argument("--max-tokens", type=_positive_int, metavar="N")
     compare.add_argument("--temperature", type=float, metavar="T")
     _add_output(compare, default_out=None)
+    _economics.add_options(compare)
     compare.set_defaults(handler=_compare)
 
     report = commands.add_parser(
@@ -101,13 +107,11 @@ def add_commands(commands: Any) -> None:
         description="Read records (and their scores) from the store and write the same report "
         "as compare. Filters combine with AND.",
     )
-    report.add_argument("--since", metavar="WHEN", help="an age (30m, 12h, 7d, 2w) or ISO date")
-    report.add_argument("--until", metavar="WHEN")
-    report.add_argument("--run", metavar="ID", help="one compare run ('latest' for the newest)")
-    report.add_argument("--alias", action="append", metavar="NAME", help="repeatable")
-    report.add_argument("--store", metavar="FILE", help="a store file (default: the default store)")
+    add_filters(report)
     _add_output(report, default_out=None)
+    _economics.add_options(report)
     report.set_defaults(handler=_report)
+    _economics.add_commands(commands)  # fmgate breakeven: the same filters, the same options
 
 
 def _add_output(parser: argparse.ArgumentParser, *, default_out: str | None) -> None:
@@ -155,11 +159,14 @@ def _compare(args: argparse.Namespace) -> int:
         for k, v in (("max_tokens", args.max_tokens), ("temperature", args.temperature))
         if v is not None
     }
+    economics = _economics.economics_options(args)  # a bad option fails before any model loads
     with ExitStack() as stack:
         models = [stack.enter_context(load_model(spec)) for spec in args.models]
         run = _run_with_progress(models, items, args, scorer, params)
     title = args.title or f"fmgate compare {run.run_id}"
-    show(run.records, run.scores, title=title, out=args.out, formats=args.format)
+    show(
+        run.records, run.scores, title=title, out=args.out, formats=args.format, economics=economics
+    )
     for line in failures(run.records):
         print(line, file=sys.stderr)
     print(
@@ -277,48 +284,38 @@ def show(
     out: str | None,
     formats: Sequence[str],
     notes: Sequence[str] = (),
+    economics: EconomicsOptions | None = None,
 ) -> None:
-    """Print the summary table; write the report files when ``out`` is given."""
+    """Print the summary table, and the break-even table where the records hold a self-hosted
+    and API pair (``economics``: its options; ``None``: the defaults); write the report files
+    when ``out`` is given."""
     from .._report import rich_table, summarize, write_report
+    from .._report.economics import DEFAULT_ECONOMICS, breakevens, terminal_table
 
+    economics = economics or DEFAULT_ECONOMICS
     screen = console()
     screen.print(rich_table(summarize(records, scores), title=title))
+    found = breakevens(records, scores, economics)
+    if found:
+        screen.print(terminal_table(found))
     if out is not None:
-        written = write_report(out, records, scores, title=title, formats=formats, notes=notes)
+        written = write_report(
+            out, records, scores, title=title, formats=formats, notes=notes, pairs=found
+        )
         screen.print("Written: " + ", ".join(str(path) for path in written.values()))
         for why in written.skipped.values():  # the HTML page without matplotlib
             print(f"report.html not written: {why}", file=sys.stderr)
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .._store import _resolve
-
-    store = _resolve(args.store)
-    tags = None
-    if args.run:
-        tags = {"fmgate.run": _latest_run(store) if args.run == "latest" else args.run}
-    aliases = args.alias or [None]
-    records = [
-        r
-        for alias in aliases
-        for r in store.records(alias=alias, since=args.since, until=args.until, tags=tags)
-    ]
+    economics = _economics.economics_options(args)
+    records, scores = select_records(args)
     if not records:
         print(
             "fmgate report: no records match; widen --since or check --store/--run.",
             file=sys.stderr,
         )
         return NOTHING
-    scores = store.scores([r.id for r in records])
-    show(records, scores, title=args.title or "fmgate report", out=args.out, formats=args.format)
+    title = args.title or "fmgate report"
+    show(records, scores, title=title, out=args.out, formats=args.format, economics=economics)
     return OK
-
-
-def _latest_run(store: Any) -> str:
-    from .._errors import InvalidRequestError
-    from .._tags import RUN
-
-    run = store.newest_tag(RUN)
-    if run is None:
-        raise InvalidRequestError("No compare run in the store: run fmgate compare first.")
-    return str(run)
