@@ -115,7 +115,12 @@ def test_demo_runs_offline_with_no_keys_and_writes_a_report(
     for alias in ("classifier-1", "classifier-2"):
         assert summary[alias]["images"] == "4" and summary[alias]["top5"] != ""
     assert summary["detector-1"]["boxes"] == "6" and summary["detector-1"]["recall"] != ""
-    assert "## Images" in (tmp_path / "demo" / "report.md").read_text()
+    md = (tmp_path / "demo" / "report.md").read_text()
+    assert "## Images" in md
+    # break-even: the local and served rows against the API models not run, priced offline
+    assert "## Break-even: self-hosting vs API" in md and "Break-even: self-hosting" in page
+    assert "| openai:gpt-4o-mini |" in md and "(estimated from chat's tokens)" in md
+    assert "(assumed: set --hardware)" in md and "fmgate breakeven --run latest" in done.stdout
 
 
 @needs_demo_extra

@@ -25,9 +25,13 @@ from typing import TYPE_CHECKING, Any
 from ._exit import CALLS_FAILED, OK
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from .._compare.images import ImageTask
     from .._config import Config
     from .._model import Model
+    from .._record import CallRecord
+    from .._report.economics import EconomicsOptions
 
 # API models tried when their key is in the environment: (alias, spec, key variable).
 API_MODELS = (
@@ -177,14 +181,18 @@ def _demo(args: argparse.Namespace) -> int:
                         run_id=run_id,
                     )
                 )
+    records = [r for run in runs for r in run.records]
+    economics = breakeven_options(names)
     said = notes(names, args.chat_model) + vision_notes(names, vision)
+    said += breakeven_notes(names, records, economics)
     show(
-        [r for run in runs for r in run.records],
+        records,
         [s for run in runs for s in run.scores],
         title=TITLE,
         out=str(out),
         formats=("html", "md", "csv", "jsonl"),
         notes=said,
+        economics=economics,
     )
     for note in said:
         print(f"  {note}")
@@ -408,6 +416,41 @@ def vision_notes(names: Names, vision: Vision) -> tuple[str, ...]:
             "zero-shot, offered the set's labels."
         )
     return (*said, *vision.skipped)
+
+
+def breakeven_options(names: Names) -> EconomicsOptions:
+    """The break-even against every API model the demo did not run (no key): priced at list
+    price from the local rows' own token counts, offline. The machine: assumed from the
+    records."""
+    from .._report.economics import EconomicsOptions
+
+    return EconomicsOptions(
+        against=tuple(spec for alias, spec, _ in API_MODELS if alias not in names.apis)
+    )
+
+
+def breakeven_notes(
+    names: Names, records: Sequence[CallRecord], economics: EconomicsOptions
+) -> tuple[str, ...]:
+    """Which machine the break-even assumed, and how to price it on another."""
+    from .._economics import default_hardware
+
+    chat = [r for r in records if r.alias in (names.chat, names.served)]
+    machine = default_hardware(chat)
+    where = next((r.access.hardware for r in chat if r.access.hardware), None) or "cpu"
+    against = ", ".join(economics.against)
+    priced = (
+        f"against {against}, not run here: priced at list price (genai-prices, offline) from "
+        f"{names.chat}'s own token counts, "
+        if against
+        else ""
+    )
+    return (
+        f"Break-even: {names.chat} and {names.served} {priced}on {machine.label}, the bundled "
+        f"price table's row assumed for this machine ({where}); fmgate breakeven --run latest "
+        "--hardware NAME|USD_PER_HOUR reprices it (fmgate breakeven --hardware-list lists the "
+        "table).",
+    )
 
 
 def _load(alias: str, config: Config) -> Any:
