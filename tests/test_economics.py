@@ -109,8 +109,9 @@ def test_capacity_keeps_the_latency_target() -> None:
 
 
 def test_capacity_of_batched_calls_counts_a_batch_once() -> None:
-    """Two batches of 4 calls sharing one 2 s clock each, at t=0 and t=2: busy 4 s, 2 calls/s;
-    a failed call and a warm-up are left out."""
+    """Two batches of 4 calls sharing one 2 s clock each, at t=0 and t=2, and a failed call of
+    2 s at t=30: busy 6 s (the failure held the machine), 8 ok calls: 1.33 calls/s. The warm-up
+    is left out."""
     records = [call(i, "local", 2 * (i // 4), 2.0, distribution="local") for i in range(8)]
     records.append(call(9, "local", 30, 2.0, distribution="local", ok=False))
     warm = call(10, "local", 40, 9.0, distribution="local")
@@ -118,7 +119,8 @@ def test_capacity_of_batched_calls_counts_a_batch_once() -> None:
     cap = capacity(records)
     assert cap is not None and cap.basis == "observed"
     assert cap.level.ok == 8 and cap.level.calls == 9
-    assert cap.calls_per_s == pytest.approx(2.0)
+    assert cap.level.busy_s == pytest.approx(6.0)
+    assert cap.calls_per_s == pytest.approx(8 / 6)
 
 
 def test_rented_break_even_by_hand() -> None:

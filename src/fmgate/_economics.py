@@ -5,9 +5,9 @@ Pure arithmetic over call records (docs/economics.md gives every formula and def
 - **capacity** (:func:`capacity`): a local or self-hosted model's calls per second, from its
   records. Calls tagged ``fmgate.concurrency`` (``fmgate bench``) form one level per concurrency;
   other calls form one observed level. A level's rate is its successful calls over its busy
-  time, the union of the calls' ``[start, start + total_s]`` intervals (a batch or overlapping
-  calls count once, the gaps between sequential calls not at all). The capacity is the level
-  with the most calls per second whose p90 latency kept under the target.
+  time, the union of its calls' ``[start, start + total_s]`` intervals, failed calls included (a
+  batch or overlapping calls count once, the gaps between sequential calls not at all). The
+  capacity is the level with the most calls per second whose p90 latency kept under the target.
 - **hardware** (:class:`Hardware`): what a machine costs per hour whatever its load: a rate
   you name, a row of the bundled table of on-demand prices (``_data/hardware.toml``, with
   sources and dates), or hardware you own (price over its lifetime, plus power).
@@ -56,6 +56,7 @@ __all__ = [
     "default_hardware",
     "find_hardware",
     "hardware_table",
+    "levels",
     "owned",
     "rented",
 ]
@@ -406,6 +407,12 @@ class Level:
     output_tokens_per_call: float | None
     energy_j_per_call: float | None  # measured or estimated by fmgate, where recorded
 
+    def within(self, p90_target_s: float | None) -> bool:
+        """Whether the level's p90 latency kept at or under the target (always, without one)."""
+        if p90_target_s is None:
+            return True
+        return self.latency_p90_s is not None and self.latency_p90_s <= p90_target_s
+
 
 @dataclass(frozen=True, slots=True)
 class Capacity:
@@ -430,33 +437,40 @@ def capacity(
     records: Iterable[CallRecord] | Iterable[Call], *, target_p90_s: float | None = None
 ) -> Capacity | None:
     """The measured capacity of one model's records; ``None`` without a successful timed call."""
+    every = levels(records)
+    basis: Literal["sweep", "observed"] = "sweep" if every and every[0].concurrency else "observed"
+    levels_ = tuple(lv for lv in every if lv.calls_per_s)
+    if not levels_:
+        return None
+    fast = [lv for lv in levels_ if lv.within(target_p90_s)]
+    if fast:
+        best = max(fast, key=lambda lv: lv.calls_per_s or 0.0)
+        return Capacity(best, levels_, basis, target_p90_s)
+    lowest_p90 = min(levels_, key=lambda lv: lv.latency_p90_s or math.inf)
+    return Capacity(lowest_p90, levels_, basis, target_p90_s, met=False)
+
+
+def levels(records: Iterable[CallRecord] | Iterable[Call]) -> list[Level]:
+    """The records' levels, by concurrency: one per ``fmgate.concurrency`` value when any call
+    has the tag (``fmgate bench``: calls without it are left out), else one observed level of
+    all the calls. Warm-up calls are left out. ``fmgate bench`` prints these same levels."""
     counted = [c for c in _as_calls(records) if not c.warmup]
     swept: dict[int, list[Call]] = defaultdict(list)
     for c in counted:
         if c.concurrency is not None:
             swept[c.concurrency].append(c)
-    basis: Literal["sweep", "observed"] = "sweep" if swept else "observed"
-    groups = sorted(swept.items()) if swept else [(None, counted)]
-    levels = tuple(lv for n, group in groups if (lv := _level(n, group)).calls_per_s)
-    if not levels:
-        return None
-    fast = [lv for lv in levels if target_p90_s is None or _under(lv, target_p90_s)]
-    if fast:
-        best = max(fast, key=lambda lv: lv.calls_per_s or 0.0)
-        return Capacity(best, levels, basis, target_p90_s)
-    lowest_p90 = min(levels, key=lambda lv: lv.latency_p90_s or math.inf)
-    return Capacity(lowest_p90, levels, basis, target_p90_s, met=False)
-
-
-def _under(level: Level, target: float) -> bool:
-    return level.latency_p90_s is not None and level.latency_p90_s <= target
+    if swept:
+        return [_level(n, swept[n]) for n in sorted(swept)]
+    return [_level(None, counted)] if counted else []
 
 
 def _level(concurrency: int | None, group: Sequence[Call]) -> Level:
     from ._report.aggregate import percentile
 
     ok = [c for c in group if c.ok and c.total_s is not None]
-    busy = _union_seconds([(c.start_s, c.start_s + (c.total_s or 0.0)) for c in ok])
+    # a failed call held the machine too: its time counts, its call does not
+    timed = [c for c in group if c.total_s is not None]
+    busy = _union_seconds([(c.start_s, c.start_s + (c.total_s or 0.0)) for c in timed])
     totals = [c.total_s for c in ok if c.total_s is not None]
     ttfts = [c.ttft_s for c in ok if c.ttft_s is not None]
     tokens = [c.output_tokens for c in ok if c.output_tokens is not None]

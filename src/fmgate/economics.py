@@ -26,6 +26,7 @@ from ._economics import (
     default_hardware,
     find_hardware,
     hardware_table,
+    levels,
     owned,
     rented,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "default_hardware",
     "find_hardware",
     "hardware_table",
+    "levels",
     "owned",
     "rented",
 ]

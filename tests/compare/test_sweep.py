@@ -65,7 +65,7 @@ def test_an_api_model_runs_each_level_with_that_many_calls_in_flight() -> None:
     assert rates[0] < 8 / (8 * DELAY_S) * 1.01
     assert rates[2] > 2 * rates[0]
     for level in sweep.levels:
-        assert level.p50_s is not None and level.p50_s >= DELAY_S * 0.9
+        assert level.latency_p50_s is not None and level.latency_p50_s >= DELAY_S * 0.9
         assert level.ttft_p50_s is None  # not streamed: TTFT unknown, never 0
 
 
@@ -206,21 +206,21 @@ def call(
 def test_a_level_from_records_by_hand() -> None:
     records = [
         call(0, 0.0, 1.0, 1.0, 10),  # ends at 1.0
-        call(1, 0.5, 2.5, 2.0, 30),  # a retried call: ends at 3.0 (wall), latency 2.0
+        call(1, 0.5, 2.5, 2.0, 30),  # a retried call: busy 0.5 to 2.5 (its last try's 2.0 s)
         call(2, 1.0, 1.5, 1.5, 20),  # ends at 2.5
-        call(3, 1.2, 3.8, 3.8, None, ok=False),  # failed: ends at 5.0, counted in the span
+        call(3, 1.2, 3.8, 3.8, None, ok=False),  # failed: busy to 5.0, it held the machine
         call(4, 2.0, 1.0, 1.0, 40),  # ends at 3.0
     ]
     warm = dataclasses.replace(records[0], id="w", tags={**records[0].tags, WARMUP: "true"})
     (level,) = levels_of([*records, warm])
     assert (level.concurrency, level.calls, level.ok) == (2, 5, 4)
-    assert level.span_s == pytest.approx(5.0)  # last end 5.0 - first start 0.0
+    assert level.busy_s == pytest.approx(5.0)  # the union of the calls' intervals: 0.0 to 5.0
     assert level.calls_per_s == pytest.approx(4 / 5.0)  # 0.8
     assert level.output_tokens_per_s == pytest.approx((10 + 30 + 20 + 40) / 5.0)  # 20
     # ok latencies 1.0, 2.0, 1.5, 1.0 sorted 1.0 1.0 1.5 2.0: p50 rank 1.5 -> 1.25;
     # p90 rank 2.7 -> 1.5 + 0.7 * (2.0 - 1.5) = 1.85
-    assert level.p50_s == pytest.approx(1.25)
-    assert level.p90_s == pytest.approx(1.85)
+    assert level.latency_p50_s == pytest.approx(1.25)
+    assert level.latency_p90_s == pytest.approx(1.85)
     assert level.ttft_p50_s == pytest.approx(1.25 / 4)  # ttft is a quarter of each
 
 
@@ -230,7 +230,7 @@ def test_an_unknown_token_count_leaves_tokens_per_s_unknown() -> None:
 
 
 def level(c: int, rate: float, p90: float | None, ok: int = 8) -> Level:
-    return Level(c, 8, ok, 1.0, rate, rate * 10, p90, p90, None)
+    return Level(c, 8, ok, 1.0, rate, rate * 10, p90, p90, None, None, None)
 
 
 def test_capacity_is_the_highest_rate_within_the_p90_target() -> None:

@@ -8,10 +8,12 @@ its sweep has the one level, 1. Every measured call is tagged with the run, its 
 and its level (``fmgate.concurrency``), so :func:`levels_of` computes the same table from the
 stored records as :func:`run_sweep` returns.
 
-A level's figures (``None`` where unknown, never 0):
+A level's figures are :class:`fmgate._economics.Level`'s, the one definition the break-even
+reads too (``None`` where unknown, never 0):
 
-- span = last end - first start over the level's calls (end = ``started_at`` + ``wall_s``)
-- calls/s = successful calls / span; output tokens/s = their output tokens / span
+- busy time = the union of the level's calls' ``[start, start + total_s]`` (failed calls
+  included: they held the machine)
+- calls/s = successful calls / busy time; output tokens/s = their output tokens / busy time
 - p50 and p90 of the successful calls' ``total_s``, and p50 of their ``ttft_s``, by linear
   interpolation between closest ranks (:func:`fmgate._report.aggregate.percentile`)
 
@@ -24,14 +26,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
+from .._economics import Level
+from .._economics import levels as measure_levels
 from .._errors import ConfigurationError, InvalidRequestError
 from .._model import Model
 from .._record import CallRecord
 from .._recording import add_sink, remove_sink
-from .._report.aggregate import percentile
 from .._tags import CONCURRENCY, PROMPT, RUN, SWEEP, WARMUP
 from .prompts import PromptItem, is_classification
 from .runner import embeds_only, new_run_id
@@ -53,29 +55,6 @@ MIN_CALLS = 8  # per level: fewer make a p90 of little more than the slowest cal
 SweepProgress = Callable[[int, int], None]
 
 
-@dataclass(frozen=True, slots=True)
-class Level:
-    """One level's measurements: ``calls`` made with ``concurrency`` in flight, ``ok`` of them
-    successful; the rates over the level's wall ``span_s`` (first start to last end)."""
-
-    concurrency: int
-    calls: int
-    ok: int
-    span_s: float | None
-    calls_per_s: float | None
-    output_tokens_per_s: float | None
-    p50_s: float | None
-    p90_s: float | None
-    ttft_p50_s: float | None
-
-    def within(self, p90_target_s: float | None) -> bool:
-        """Whether the level kept its p90 latency at or under the target (any level, without
-        one); a level with no successful call never does."""
-        if self.ok == 0 or self.calls_per_s is None:
-            return False
-        return p90_target_s is None or (self.p90_s is not None and self.p90_s <= p90_target_s)
-
-
 @dataclass
 class Sweep:
     """What one sweep measured: its levels in order, every record tagged with its id (the
@@ -95,7 +74,7 @@ class Sweep:
     def capacity(self, p90_target_s: float | None = None) -> Level | None:
         """The level with the highest calls/s among those whose p90 stayed at or under
         ``p90_target_s`` (among all levels, without a target); ``None`` when none did."""
-        fit = [level for level in self.levels if level.within(p90_target_s)]
+        fit = [level for level in self.levels if level.ok > 0 and level.within(p90_target_s)]
         return max(fit, key=lambda level: level.calls_per_s or 0.0, default=None)
 
 
@@ -176,7 +155,7 @@ def run_sweep(
         for c in plan:
             collector.level = c
             _run_level(model, prompts, c, level_calls(c, calls_per_level), sweep.sweep_id, params)
-            level = _level(c, [r for r in collector.records if _at(r, c)])
+            [level] = measure_levels([r for r in collector.records if _at(r, c)])
             sweep.levels.append(level)
             sweep.stopped = _why_stop(sweep.levels, stop_p90_s)
             if sweep.stopped is not None:
@@ -277,50 +256,7 @@ def levels_of(records: Iterable[CallRecord]) -> list[Level]:
         if value is None or not value.isdigit() or record.tags.get(WARMUP) == "true":
             continue
         by_level.setdefault(int(value), []).append(record)
-    return [_level(c, by_level[c]) for c in sorted(by_level)]
-
-
-def _level(c: int, records: Sequence[CallRecord]) -> Level:
-    ok = [r for r in records if r.ok]
-    span = _span(records)
-    tokens = [r.usage.output_tokens for r in ok]
-    known = [t for t in tokens if t is not None]
-    return Level(
-        concurrency=c,
-        calls=len(records),
-        ok=len(ok),
-        span_s=span,
-        calls_per_s=_per_s(len(ok), span),
-        output_tokens_per_s=_per_s(sum(known), span) if len(known) == len(tokens) else None,
-        p50_s=percentile(_present(r.latency.total_s for r in ok), 0.5),
-        p90_s=percentile(_present(r.latency.total_s for r in ok), 0.9),
-        ttft_p50_s=percentile(_present(r.latency.ttft_s for r in ok), 0.5),
-    )
-
-
-def _per_s(amount: int, span: float | None) -> float | None:
-    return amount / span if span else None
-
-
-def _span(records: Sequence[CallRecord]) -> float | None:
-    """Seconds from the first call's start to the last call's end; ``None`` without calls."""
-    if not records:
-        return None
-    starts = [r.started_at for r in records]
-    ends = [r.started_at + timedelta(seconds=_waited(r)) for r in records]
-    return (max(ends) - min(starts)).total_seconds()
-
-
-def _waited(record: CallRecord) -> float:
-    latency = record.latency
-    for value in (latency.wall_s, latency.total_s):
-        if value is not None:
-            return value
-    return 0.0
-
-
-def _present(values: Iterable[float | None]) -> list[float]:
-    return [v for v in values if v is not None]
+    return measure_levels([r for c in sorted(by_level) for r in by_level[c]])
 
 
 def _why_stop(levels: Sequence[Level], stop_p90_s: float | None) -> str | None:
@@ -328,8 +264,13 @@ def _why_stop(levels: Sequence[Level], stop_p90_s: float | None) -> str | None:
     last = levels[-1]
     if last.ok == 0:
         return f"no call succeeded at concurrency {last.concurrency}"
-    if stop_p90_s is not None and last.p90_s is not None and last.p90_s > stop_p90_s:
-        return f"p90 {last.p90_s:.3g} s passed {stop_p90_s:g} s at concurrency {last.concurrency}"
+    if (
+        stop_p90_s is not None
+        and last.latency_p90_s is not None
+        and last.latency_p90_s > stop_p90_s
+    ):
+        p90, c = last.latency_p90_s, last.concurrency
+        return f"p90 {p90:.3g} s passed {stop_p90_s:g} s at concurrency {c}"
     rates = [level.calls_per_s or 0.0 for level in levels[-3:]]
     if len(rates) == 3 and rates[0] > rates[1] > rates[2]:
         return f"calls/s fell two levels in a row, to concurrency {last.concurrency}"

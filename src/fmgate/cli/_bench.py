@@ -40,9 +40,10 @@ def add_commands(commands: Any) -> None:
         description="Load the model once, make one warm-up call, then run calls with 1, 2, 4, "
         "... in flight (concurrent calls for API and self-hosted models, a batch of that many "
         "prompts for local models that batch; a local model that does not batch runs one at a "
-        "time). Per level: calls, successes, calls/s and output tokens/s over the level's wall "
-        "span, p50 and p90 latency, p50 TTFT. The sweep stops raising the level when calls/s "
-        "fell two levels in a row, when p90 passed --p90-target, or when no call of a level "
+        "time). Per level: calls, successes, calls/s and output tokens/s over the level's busy "
+        "time (the union of its calls' intervals), p50 and p90 latency, p50 TTFT. The sweep "
+        "stops raising the level when calls/s fell two levels in a row, when p90 passed "
+        "--p90-target, or when no call of a level "
         "succeeded. The capacity is the highest calls/s whose p90 kept to --p90-target (without "
         "one: the highest calls/s). Records are stored, tagged fmgate.sweep and "
         "fmgate.concurrency, for the report's break-even.",
@@ -182,8 +183,8 @@ def cells(level: Level) -> list[str]:
         str(level.ok),
         rate(level.calls_per_s),
         rate(level.output_tokens_per_s),
-        seconds(level.p50_s),
-        seconds(level.p90_s),
+        seconds(level.latency_p50_s),
+        seconds(level.latency_p90_s),
         seconds(level.ttft_p50_s),
     ]
 
@@ -204,7 +205,7 @@ def capacity_line(sweep: Sweep, capacity: Level | None, p90_target: float | None
     return (
         f"capacity: {rate(capacity.calls_per_s)} calls/s, "
         f"{rate(capacity.output_tokens_per_s)} output tok/s at concurrency "
-        f"{capacity.concurrency}{target} (p90 {seconds(capacity.p90_s)}){stopped}"
+        f"{capacity.concurrency}{target} (p90 {seconds(capacity.latency_p90_s)}){stopped}"
     )
 
 
