@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fmgate._economics import Hardware, rented
+from fmgate._economics import Hardware, owned, rented
 from fmgate._record import CallRecord, Score
 from fmgate._report import write_report
 from fmgate._report.economics import (
@@ -107,7 +107,7 @@ def test_never_says_why(records: list[CallRecord]) -> None:
     """$100/h: $73,000 a month over 2,628,000 calls: 27.8x the API's $0.001 a call."""
     found = breakevens(records, (), EconomicsOptions(hardware=rented(100)))
     md = "\n".join(markdown_section(found))
-    assert "never at this throughput" in table_row(md, "small")[9]
+    assert table_row(md, "small")[9] == "never: 27.8x the API's price per call"
     from rich.console import Console
 
     console = Console(width=200, record=True)
@@ -137,3 +137,12 @@ def test_no_section_without_an_api_side(tmp_path: Path) -> None:
     # and none when turned off
     paths = write_report(tmp_path, sweep() + api(), formats=("md",), economics=None)
     assert "Break-even" not in paths["md"].read_text()
+
+
+def test_owned_hardware_states_its_power(records: list[CallRecord]) -> None:
+    """$8760 over 1 year = $1/h; 300 W busy, 100 W idle at $0.20/kWh: fixed $730 + $14.60."""
+    machine = owned(8760, lifetime_years=1, busy_watts=300, idle_watts=100, usd_per_kwh="0.20")
+    md = "\n".join(markdown_section(breakevens(records, (), EconomicsOptions(machine))))
+    assert table_row(md, "small")[1:4:2] == ["owned $8760 ($1/h)", "$744.60"]
+    assert "$8760 over a 1-year life (configured)" in md
+    assert "small on owned $8760 ($1/h): 300 W busy (given), 100 W idle, at $0.20/kWh." in md

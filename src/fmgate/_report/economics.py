@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._economics import (
+    DEFAULT_IDLE_FRACTION,
     DEFAULT_UTILISATION,
     HOURS_PER_MONTH,
     VOLUMES,
@@ -207,7 +208,7 @@ CALLS_TABLE = (
         Cell(f"self-hosted / 1k calls at {fmt_volume(v)}/month", per_1k_at(v), True)
         for v in SHOWN_VOLUMES
     ),
-    Cell("break-even", volume_cell),
+    Cell("break-even", volume_short, hint=lambda be: be.reason),
     Cell("quality", lambda be: be.quality_note),
 )
 TOKENS_TABLE = (
@@ -230,7 +231,8 @@ TERMINAL = (
 CALLS_CAPTION = (
     "One row per self-hosted model and API model. Self-hosted cost per 1,000 calls falls as the "
     "volume spreads the machine's fixed monthly cost; the API's stays the same. Break-even: the "
-    "calls a month from which self-hosting costs less."
+    "calls a month from which self-hosting costs less; never: Nx: one machine, used as stated, "
+    "costs N times the API's price for each call it can serve, so adding calls never catches up."
 )
 TOKENS_CAPTION = (
     "Cost per million output tokens, each side from its own mean output tokens per call (a "
@@ -261,8 +263,20 @@ def assumptions(found: Sequence[BreakEven]) -> list[str]:
             else ""
         )
         said.append(f"Hardware {label}: {hardware_source(machine)}.{assumed}")
+    said += list(dict.fromkeys(_power(be) for be in found if be.busy_watts is not None))
     said += list(dict.fromkeys(f"{be.local}: {note}." for be in found for note in be.notes))
     return said
+
+
+def _power(be: BreakEven) -> str:
+    """Owned hardware's power: busy (given, or from the records' energy), idle, and its price."""
+    machine, busy = be.hardware, be.busy_watts or 0.0
+    given = "given" if machine.busy_watts is not None else "from the records' energy per call"
+    idle = machine.idle_watts if machine.idle_watts is not None else busy * DEFAULT_IDLE_FRACTION
+    return (
+        f"{be.local} on {hardware_name(machine)}: {fmt_number(busy)} W busy ({given}), "
+        f"{fmt_number(idle)} W idle, at ${machine.usd_per_kwh}/kWh."
+    )
 
 
 # -- Markdown -----------------------------------------------------------------------------------
@@ -520,7 +534,7 @@ def _axes(ax: Axes, be: BreakEven) -> None:
     ax.set(xlabel="calls per month", ylabel="cost per month (USD)")
     ax.set_title(f"{be.local} on {hardware_name(be.hardware)}".replace("$", r"\$"))
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(loc="upper left", fontsize=9)
+    ax.legend(loc="lower right", fontsize=9)  # every line rises to the right: that corner is free
 
 
 def _money(value: float) -> str:
