@@ -186,12 +186,13 @@ def server_cost(extension: Any, where: str) -> tuple[Cost | None, str | None]:
     raw = extension.get("cost_usd")
     basis = _text(extension.get("cost_basis")) or "unknown"
     source = _text(extension.get("cost_source"))
+    said = f"{basis}: {source}" if source else basis
     if raw is None:
-        return None, f"{where} could not price the call ({basis}: {source})"
+        return None, f"{where} could not price the call ({said})"
     amount = _amount(raw)
     if amount is None:
         return None, f"{where} sent a cost that is not a decimal amount >= 0: ignored"
-    how = f"{where}: {basis}: {source}" if source else f"{where}: {basis}"
+    how = f"{where}: {said}"
     return Cost(amount, "server_reported", source=how, energy_j=_joules(extension)), None
 
 
@@ -358,7 +359,6 @@ def models_facts(body: Any, model: str) -> dict[str, Any]:
     entry = _entry(body, model)
     if entry is None:
         return {}
-    facts: dict[str, Any] = {}
     meta = _object(entry.get("meta"))
     found = {
         "context_window": _count(meta.get("n_ctx_train")),
@@ -373,8 +373,7 @@ def models_facts(body: Any, model: str) -> dict[str, Any]:
             value = _typed(ours.get(key), kind)
             if value is not None:
                 found[key] = value
-    facts.update({k: v for k, v in found.items() if v is not None})
-    return facts
+    return {k: v for k, v in found.items() if v is not None}
 
 
 def _entry(body: Any, model: str) -> Mapping[str, Any] | None:
