@@ -13,6 +13,9 @@ vLLM's extensions that common OpenAI-compatible clients send (guidellm, benchmar
 read too: ``ignore_eos`` and ``stream_options.continuous_usage_stats`` are honoured, a few others
 are accepted with the value that changes nothing (``_VLLM_OFF``). docs/serve.md lists them.
 
+Answers carry fmgate's extension (``usage.fmgate``, the model facts on ``/v1/models``), built in
+``_extension``.
+
 Every string of a request (field names included) must be valid Unicode: a lone surrogate
 (``"\ud800"`` in JSON) is refused here, before it can reach a model, a record or a log.
 """
