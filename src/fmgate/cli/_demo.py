@@ -445,11 +445,12 @@ def breakeven_notes(
         if against
         else ""
     )
+    flags = "".join(f" --against {spec}" for spec in economics.against)
     return (
         f"Break-even: {names.chat} and {names.served} {priced}on {machine.label}, the bundled "
         f"price table's row assumed for this machine ({where}); fmgate breakeven --run latest "
-        "--hardware NAME|USD_PER_HOUR reprices it (fmgate breakeven --hardware-list lists the "
-        "table).",
+        f"--hardware NAME|USD_PER_HOUR{flags} reprices it (fmgate breakeven --hardware-list lists "
+        "the table).",
     )
 
 

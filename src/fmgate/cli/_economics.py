@@ -41,6 +41,8 @@ OWNED_KEYS = ("lifetime_years", "busy_watts", "idle_watts", "usd_per_kwh")
 
 def add_options(parser: argparse.ArgumentParser) -> None:
     """The break-even flags, in a group of their own."""
+    from .._local.energy import DEFAULT_USD_PER_KWH, USD_PER_KWH_SOURCE
+
     group = parser.add_argument_group(
         "break-even",
         "Self-hosted rows against API rows (docs/economics.md); flags override fmgate.toml's "
@@ -69,7 +71,11 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--idle-watts", type=_non_negative, metavar="W", help="default: half the busy power"
     )
-    group.add_argument("--usd-per-kwh", metavar="USD", help="the electricity price")
+    group.add_argument(
+        "--usd-per-kwh",
+        metavar="USD",
+        help=f"the electricity price (default {DEFAULT_USD_PER_KWH}: {USD_PER_KWH_SOURCE})",
+    )
     group.add_argument(
         "--utilisation",
         type=_fraction,
