@@ -153,3 +153,29 @@ def test_owned_hardware_from_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         economics_options(_options())
     # a machine named by a flag replaces the file's, its power settings included
     assert economics_options(_options("--hardware", "2")).hardware == Hardware("$2/h", Decimal(2))
+
+
+def test_compare_prints_the_break_even_against_an_api_not_run(
+    env: dict[str, str], project: Path
+) -> None:
+    """A self-hosted stub model, gpt-4o-mini priced from its tokens: the table after the others."""
+    done = fmgate(
+        "compare", "-m", "alpha", "--prompts", "prompts.jsonl", "--hardware", "1",
+        "--against", "openai:gpt-4o-mini", "--out", "out", env=env, cwd=project,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    table = done.stdout.split("Break-even: self-hosting vs API")[1]
+    assert "alpha" in table and "openai:gpt-4o-mini" in table and "$1/h" in table
+    assert "(estimated from alpha's tokens)" in table
+    assert "## Break-even: self-hosting vs API" in (project / "out" / "report.md").read_text()
+
+
+def test_a_bad_breakeven_table_is_refused_naming_the_key(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "fmgate.toml").write_text("[breakeven]\nhardware_price = 2\n")
+    done = fmgate("breakeven", env=env, cwd=tmp_path)
+    assert done.returncode == 2 and "[breakeven]: unknown key 'hardware_price'" in done.stderr
+    (tmp_path / "fmgate.toml").write_text('[breakeven]\nagainst = ["gpt-4o-mini"]\n')
+    done = fmgate("breakeven", env=env, cwd=tmp_path)
+    assert done.returncode == 2 and "'backend:model' specs" in done.stderr
