@@ -144,7 +144,8 @@ HOW_TO_READ = (
     "all call time, so it also covers non-streamed calls. Load is the largest cold start "
     "(model load or client setup), kept out of every latency. Costs carry their basis: "
     "list_price (the provider's token prices), hardware_time (configured $/hour times busy "
-    "time), energy_measured or energy_estimated (joules times $/kWh); a model priced on some "
+    "time), energy_measured or energy_estimated (joules times $/kWh), server_reported (the "
+    "price fmgate serve measured on its own machine, for a client of it); a model priced on some "
     "calls only says how many. Warm-up calls made before measuring are left out of every "
     "number except load."
 )

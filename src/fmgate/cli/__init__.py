@@ -24,6 +24,7 @@ examples:
                  --scorer contains --out report/   the same prompts through three models
   fmgate report --since 7d --out report/        rebuild a report from stored records
   fmgate bench local-small --p90-target 2       capacity: calls/s at 1, 2, 4, ... in flight
+  fmgate breakeven --hardware aws-g5-xlarge     the volume from which self-hosting costs less
   fmgate serve local-small --port 8008          the model as an OpenAI-compatible API
 
 exit codes: 0 ok; 1 some calls failed (recorded, and in the report); 2 bad arguments or
