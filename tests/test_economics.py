@@ -219,7 +219,7 @@ def test_against_an_api_not_run_prices_the_local_usage() -> None:
     assert expected.cost.amount is not None
     assert be.api.cost_per_call == expected.cost.amount
     assert be.api.estimated_from == "small"
-    assert be.quality_note == "API not run on these prompts: quality not compared"
+    assert be.quality_note == "not compared: API not run (small not scored)"
     assert be.capacity.target_p90_s is None  # no API latency to keep
 
 

@@ -592,10 +592,11 @@ class BreakEven:
     def quality_note(self) -> str:
         """The two qualities side by side: cheaper is not the same answer."""
         mine, theirs = self.local_quality, self.api.quality
+        own = f"{mine:.2f} ({self.local_scorer})" if mine is not None else "not scored"
         if self.api.estimated_from is not None:
-            return "API not run on these prompts: quality not compared"
+            return f"not compared: API not run ({self.local} {own})"
         if mine is None or theirs is None or self.local_scorer != self.api.scorer:
-            return "quality not compared (no common scorer)"
+            return "not compared: no common scorer"
         pair = f"{mine:.2f} vs {theirs:.2f} ({self.local_scorer})"
         if mine < theirs - QUALITY_GAP:
             return f"lower quality: {pair}"
