@@ -35,6 +35,11 @@ through its processor (:mod:`fmgate._local.vlm`): image parts become the model's
 ``pixel_values`` for ``generate``; everything above applies unchanged, its token counts include
 the image tokens.
 
+Decode path: on CUDA (or with the load setting ``compile = true``) ``generate`` runs with a static
+KV cache and a compiled decoding step, on the model's own decode thread; grammar-constrained calls
+stay eager. ``params["decode_path"]`` in the record says which ran
+(:mod:`fmgate._local.fast_decode`).
+
 ``finish_reason`` is ``"stop"`` on an end-of-sequence token or a stop string, ``"length"`` when
 ``max_new_tokens`` ran out (or the grammar closed a structure early because it was about to),
 ``"tool_calls"`` when the reply is calls. ``output_tokens`` counts the tokens the model
@@ -57,7 +62,8 @@ from transformers.generation.streamers import BaseStreamer
 from .._errors import BackendError, ContextLengthError, InvalidRequestError
 from .._record import Usage
 from .._types import ChatRequest, Completion, GenerationParams, Message
-from . import tools, vlm
+from . import fast_decode, tools, vlm
+from .fast_decode import EAGER, DecodePath, DecodePlan
 from .grammar import Constrained, constrain
 from .loading import LoadedModel
 
@@ -444,18 +450,32 @@ def decode(tokenizer: Any, ids: Sequence[int]) -> str:
 # -- running a batch -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Ran:
+    """What one ``generate`` gave: a completion per request, the streamer when streaming, and
+    the record's ``params`` about the decode path (:mod:`fmgate._local.fast_decode`)."""
+
+    completions: list[Completion]
+    pieces: TextPieces | None
+    params: dict[str, str]
+
+
 def run(
     loaded: LoadedModel,
     requests: Sequence[ChatRequest],
     *,
     cancel: threading.Event | None = None,
     on_text: Sequence[Callable[[str], None] | None] | None = None,
-) -> tuple[list[Completion], TextPieces | None]:
+    decode: DecodePlan = EAGER,
+    on_warm: Callable[[float], None] | None = None,
+) -> Ran:
     """One ``generate`` for requests that share their parameters; the streamer when streaming.
 
     ``on_text``, one entry per request, receives that row's text pieces as they are decoded
     (``None``: the row is not streamed). With tools offered, a row's text is held back from
     where a call begins (the whole reply, for formats whose calls have no trigger).
+    ``decode`` is the model's decode path; ``on_warm`` gets the seconds a warm-up of a new
+    shape took before the generation (a cold start, not the call's latency).
     """
     params = requests[0].params
     stops = params.stop or ()
@@ -468,8 +488,9 @@ def run(
         budget = max_new_tokens(loaded, batch, params)
         kwargs = generate_kwargs(loaded, params, budget)
         grammar = _constrain(loaded, requests, plans, batch, budget, kwargs)
+        path, reason = fast_decode.choose(decode, constrained=grammar is not None)
         tracker = Tracker(loaded, batch.width, stops, cancel)
-        out = _generate(loaded, batch, params, tracker, streamer, kwargs)
+        out = _decode(path, decode, loaded, batch, params, tracker, streamer, kwargs, on_warm)
         rows = finish(loaded, out[:, batch.width :], tracker, stops)
     completions = [
         tools.with_calls(
@@ -486,7 +507,7 @@ def run(
             zip(rows, batch.prompt_tokens, requests, plans, strict=True)
         )
     ]
-    return completions, streamer
+    return Ran(completions, streamer, fast_decode.record_params(path, reason))
 
 
 def _streamer(
@@ -526,6 +547,36 @@ def _constrain(
         )
     kwargs["logits_processor"] = LogitsProcessorList([processor])
     return processor
+
+
+def _decode(
+    path: DecodePath,
+    decode: DecodePlan,
+    loaded: LoadedModel,
+    batch: Batch,
+    params: GenerationParams,
+    tracker: Tracker,
+    streamer: TextPieces | None,
+    kwargs: dict[str, Any],
+    on_warm: Callable[[float], None] | None,
+) -> torch.Tensor:
+    """``generate`` on the path chosen: eager here, or on the model's decode thread with the
+    static cache, after warming the batch's shape if it is new."""
+    if path == "eager":
+        return _generate(loaded, batch, params, tracker, streamer, kwargs)
+    length = fast_decode.cache_len(loaded, batch.width + int(kwargs["max_new_tokens"]))
+    for key, value in fast_decode.static_kwargs(decode, loaded, length).items():
+        kwargs.setdefault(key, value)  # a transformers_<name> the caller passed stays theirs
+    rows = len(batch.prompt_tokens)
+
+    def work() -> tuple[float, torch.Tensor]:
+        warm_s = fast_decode.warm(decode, loaded, rows, length)
+        return warm_s, _generate(loaded, batch, params, tracker, streamer, kwargs)
+
+    warm_s, out = fast_decode.on_decode_thread(loaded, work)
+    if warm_s and on_warm is not None:
+        on_warm(warm_s)
+    return out
 
 
 def _generate(

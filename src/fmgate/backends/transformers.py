@@ -8,8 +8,11 @@ pinned by ``revision=``; the resolved commit is the record's ``revision``). Sett
 (``auto`` picks CUDA, then MPS, then CPU), ``dtype`` (``auto``: bfloat16 on CUDA where supported,
 else float16; float32 on CPU and MPS), ``revision``, ``trust_remote_code``, and the cost settings
 of :mod:`fmgate._local.energy` (``usd_per_kwh``, ``cpu_watts``, ``gpu_watts``,
-``hardware_usd_per_hour``). How parameters map onto ``generate`` is documented in
-:mod:`fmgate._local.generation`.
+``hardware_usd_per_hour``), and ``compile`` (the fast decode path: a static KV cache and a
+compiled decoding step; left out, on for CUDA and off elsewhere; compiled and warmed at load, so
+its time is ``load_s``: :mod:`fmgate._local.fast_decode`). How parameters map onto ``generate``
+is documented in :mod:`fmgate._local.generation`; ``record.params["decode_path"]`` is
+``eager`` or ``static_compiled``.
 
 Inference runs on worker threads for the async methods and for streams, so the event loop never
 waits on the model; a per-model lock runs one ``generate`` at a time (transformers models are not
@@ -33,16 +36,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from .._errors import ContextLengthError, FmgateError, InvalidRequestError
 from .._local.energy import SETTINGS as COST_SETTINGS
 from .._local.energy import CostSettings, make_meter
-from .._local.generation import DEFAULT_MAX_TOKENS, run
+from .._local.fast_decode import SETTING as COMPILE_SETTING
+from .._local.fast_decode import DecodePlan, plan_for, read_setting, warm_at_load
+from .._local.generation import DEFAULT_MAX_TOKENS, Ran, run
 from .._local.loading import (
     LoadedModel,
     dtype_name,
@@ -93,13 +99,18 @@ class TransformersBackend(Backend):
         "dtype": (str,),
         "revision": (str,),
         "trust_remote_code": (bool,),
+        COMPILE_SETTING: (bool,),
         **COST_SETTINGS,
     }
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
         self._cost = CostSettings.from_options(config.options)
+        compile_setting = read_setting(config.options)
         loaded = load_model(config.model, config.options)
+        self._decode: DecodePlan = plan_for(loaded, compile_setting)
+        with loaded.lock:  # compiled and warmed here, so its time is the load's
+            warm_at_load(self._decode, loaded)
         self._loaded: LoadedModel | None = loaded
         self._profile = loaded.profile
         self._source = loaded.source
@@ -265,14 +276,12 @@ class TransformersBackend(Backend):
     def _produce(self, request: ChatRequest, cancel: threading.Event, push: _Push) -> None:
         """On the generating thread: text pieces as decoded, then the closing delta or an error."""
         try:
-            loaded = self._causal()
-            (completion,), pieces = run(
-                loaded, [request], cancel=cancel, on_text=[lambda text: push(Delta(text))]
-            )
+            ran = self._run([request], cancel, [lambda text: push(Delta(text))])
+            (completion,), pieces = ran.completions, ran.pieces
             sent = pieces.sent(0) if pieces is not None else ""
             rest = completion.text[len(sent) :] if completion.text.startswith(sent) else ""
             reason, usage, calls = completion.finish_reason, completion.usage, completion.tool_calls
-            push(Delta(rest, reason, usage, tool_calls=calls))
+            push(_noted(Delta(rest, reason, usage, tool_calls=calls), ran.params))
             push(_END)
         except BaseException as exc:  # raised again on the consumer's side
             push(exc)
@@ -283,15 +292,35 @@ class TransformersBackend(Backend):
         cancel: threading.Event | None = None,
         on_text: Sequence[OnText | None] | None = None,
     ) -> list[Completion]:
-        loaded = self._causal()
         results: dict[int, Completion] = {}
         for indices in _same_params(requests):
             rows = [on_text[i] for i in indices] if on_text is not None else None
-            completions, _ = run(
-                loaded, [requests[i] for i in indices], cancel=cancel, on_text=rows
-            )
-            results.update(zip(indices, completions, strict=True))
+            ran = self._run([requests[i] for i in indices], cancel, rows)
+            noted = [_noted(c, ran.params) for c in ran.completions]
+            results.update(zip(indices, noted, strict=True))
         return [results[i] for i in range(len(requests))]
+
+    def _run(
+        self,
+        requests: Sequence[ChatRequest],
+        cancel: threading.Event | None,
+        on_text: Sequence[OnText | None] | None,
+    ) -> Ran:
+        """One ``generate`` on the model's decode path; a warm-up of a new shape is cold start."""
+        loaded = self._causal()
+        return run(
+            loaded,
+            requests,
+            cancel=cancel,
+            on_text=on_text,
+            decode=self._decode,
+            on_warm=self.add_setup_s,
+        )
+
+    @property
+    def decode_plan(self) -> DecodePlan:
+        """The model's decode path: the fast path (static cache, compiled step) or eager."""
+        return self._decode
 
     def _generate_rows(
         self,
@@ -417,6 +446,19 @@ class TransformersBackend(Backend):
     def close(self) -> None:
         """Let go of the weights: they are freed once no other loaded Model shares them."""
         self._loaded = None
+
+
+# Completion and Delta carry the backend's own params for the record once the core has the field.
+_CARRIES_PARAMS = "params" in {f.name for f in dataclasses.fields(Completion)}
+_Noted = TypeVar("_Noted", Completion, Delta)
+
+
+def _noted(item: _Noted, params: dict[str, str]) -> _Noted:
+    """``item`` with the decode path's params for the record (``params["decode_path"]``)."""
+    if not _CARRIES_PARAMS:
+        return item
+    changes: dict[str, Any] = {"params": params}
+    return dataclasses.replace(item, **changes)
 
 
 def _same_params(requests: Sequence[ChatRequest]) -> list[list[int]]:
