@@ -16,6 +16,7 @@ row pointed elsewhere with ``base_url``), the OpenAI backend:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
 FACTS_TIMEOUT_S = 2.0
 """How long the facts of a server may take: they are a detail, never worth a slow first call."""
 FACTS_MAX_BYTES = 4 * 2**20
+LEARN_WAIT_S = 2 * FACTS_TIMEOUT_S + 1.0
+"""How long a call waits for another that is asking the facts (two requests at most)."""
 MODELS_PATH = "/models"
 OLLAMA_SHOW_PATH = "/api/show"
 _MAX_TEXT = 200  # a fact longer than this is not a licence id or a dtype
@@ -244,33 +247,50 @@ class SelfHosted:
         self.facts: dict[str, Any] = {}
         self._clock = busy_clock(endpoint)
         self._claimed = False
+        self._learnt = threading.Event()
         self._lock = threading.Lock()
 
     def claim(self) -> bool:
-        """True once: to the caller that is to fetch the facts."""
+        """True once: to the caller that is to fetch the facts. The others wait for them
+        (:meth:`settled`): a call recorded meanwhile would fix the row's facts in its model's
+        access, which a model reads once."""
         with self._lock:
             claimed, self._claimed = self._claimed, True
             return not claimed
 
+    def settled(self) -> None:
+        """Wait until the facts are learnt, or given up (at most :data:`LEARN_WAIT_S`)."""
+        self._learnt.wait(LEARN_WAIT_S)
+
+    async def asettled(self) -> None:
+        if not self._learnt.is_set():
+            await asyncio.to_thread(self._learnt.wait, LEARN_WAIT_S)
+
     def learn(self, client: openai.OpenAI, model: str) -> float:
         """Ask the server what it serves (see the module's docstring); the seconds it took."""
         t0 = time.perf_counter()
-        models = _answer(lambda: client.get(MODELS_PATH, **_facts_request()))
-        native = None
-        if self.native is not None:
-            url, body = self._native_request(model)
-            native = _answer(lambda: client.post(url, body=body, **_facts_request()))
-        self.keep(models, model, native)
+        try:
+            models = _answer(lambda: client.get(MODELS_PATH, **_facts_request()))
+            native = None
+            if self.native is not None:
+                url, body = self._native_request(model)
+                native = _answer(lambda: client.post(url, body=body, **_facts_request()))
+            self.keep(models, model, native)
+        finally:
+            self._learnt.set()
         return time.perf_counter() - t0
 
     async def alearn(self, client: openai.AsyncOpenAI, model: str) -> float:
         t0 = time.perf_counter()
-        models = await _aanswer(client.get(MODELS_PATH, **_facts_request()))
-        native = None
-        if self.native is not None:
-            url, body = self._native_request(model)
-            native = await _aanswer(client.post(url, body=body, **_facts_request()))
-        self.keep(models, model, native)
+        try:
+            models = await _aanswer(client.get(MODELS_PATH, **_facts_request()))
+            native = None
+            if self.native is not None:
+                url, body = self._native_request(model)
+                native = await _aanswer(client.post(url, body=body, **_facts_request()))
+            self.keep(models, model, native)
+        finally:
+            self._learnt.set()
         return time.perf_counter() - t0
 
     def keep(self, models: Any, model: str, native: Any = None) -> None:

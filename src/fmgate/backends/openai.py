@@ -228,14 +228,23 @@ class OpenAIBackend(Backend):
         return dataclasses.replace(completion, cost=cost) if cost is not None else completion
 
     def _learn(self) -> None:
-        """Ask a self-hosted server what it serves, once; its time is this call's setup."""
-        if self._server is not None and self._server.claim():
+        """Ask a self-hosted server what it serves, once; its time is this call's setup.
+        Calls that come while it is asked wait for the answer, so their records have it."""
+        if self._server is None:
+            return
+        if self._server.claim():
             self.add_setup_s(self._server.learn(self._client, self.model))
+        else:
+            self._server.settled()
 
     async def _alearn(self) -> None:
-        if self._server is not None and self._server.claim():
+        if self._server is None:
+            return
+        if self._server.claim():
             client = await self._aclients.get()
             self.add_setup_s(await self._server.alearn(client, self.model))
+        else:
+            await self._server.asettled()
 
     def _reader(self, response: httpx2.Response) -> _ChunkReader:
         return _ChunkReader(self.config.name, response.headers.get("content-type"))
