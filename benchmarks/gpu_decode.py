@@ -396,7 +396,8 @@ def run(
         t0 = time.perf_counter()
         raw_call(model, ids1, **static)(args.short)
         sync(device)
-        say(f"raw static first call: {time.perf_counter() - t0:.1f} s")
+        compile_s = time.perf_counter() - t0
+        say(f"raw static first call: {compile_s:.1f} s")
     m = fmgate_model(model, tokenizer_dir, args.via, tmp / "model", device, dtype)
     load_s = m.generate("warm", max_tokens=1).record.latency.load_s
     say(f"fmgate load_s (load + compile + warm-up): {load_s or 0.0:.1f} s")
@@ -409,13 +410,31 @@ def run(
             ],
             **common,
         )
+    report(rates, bound, gbs, args.batch)
+    compiler_counters()
     if over():
         say("time budget spent: batch runs skipped")
     else:
-        batch_runs(args, model, m, ids1.repeat(args.batch, 1), static, rates, common)
-    report(rates, bound, gbs, args.batch)
+        ids = ids1.repeat(args.batch, 1)
+        batch_runs(args, model, m, ids, static, rates, common, compile_s)
+        report(rates, bound, gbs, args.batch)
+        compiler_counters()
     say(f"decode paths fmgate's records name: {sorted(paths)}")
     return 0
+
+
+def compiler_counters() -> None:
+    """What torch.compile did: graphs, recompiles, graph breaks, CUDA-graph skips (a decode
+    step that recompiles or skips CUDA graphs is the usual reason for a slow static path)."""
+    from torch._dynamo.utils import counters
+
+    for group in ("stats", "graph_break", "inductor"):
+        found = {k: v for k, v in counters.get(group, {}).items() if v}
+        if group == "inductor":
+            found = {k: v for k, v in found.items() if "cudagraph" in k or "recompil" in k}
+        if found:
+            shown = ", ".join(f"{k}={v}" for k, v in list(found.items())[:12])
+            say(f"torch.compile {group}: {shown}")
 
 
 def batch_runs(
@@ -426,17 +445,25 @@ def batch_runs(
     static: dict[str, Any],
     rates: dict[str, Rate],
     common: dict[str, Any],
+    compile_s: float,
 ) -> None:
-    rows = args.batch
+    """Batch ``--batch``: eager, then static (its new shape compiles again) if time is left."""
+    rows, long = args.batch, args.batch_long
     with phase(f"raw eager, batch {rows}"):
         (rates["raw_eager_b"],) = measure(
             [Run("raw eager", raw_call(model, ids), rows, args.eager_long)], **common
         )
+    # a new batch size recompiles (about as long as the first compile) before the rounds
+    needed = 1.2 * compile_s + 2 * args.rounds * (long + args.short) / 40
+    left = args.budget_s + 60 - (time.perf_counter() - T0)
+    if needed > left:
+        say(f"static batch {rows} skipped: needs about {needed:.0f} s, {left:.0f} s left")
+        return
     with phase(f"batch {rows}: raw static and fmgate generate_many, interleaved"):
         rates["raw_static_b"], rates["fmgate_b"] = measure(
             [
-                Run("raw static+compile", raw_call(model, ids, **static), rows, args.long),
-                Run("fmgate generate_many", fmgate_call(m, rows), rows, args.long),
+                Run("raw static+compile", raw_call(model, ids, **static), rows, long),
+                Run("fmgate generate_many", fmgate_call(m, rows), rows, long),
             ],
             **common,
         )
@@ -476,7 +503,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--save-dir", default=None, help="where --via save writes (local disk)")
     parser.add_argument("--short", type=int, default=16, help="new tokens of the short runs")
     parser.add_argument("--long", type=int, default=272, help="new tokens of the long runs")
-    parser.add_argument("--eager-long", type=int, default=64, help="long runs of eager paths")
+    parser.add_argument("--eager-long", type=int, default=48, help="long runs of eager paths")
+    parser.add_argument("--batch-long", type=int, default=144, help="long runs of static batches")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--copy-gib", type=float, default=4.0, help="bandwidth copy size")
@@ -499,6 +527,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if args.tiny:  # a smoke run: small copy, short runs, a smaller batch
         args.copy_gib = min(args.copy_gib, 0.25)
         args.long, args.eager_long, args.rounds = min(args.long, 80), min(args.eager_long, 48), 2
+        args.batch_long = min(args.batch_long, 80)
         args.batch = min(args.batch, 8)
     return args
 
