@@ -192,3 +192,28 @@ async def test_async_calls_wait_for_the_servers_facts_too(vllm: VllmStub) -> Non
         responses = await asyncio.gather(*(model.agenerate(i.prompt) for i in ITEMS[:4]))
     assert [r.record.access.context_window for r in responses] == [WINDOW] * 4
     assert vllm.routes.count(MODELS_PATH) == 1
+
+
+def test_the_stub_speaks_vllms_shapes() -> None:
+    """The stand-in's bodies are valid OpenAI objects (the SDK's own types), with vLLM's
+    extra fields, and its model list gives the served window."""
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+    from fmgate.backends._server_facts import models_facts
+
+    stub = VllmStub(max_model_len=WINDOW)
+    body = {"model": stub.model, "messages": [{"role": "user", "content": "hi"}]}
+    plain = stub.completion(body)
+    ChatCompletion.model_validate(plain)
+    assert plain["id"].startswith("chatcmpl-") and plain["kv_transfer_params"] is None
+    assert (plain["system_fingerprint"], plain["service_tier"]) == (None, None)
+    assert plain["choices"][0]["stop_reason"] is None
+    streamed = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    events = [e.removeprefix(b"data: ").strip() for e in stub.stream(streamed)]
+    assert events[-1] == b"[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    for chunk in chunks:
+        ChatCompletionChunk.model_validate(chunk)
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 3
+    assert "usage" not in chunks[0]  # vLLM leaves unset fields out of a chunk
+    assert models_facts(stub.models(), stub.model) == {"context_window": WINDOW}

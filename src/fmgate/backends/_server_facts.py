@@ -259,7 +259,11 @@ class SelfHosted:
             return not claimed
 
     def settled(self) -> None:
-        """Wait until the facts are learnt, or given up (at most :data:`LEARN_WAIT_S`)."""
+        """Wait until the facts are learnt, or given up (at most :data:`LEARN_WAIT_S`); never
+        on an event loop's thread, where the call asking them may be the one that would wait."""
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop()
+            return
         self._learnt.wait(LEARN_WAIT_S)
 
     async def asettled(self) -> None:
