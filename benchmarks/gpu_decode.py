@@ -349,6 +349,10 @@ def main(argv: list[str] | None = None) -> int:
     compiled = "compiled" if args.compile else "NOT compiled"
     size = "tiny" if args.tiny else "Llama-3-8B shape"
     print(f", {size}, {str(dtype)[6:]}, static step {compiled}", flush=True)
+    if args.compile:  # why a graph skips CUDA graphs or recompiles, printed once each
+        from torch._logging import _internal
+
+        _internal.set_logs(perf_hints=True, recompiles=True)
     try:
         return run(args, device, dtype, shape, energy, tmp)
     finally:

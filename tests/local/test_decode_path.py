@@ -272,3 +272,26 @@ def test_warm_runs_the_static_generate_once_per_shape(
     assert fast_decode.warm(plan, loaded, 2, 1024) > 0.0
     assert fast_decode.warm(plan, loaded, 2, 1024) == 0.0
     assert watcher.calls == [("static", threading.current_thread().name)]
+
+
+def test_static_kwargs_compile_on_cuda_and_when_asked_on_cpu(
+    tiny: TinyFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What generate() gets: the static cache of the chosen length, and transformers' compile
+    config (told to compile off CUDA too, where transformers would otherwise skip it)."""
+    from fmgate._local import fast_decode
+
+    loaded = _backend(fmgate.load(f"transformers:{tiny('llama')}", device="cpu")).loaded
+    on_cpu = fast_decode.static_kwargs(fast_decode.DecodePlan(True), loaded, 2048)
+    assert on_cpu["cache_implementation"] == "static" and on_cpu["max_cache_len"] == 2048
+    assert on_cpu["compile_config"]._compile_all_devices is True
+    uncompiled = fast_decode.static_kwargs(fast_decode.DecodePlan(True, None, False), loaded, 1024)
+    assert uncompiled == {
+        "cache_implementation": "static",
+        "max_cache_len": 1024,
+        "disable_compile": True,
+    }
+    monkeypatch.setattr(loaded, "device", "cuda:0")
+    on_cuda = fast_decode.static_kwargs(fast_decode.DecodePlan(True), loaded, 1024)
+    assert not on_cuda["compile_config"]._compile_all_devices  # transformers' own default
+    assert on_cuda["compile_config"].mode == "reduce-overhead"  # CUDA graphs
