@@ -295,3 +295,33 @@ def test_static_kwargs_compile_on_cuda_and_when_asked_on_cpu(
     on_cuda = fast_decode.static_kwargs(fast_decode.DecodePlan(True), loaded, 1024)
     assert not on_cuda["compile_config"]._compile_all_devices  # transformers' own default
     assert on_cuda["compile_config"].mode == "reduce-overhead"  # CUDA graphs
+
+
+def _failing_warm(*args: Any) -> float:
+    raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+
+
+def test_a_failed_compile_asked_for_fails_the_load(
+    own_llama: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fmgate._local import fast_decode
+
+    monkeypatch.setattr(fast_decode, "warm", _failing_warm)
+    with pytest.raises(fmgate.ConfigurationError, match="set compile = false") as caught:
+        fmgate.load(f"transformers:{own_llama}", device="cpu", compile=True)
+    assert "No working C++ compiler" in str(caught.value)
+
+
+def test_a_failed_default_compile_decodes_eagerly_and_says_so(
+    own_llama: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On CUDA the fast path is only the default: a compile that fails leaves the model eager."""
+    from fmgate._local import fast_decode
+
+    loaded = _backend(fmgate.load(f"transformers:{own_llama}", device="cpu")).loaded
+    monkeypatch.setattr(fast_decode, "warm", _failing_warm)
+    with caplog.at_level("WARNING", logger="fmgate"):
+        plan = fast_decode.warm_at_load(fast_decode.DecodePlan(True), loaded, asked=False)
+    assert plan == fast_decode.DecodePlan(False, "compile_failed")
+    assert fast_decode.choose(plan, constrained=False) == ("eager", "compile_failed")
+    assert "decodes eagerly" in caplog.text and "No working C++ compiler" in caplog.text

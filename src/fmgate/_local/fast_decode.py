@@ -14,7 +14,9 @@ When it runs (the load setting ``compile``; ``record.params["decode_path"]`` say
 - A call the static cache cannot serve runs eager and says why in ``params["decode_fallback"]``:
   ``grammar`` (constrained decoding: its per-token mask, not the forward pass, sets the pace),
   ``vision`` (a vision-language model's image prefill), ``model`` (an architecture transformers
-  cannot compile with a static cache), ``quantized`` (a quantizer that does not compile).
+  cannot compile with a static cache), ``quantized`` (a quantizer that does not compile),
+  ``compile_failed`` (compiling failed at load where the fast path was only the device's
+  default, logged as a warning; with ``compile = true`` the load fails instead).
 
 Compiling happens before the calls it would slow down, so its time is a cold start
 (``latency.load_s``), never a call's latency: at load, one short generate at batch 1 compiles and
@@ -39,7 +41,7 @@ from typing import Any, Literal, TypeVar
 import torch
 
 from .._errors import ConfigurationError
-from .loading import LoadedModel
+from .loading import LoadedModel, logger
 
 DecodePath = Literal["eager", "static_compiled"]
 # the load setting, in fmgate.toml or load(...)
@@ -190,11 +192,32 @@ def warm(plan: DecodePlan, loaded: LoadedModel, batch_size: int, length: int) ->
     return time.perf_counter() - t0
 
 
-def warm_at_load(plan: DecodePlan, loaded: LoadedModel) -> None:
-    """At load (its time is the load's): the batch-1 step with the smallest cache."""
-    if plan.static:
-        length = cache_len(loaded, 1)
+def warm_at_load(plan: DecodePlan, loaded: LoadedModel, *, asked: bool) -> DecodePlan:
+    """At load (its time is the load's): compile and warm the batch-1 step with the smallest
+    cache. Returns the plan to use: ``plan``, or eager (``compile_failed``) when compiling
+    failed where the fast path was only the device's default; with ``compile = true`` asked
+    for, the failure is a ConfigurationError."""
+    if not plan.static:
+        return plan
+    length = cache_len(loaded, 1)
+    try:
         on_decode_thread(loaded, lambda: warm(plan, loaded, 1, length))
+    except Exception as exc:  # torch.compile fails in many types (no compiler, no Triton...)
+        why = f"{type(exc).__name__}: {str(exc)[:300]}"
+        if asked:
+            raise ConfigurationError(
+                f"compile = true, but compiling the decoding step of {loaded.name} failed "
+                f"({why}): set compile = false, or give torch.compile what it needs (a C++ "
+                "compiler on CPU, Triton on CUDA)."
+            ) from exc
+        logger.warning(
+            "compiling the decoding step of %s failed (%s): it decodes eagerly "
+            "(compile = false skips the attempt)",
+            loaded.name,
+            why,
+        )
+        return DecodePlan(False, off_because="compile_failed")
+    return plan
 
 
 def on_decode_thread(loaded: LoadedModel, work: Callable[[], _T]) -> _T:

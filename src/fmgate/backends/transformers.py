@@ -108,9 +108,9 @@ class TransformersBackend(Backend):
         self._cost = CostSettings.from_options(config.options)
         compile_setting = read_setting(config.options)
         loaded = load_model(config.model, config.options)
-        self._decode: DecodePlan = plan_for(loaded, compile_setting)
+        plan = plan_for(loaded, compile_setting)
         with loaded.lock:  # compiled and warmed here, so its time is the load's
-            warm_at_load(self._decode, loaded)
+            self._decode: DecodePlan = warm_at_load(plan, loaded, asked=compile_setting is True)
         self._loaded: LoadedModel | None = loaded
         self._profile = loaded.profile
         self._source = loaded.source
