@@ -326,3 +326,11 @@ def test_the_worked_example_in_the_docs() -> None:
     assert float(be.calls_per_machine_month) == pytest.approx(3_544_984, rel=1e-4)
     assert be.volume is not None and round(be.volume) == 877_721
     assert pairs["mini"].volume is None and "1.46x" in pairs["mini"].reason
+
+
+def test_a_server_that_names_no_hardware_is_assumed_a_one_gpu_machine_and_said_so() -> None:
+    unknown = [dataclasses.replace(c, access=Access()) for c in sweep()]
+    machine = default_hardware(unknown)
+    assert machine.name == "aws-g5-xlarge" and machine.assumed
+    assert "unknown" in machine.why_assumed
+    assert default_hardware(sweep()).why_assumed == "the records ran on cpu"

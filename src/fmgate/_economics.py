@@ -115,6 +115,7 @@ class Hardware:
     idle_watts: float | None = None
     usd_per_kwh: Decimal = DEFAULT_USD_PER_KWH
     assumed: bool = False  # chosen by fmgate from the records' hardware, not named by the user
+    why_assumed: str = ""  # for an assumed row: from what (the records' hardware, or nothing)
 
     def __post_init__(self) -> None:
         if not self.usd_per_hour.is_finite() or self.usd_per_hour < 0:
@@ -220,18 +221,24 @@ def find_hardware(name: str) -> Hardware:
 
 def default_hardware(records: Iterable[CallRecord] | Iterable[Call]) -> Hardware:
     """The table row for the hardware the records ran on, marked ``assumed``: a CUDA GPU the
-    table names, else the table's A10G row for a GPU and its 2-vCPU machine for a CPU."""
+    table names, else the table's A10G row for a GPU and its 2-vCPU machine for a CPU; records
+    that name no hardware (a vLLM or Ollama server does not say) get the A10G row, and
+    ``why_assumed`` says so."""
     import dataclasses
 
     table = hardware_table()
     seen = [c.hardware for c in _as_calls(records) if c.hardware]
-    where = max(set(seen), key=seen.count) if seen else "cpu"
+    if not seen:  # a server that does not say (vLLM, Ollama...): a one-GPU machine, said so
+        why = "the server's hardware is unknown (its records do not say): a one-GPU machine"
+        return dataclasses.replace(table["aws-g5-xlarge"], assumed=True, why_assumed=why)
+    where = max(set(seen), key=seen.count)
     row = table["aws-m7g-large"]
     if where.startswith("cuda"):
         gpu = where.partition(":")[2].upper()
         known = [r for r in table.values() if r.gpu and r.gpu.upper() in gpu]
         row = max(known, key=lambda r: len(r.gpu)) if known else table["aws-g5-xlarge"]
-    return dataclasses.replace(row, assumed=True)
+    why = f"the records ran on {where}"
+    return dataclasses.replace(row, assumed=True, why_assumed=why)
 
 
 def _usd(key: str, value: object) -> Decimal:

@@ -91,7 +91,7 @@ def test_assumed_hardware_is_said_with_its_source(records: list[CallRecord]) -> 
     assert table_row(md, "small")[1] == "aws-m7g-large ($0.0816/h) (assumed: set --hardware)"
     assert "59.6k calls/month" in md
     assert "factualminds.com" in md and "2026-06-17" in md
-    assert "Assumed from the hardware the records ran on: name yours with --hardware." in md
+    assert "Assumed (the records ran on cpu): name yours with --hardware." in md
 
 
 def test_an_api_not_run_is_marked_estimated(records: list[CallRecord]) -> None:

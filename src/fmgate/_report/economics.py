@@ -258,7 +258,8 @@ def assumptions(found: Sequence[BreakEven]) -> list[str]:
     machines = {hardware_name(be.hardware): be.hardware for be in found}
     for label, machine in machines.items():
         assumed = (
-            " Assumed from the hardware the records ran on: name yours with --hardware."
+            f" Assumed ({machine.why_assumed or 'from the hardware the records ran on'}): "
+            "name yours with --hardware."
             if machine.assumed
             else ""
         )

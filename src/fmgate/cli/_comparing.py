@@ -93,7 +93,7 @@ def add_commands(commands: Any) -> None:
         "--concurrency",
         type=_positive_int,
         metavar="N",
-        help="requests in flight per API model (default 8)",
+        help="requests in flight per API or self-hosted model (default 8)",
     )
     compare.add_argument("--max-tokens", type=_positive_int, metavar="N")
     compare.add_argument("--temperature", type=float, metavar="T")
