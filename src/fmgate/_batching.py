@@ -63,6 +63,10 @@ def run_many(
     """``Model.generate_many``: ``size`` rows per batch, or (``size`` None: the backend does not
     batch) ``concurrency`` calls at a time."""
     if size is not None:
+        whole = _continuous(model, rows, params)
+        if whole is not None:  # every row at once; ``size`` of them in the batch at a time
+            whole.settle(_call(model, whole, window=size))
+            return whole.results(return_exceptions)
         results: list[Response | FmgateError] = []
         for start in range(0, len(rows), size):
             batch = prepare(model, rows[start : start + size], params)
@@ -103,6 +107,10 @@ async def arun_many(
     import asyncio
 
     if size is not None:
+        whole = _continuous(model, rows, params)
+        if whole is not None:
+            whole.settle(await _acall(model, whole, window=size))
+            return whole.results(return_exceptions)
         results: list[Response | FmgateError] = []
         for start in range(0, len(rows), size):
             batch = prepare(model, rows[start : start + size], params)
@@ -144,24 +152,70 @@ def prepare(model: Model, rows: Sequence[Row], params: dict[str, Any]) -> Batch:
     return batch
 
 
-def _call(model: Model, batch: Batch) -> list[Completion | FmgateError] | FmgateError:
+# generate_many settings a continuous batch takes; any other (tools, output, seed, a backend's
+# own) sends the rows to static batches
+_CONTINUOUS_PARAMS = frozenset({"max_tokens", "temperature", "top_p", "stop", "system"})
+
+
+def _continuous(model: Model, rows: Sequence[Row], params: dict[str, Any]) -> Batch | None:
+    """All the rows as one batch, when the backend batches continuously (a local chat model:
+    ``continuous_engine``) and every row is plain text chat; else None (static batches)."""
+    if len(rows) < 2 or not batches_continuously(model, params, [p for p, _, _ in rows]):
+        return None
+    return prepare(model, rows, params)
+
+
+def batches_continuously(
+    model: Model, params: Mapping[str, Any], prompts: Sequence[Prompt]
+) -> bool:
+    """Whether these prompts, with these settings, can join ``model``'s continuous batch: a
+    backend with one (``continuous_engine``: local chat models), plain text chat, and no
+    setting beyond max_tokens, temperature, top_p, stop and system."""
+    engine_for = getattr(model.backend, "continuous_engine", None)
+    if engine_for is None or engine_for() is None:
+        return False
+    if any(v is not None for k, v in params.items() if k not in _CONTINUOUS_PARAMS):
+        return False
+    return all(_plain_prompt(prompt) for prompt in prompts)
+
+
+def _plain_prompt(prompt: Prompt) -> bool:
+    """Text, or messages of text only: no images, tool calls or tool results."""
+    if isinstance(prompt, str):
+        return True
+    return all(
+        isinstance(m, Mapping)
+        and isinstance(m.get("content"), str)
+        and m.get("role") != "tool"
+        and not m.get("tool_calls")
+        for m in prompt
+    )
+
+
+def _call(
+    model: Model, batch: Batch, window: int | None = None
+) -> list[Completion | FmgateError] | FmgateError:
     backend = model.backend
     hooks = batch.hooks() if backend.streams_batches else None
+    more: dict[str, Any] = {"window": window} if window is not None else {}
     try:
-        if hooks is None:  # a backend of a plugin may not take on_text at all
+        if hooks is None and not more:  # a backend of a plugin may not take on_text at all
             return backend.complete_batch(batch.requests)
-        return backend.complete_batch(batch.requests, on_text=hooks)
+        return backend.complete_batch(batch.requests, on_text=hooks, **more)
     except Exception as exc:
         return as_backend_error(exc, backend.provider)
 
 
-async def _acall(model: Model, batch: Batch) -> list[Completion | FmgateError] | FmgateError:
+async def _acall(
+    model: Model, batch: Batch, window: int | None = None
+) -> list[Completion | FmgateError] | FmgateError:
     backend = model.backend
     hooks = batch.hooks() if backend.streams_batches else None
+    more: dict[str, Any] = {"window": window} if window is not None else {}
     try:
-        if hooks is None:
+        if hooks is None and not more:
             return await backend.acomplete_batch(batch.requests)
-        return await backend.acomplete_batch(batch.requests, on_text=hooks)
+        return await backend.acomplete_batch(batch.requests, on_text=hooks, **more)
     except Exception as exc:
         return as_backend_error(exc, backend.provider)
 
@@ -252,11 +306,12 @@ class Batch:
         timer, listener = self.timers[n], self._listeners[n]
         assert listener is not None
 
-        def on_text(text: str) -> None:
+        def on_text(text: str) -> bool:
             timer.first_token()
             timer.chunks += 1
             if not self._gone[n] and listener(text) is False:
                 self._gone[n] = True
+            return not self._gone[n]  # False: a backend may end the row now (its reader left)
 
         return on_text
 

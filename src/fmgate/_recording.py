@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -326,6 +326,22 @@ class CallTimer:
         self._share = 1.0 / size
         self._params = {**self._params, "batch_size": size}
 
+    def shared(self, machine_s: float, waited_s: float = 0.0) -> None:
+        """This call ran in a continuous batch, where rows come and go: its cost is its
+        ``machine_s`` seconds of the machine (processor sharing) over its own wall time, and
+        its latency is its own, not a batch's (no ``batch_size``). ``waited_s``: it waited that
+        long for a place among ``generate_many``'s rows first; its clock starts after."""
+        waited_s = min(max(waited_s, 0.0), time.perf_counter() - self._t0)
+        if waited_s:
+            self._t0 += waited_s
+            self._started_at += timedelta(seconds=waited_s)
+            if self._ttft is not None:
+                self._ttft = max(0.0, self._ttft - waited_s)
+        total = time.perf_counter() - self._t0
+        self._share = min(1.0, machine_s / total) if total > 0 else 1.0
+        params = {k: v for k, v in self._params.items() if k != "batch_size"}
+        self._params = {**params, "batching": "continuous"}
+
     def first_token(self) -> None:
         if self._ttft is None:
             self._ttft = time.perf_counter() - self._t0
@@ -397,6 +413,10 @@ class CallTimer:
                         schema_name=self._spec.name,
                     )
             self._output = dataclasses.replace(self._output, valid=invalid is None)
+        if completion.params:
+            self.add_params(dict(completion.params))
+        if completion.machine_s is not None:
+            self.shared(completion.machine_s, completion.waited_s or 0.0)
         record = self.succeed(
             usage=completion.usage,
             model_id=completion.model_id,

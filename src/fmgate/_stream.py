@@ -30,6 +30,7 @@ class _StreamState:
         self._model_id: str | None = None
         self._tool_calls: tuple[ToolCall, ...] = ()
         self._cost: Cost | None = None
+        self._machine_s: float | None = None
         self._response: Response | None = None
         self._started = False
         self._closed_unsent = False
@@ -73,6 +74,10 @@ class _StreamState:
             self._tool_calls += delta.tool_calls
         if delta.cost is not None:
             self._cost = delta.cost
+        if delta.machine_s is not None:
+            self._machine_s = delta.machine_s
+        if delta.params:
+            self._timer.add_params(dict(delta.params))
         if not delta.text:
             return None
         self._timer.first_token()
@@ -86,7 +91,13 @@ class _StreamState:
         usage = self._usage or Usage()
         reason = finish_reason or self._finish_reason
         done = Completion(
-            self.text, reason, usage, self._model_id, tool_calls=self._tool_calls, cost=self._cost
+            self.text,
+            reason,
+            usage,
+            self._model_id,
+            tool_calls=self._tool_calls,
+            cost=self._cost,
+            machine_s=self._machine_s,
         )
         try:
             self._response = self._timer.respond(done)

@@ -17,7 +17,7 @@ Part = str | Image
 ROLES: frozenset[str] = frozenset(("system", "user", "assistant", "tool"))
 
 Prompt = str | Sequence[Mapping[str, Any]]
-OnText = Callable[[str], None]
+OnText = Callable[[str], "bool | None"]
 """What a backend that streams batches calls with each piece of a row's text, as decoded."""
 """A user prompt as text, or a list of ``{"role": ..., "content": ...}`` messages."""
 
@@ -326,6 +326,14 @@ class Completion:
     # what the call cost, where the backend knows it (a self-hosted server's own price, or its
     # share of the server's time): recorded instead of a price from the usage
     cost: Cost | None = None
+    # a local call in a continuous batch: its processor-sharing seconds of the machine (each
+    # step's time divided among the rows in it), which its cost is priced on; and the seconds
+    # it waited for a place among generate_many's batch_size rows (its clock starts after them)
+    machine_s: float | None = None
+    waited_s: float | None = None
+    # settings the backend chose while running the call (a local model's decode path), for
+    # the record's params
+    params: Mapping[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -339,6 +347,8 @@ class Delta:
     # whole tool calls, assembled by the backend from the provider's pieces (usually at the end)
     tool_calls: tuple[ToolCall, ...] = ()
     cost: Cost | None = None  # the call's cost where the backend knows it (at the end)
+    machine_s: float | None = None  # as Completion.machine_s (at the end)
+    params: Mapping[str, Any] | None = None  # the backend's own settings for the record
 
 
 @dataclass(frozen=True, slots=True)

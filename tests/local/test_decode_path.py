@@ -8,7 +8,6 @@ lengths and the records run as on CUDA, with the step left uncompiled (transform
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import shutil
 import threading
@@ -20,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import fmgate
-from fmgate._types import Completion
 
 from .conftest import TinyFactory
 
@@ -34,11 +32,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 PROMPTS = ["Hello there", "The small cat sat by the window and", "Say hi"]
-# the record's params name the path once Completion and Delta carry backend params
-records_params = pytest.mark.skipif(
-    "params" not in {f.name for f in dataclasses.fields(Completion)},
-    reason="Completion.params (backend params for the record) is not in this tree yet",
-)
 
 
 def _backend(model: fmgate.Model) -> TransformersBackend:
@@ -153,14 +146,14 @@ def test_cache_length_is_a_power_of_two_within_the_window_and_never_shrinks(
 
 
 def test_cpu_default_runs_eager(tiny: TinyFactory, spy: Spy) -> None:
-    model = fmgate.load(f"transformers:{tiny('llama')}", device="cpu")
+    model = fmgate.load(f"transformers:{tiny('llama')}", device="cpu", continuous_batching=False)
     assert not _backend(model).decode_plan.static
     model.generate("Hello there", max_tokens=4)
     assert spy.calls == [(None, threading.current_thread().name)]
 
 
 def test_static_path_gives_the_eager_text(tiny: TinyFactory, spy: Spy, uncompiled: None) -> None:
-    eager = fmgate.load(f"transformers:{tiny('llama')}", device="cpu")
+    eager = fmgate.load(f"transformers:{tiny('llama')}", device="cpu", continuous_batching=False)
     fast = fmgate.load(f"transformers:{tiny('llama')}", device="cpu", compile=True)
     for prompt in PROMPTS:
         want = eager.generate(prompt, max_tokens=12)
@@ -178,7 +171,7 @@ def test_static_path_gives_the_eager_text(tiny: TinyFactory, spy: Spy, uncompile
 def test_static_path_batches_and_streams_with_stop_strings(
     tiny: TinyFactory, spy: Spy, uncompiled: None
 ) -> None:
-    eager = fmgate.load(f"transformers:{tiny('llama')}", device="cpu")
+    eager = fmgate.load(f"transformers:{tiny('llama')}", device="cpu", continuous_batching=False)
     fast = fmgate.load(f"transformers:{tiny('llama')}", device="cpu", compile=True)
     want = [r.text for r in eager.generate_many(PROMPTS, max_tokens=10)]
     assert [r.text for r in fast.generate_many(PROMPTS, max_tokens=10)] == want
@@ -191,9 +184,8 @@ def test_static_path_batches_and_streams_with_stop_strings(
     assert ("static", "fmgate-decode_0") in spy.calls
 
 
-@records_params
 def test_records_say_which_path_ran(tiny: TinyFactory, uncompiled: None) -> None:
-    eager = fmgate.load(f"transformers:{tiny('llama')}", device="cpu")
+    eager = fmgate.load(f"transformers:{tiny('llama')}", device="cpu", continuous_batching=False)
     fast = fmgate.load(f"transformers:{tiny('llama')}", device="cpu", compile=True)
     assert eager.generate("Hi", max_tokens=2).record.params["decode_path"] == "eager"
     assert fast.generate("Hi", max_tokens=2).record.params["decode_path"] == "static_compiled"
@@ -205,7 +197,6 @@ def test_records_say_which_path_ran(tiny: TinyFactory, uncompiled: None) -> None
         assert "decode_fallback" not in response.record.params
 
 
-@records_params
 @pytest.mark.skipif(not importlib.util.find_spec("llguidance"), reason="needs llguidance")
 def test_grammar_falls_back_to_eager_and_says_so(
     tiny: TinyFactory, spy: Spy, uncompiled: None

@@ -172,13 +172,25 @@ async def test_astream_joins_and_closes(llama: fmgate.Model) -> None:
 
 @pytest.mark.parametrize("arch", CAUSAL)
 def test_batching_equals_one_by_one(models: dict[str, fmgate.Model], arch: str) -> None:
-    model = models[arch]
-    one_by_one = [model.generate(p, max_tokens=12) for p in PROMPTS]
-    batched = model.generate_many(PROMPTS, max_tokens=12)
-    assert [r.text for r in batched] == [r.text for r in one_by_one]
-    assert [r.usage for r in batched] == [r.usage for r in one_by_one]
-    assert [r.finish_reason for r in batched] == [r.finish_reason for r in one_by_one]
-    assert all(r.record.params["batch_size"] == len(PROMPTS) for r in batched)
+    """Static batches (one left-padded generate) and the continuous batch (rows joining and
+    leaving a running batch) give each prompt the text it gets alone."""
+    model = models[arch]  # continuous batching: the default
+    static = fmgate.load(f"transformers:{model.backend.model}", continuous_batching=False)
+    one_by_one = [static.generate(p, max_tokens=12) for p in PROMPTS]
+    for batched in (
+        static.generate_many(PROMPTS, max_tokens=12),
+        model.generate_many(PROMPTS, max_tokens=12, batch_size=2),
+    ):
+        assert [r.text for r in batched] == [r.text for r in one_by_one]
+        assert [r.usage for r in batched] == [r.usage for r in one_by_one]
+        assert [r.finish_reason for r in batched] == [r.finish_reason for r in one_by_one]
+    assert all(
+        r.record.params["batch_size"] == len(PROMPTS)
+        for r in static.generate_many(PROMPTS, max_tokens=4)
+    )
+    continuous = model.generate_many(PROMPTS, max_tokens=4)
+    assert all(r.record.params["batching"] == "continuous" for r in continuous)
+    assert all("batch_size" not in r.record.params for r in continuous)
 
 
 async def test_async_batching_equals_one_by_one(llama: fmgate.Model) -> None:
@@ -254,7 +266,8 @@ def test_long_new_stop_strings_cost_a_request_no_more_than_short_ones(llama: fmg
         assert reply.finish_reason == "length"
     assert time.perf_counter() - started < 2.0
     assert not criteria.STOP_STRING_EMBEDDING_CACHE
-    assert not [key for key in _backend(llama).loaded.memo if key != "sentence-transformers"]
+    memo = _backend(llama).loaded.memo
+    assert not [key for key in memo if key not in ("sentence-transformers", "continuous")]
 
 
 def test_a_stop_string_of_characters_no_token_holds_is_simply_never_met(

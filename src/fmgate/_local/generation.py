@@ -326,7 +326,7 @@ def run(
     requests: Sequence[ChatRequest],
     *,
     cancel: threading.Event | None = None,
-    on_text: Sequence[Callable[[str], None] | None] | None = None,
+    on_text: Sequence[Callable[[str], bool | None] | None] | None = None,
     decode: DecodePlan = EAGER,
     on_warm: Callable[[float], None] | None = None,
 ) -> Ran:
@@ -375,7 +375,7 @@ def _streamer(
     loaded: LoadedModel,
     stops: tuple[str, ...],
     plans: Sequence[tools.Plan],
-    on_text: Sequence[Callable[[str], None] | None] | None,
+    on_text: Sequence[Callable[[str], bool | None] | None] | None,
 ) -> TextPieces | None:
     if on_text is None:
         return None

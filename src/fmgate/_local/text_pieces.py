@@ -73,7 +73,7 @@ class RowText:
         tokenizer: Any,
         stops: tuple[str, ...],
         ends: frozenset[int],
-        emit: Callable[[str], None],
+        emit: Callable[[str], bool | None],
     ) -> None:
         self._decoder = RowDecoder(tokenizer, ends)
         self._stops = stops
@@ -103,7 +103,7 @@ class TextPieces(BaseStreamer):
         tokenizer: Any,
         stops: tuple[str, ...],
         ends: Sequence[int],
-        emits: Sequence[Callable[[str], None] | None],
+        emits: Sequence[Callable[[str], bool | None] | None],
         holds: Sequence[tuple[str, ...]] | None = None,
     ) -> None:
         end_ids = frozenset(ends)

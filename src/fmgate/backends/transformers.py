@@ -41,9 +41,10 @@ import functools
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Literal, TypeVar
 
 from .._errors import ContextLengthError, FmgateError, InvalidRequestError
+from .._local.continuous import Engine, run_rows
 from .._local.energy import SETTINGS as COST_SETTINGS
 from .._local.energy import CostSettings, make_meter
 from .._local.fast_decode import SETTING as COMPILE_SETTING
@@ -81,6 +82,8 @@ _DETECT: frozenset[Task] = frozenset({"detect"})
 # tools through the chat template, calls read from the model's format; structured output
 # and forced calls by constrained decoding (see _local/tools.py and _local/grammar.py)
 _CHAT_FEATURES = frozenset({"tools", "output"})
+# the load setting: false runs every call in static batches (see _local/continuous.py)
+CONTINUOUS_SETTING = "continuous_batching"
 _VISION_CHAT_FEATURES = frozenset({"tools", "output", "images"})
 
 
@@ -100,6 +103,7 @@ class TransformersBackend(Backend):
         "revision": (str,),
         "trust_remote_code": (bool,),
         COMPILE_SETTING: (bool,),
+        CONTINUOUS_SETTING: (bool,),
         **COST_SETTINGS,
     }
 
@@ -118,6 +122,7 @@ class TransformersBackend(Backend):
         self._dtype = dtype_name(loaded.dtype)
         self._license: str | None = None
         self._license_read = False
+        self._continuous_on = config.options.get(CONTINUOUS_SETTING, True) is not False
 
     def __repr__(self) -> str:
         return f"<TransformersBackend {self.config.name}:{self.model} on {self._device}>"
@@ -213,22 +218,30 @@ class TransformersBackend(Backend):
         return (await self._agenerate([request]))[0]
 
     def complete_batch(
-        self, requests: Sequence[ChatRequest], on_text: Sequence[OnText | None] | None = None
+        self,
+        requests: Sequence[ChatRequest],
+        on_text: Sequence[OnText | None] | None = None,
+        window: int | None = None,
     ) -> list[Completion | FmgateError]:
         """The requests in one left-padded ``generate`` (one per distinct parameter set).
 
         ``on_text``, one entry per request, is called on the generating thread with each piece
         of that request's text as it is decoded (``fmgate serve`` streams a batch this way);
-        the pieces add up to the start of the row's final text, its stop string cut.
+        the pieces add up to the start of the row's final text, its stop string cut. With
+        ``window``, at most that many rows run at once: in the continuous batch, the next joins
+        as one ends (``generate_many`` passes its ``batch_size`` so).
         """
-        return self._generate_rows(requests, on_text=on_text)
+        return self._generate_rows(requests, on_text=on_text, window=window)
 
     async def acomplete_batch(
-        self, requests: Sequence[ChatRequest], on_text: Sequence[OnText | None] | None = None
+        self,
+        requests: Sequence[ChatRequest],
+        on_text: Sequence[OnText | None] | None = None,
+        window: int | None = None,
     ) -> list[Completion | FmgateError]:
         cancel = threading.Event()
         try:
-            rows = functools.partial(self._generate_rows, on_text=on_text)
+            rows = functools.partial(self._generate_rows, on_text=on_text, window=window)
             return await asyncio.to_thread(rows, requests, cancel)
         finally:  # a cancelled caller stops the generation at its next token
             cancel.set()
@@ -276,6 +289,25 @@ class TransformersBackend(Backend):
     def _produce(self, request: ChatRequest, cancel: threading.Event, push: _Push) -> None:
         """On the generating thread: text pieces as decoded, then the closing delta or an error."""
         try:
+            engine = self.continuous_engine([request])
+            if engine is not None:
+                emit = [lambda text: push(Delta(text))]
+                (done,), sent_texts = run_rows(
+                    self._causal(), engine, [request], cancel=cancel, on_text=emit
+                )
+                if isinstance(done, BaseException):
+                    raise done
+                rest = done.text[len(sent_texts.sent(0)) :]
+                end = Delta(
+                    rest,
+                    done.finish_reason,
+                    done.usage,
+                    machine_s=done.machine_s,
+                    params=done.params,
+                )
+                push(_noted(end, _EAGER_PARAMS))
+                push(_END)
+                return
             ran = self._run([request], cancel, [lambda text: push(Delta(text))])
             (completion,), pieces = ran.completions, ran.pieces
             sent = pieces.sent(0) if pieces is not None else ""
@@ -292,6 +324,13 @@ class TransformersBackend(Backend):
         cancel: threading.Event | None = None,
         on_text: Sequence[OnText | None] | None = None,
     ) -> list[Completion]:
+        engine = self.continuous_engine(requests)
+        if engine is not None:
+            done = self._continuously(engine, requests, cancel, on_text)
+            for item in done:
+                if isinstance(item, FmgateError):
+                    raise item
+            return [item for item in done if isinstance(item, Completion)]
         results: dict[int, Completion] = {}
         for indices in _same_params(requests):
             rows = [on_text[i] for i in indices] if on_text is not None else None
@@ -327,12 +366,22 @@ class TransformersBackend(Backend):
         requests: Sequence[ChatRequest],
         cancel: threading.Event | None = None,
         on_text: Sequence[OnText | None] | None = None,
+        window: int | None = None,
     ) -> list[Completion | FmgateError]:
         """Like _generate, but a prompt too long for the window fails alone, not its batch.
 
         Each parameter set is tried whole, then (if a prompt does not fit) row by row: the window
         is checked before anything is generated, so no row's text is produced twice.
         """
+        engine = self.continuous_engine(requests)
+        if engine is not None:
+            return self._continuously(engine, requests, cancel, on_text, window)
+        if window is not None and len(requests) > window:  # static batches of ``window`` rows
+            done: list[Completion | FmgateError] = []
+            for start in range(0, len(requests), window):
+                part = on_text[start : start + window] if on_text is not None else None
+                done += self._generate_rows(requests[start : start + window], cancel, part)
+            return done
         if len(requests) == 1:
             return list(self._generate(requests, cancel, on_text))
         rows: dict[int, Completion | FmgateError] = {}
@@ -358,6 +407,52 @@ class TransformersBackend(Backend):
             return await asyncio.to_thread(self._generate, requests, cancel)
         finally:  # a cancelled caller stops the generation at its next token
             cancel.set()
+
+    def continuous_engine(self, requests: Sequence[ChatRequest] = ()) -> Engine | None:
+        """The model's continuous-batching engine, when ``requests`` can all join it: plain text
+        chat on a causal model's eager path (:func:`fmgate._local.continuous.eligible`);
+        ``None`` sends them to static batches. One engine per loaded model, shared by its
+        loads, started at its first call."""
+        if not self._continuous_on or self._decode.static or self._loaded is None:
+            return None
+        loaded = self._loaded
+        if loaded.is_encoder or loaded.profile.is_classifier or loaded.profile.vision:
+            return None
+        if not all(_plain(request) for request in requests):
+            return None
+        with loaded.lock:
+            engine = loaded.memo.get("continuous")
+            if engine is None:
+                tokenizer = loaded.tokenizer
+                pad = tokenizer.pad_token_id
+                if pad is None:
+                    pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+                engine = Engine(loaded.model, pad_id=int(pad), device=loaded.device)
+                loaded.memo["continuous"] = engine
+        assert isinstance(engine, Engine)
+        return None if engine.unsupported is not None else engine
+
+    def _continuously(
+        self,
+        engine: Engine,
+        requests: Sequence[ChatRequest],
+        cancel: threading.Event | None,
+        on_text: Sequence[OnText | None] | None,
+        window: int | None = None,
+    ) -> list[Completion | FmgateError]:
+        done, _ = run_rows(
+            self._causal(), engine, requests, cancel=cancel, on_text=on_text, window=window
+        )
+        if engine.unsupported is not None:  # found at its first prefill: static from now on
+            return self._generate_rows(requests, cancel, on_text, window)
+        return [
+            _noted(item, _EAGER_PARAMS)
+            if isinstance(item, Completion)
+            else item
+            if isinstance(item, FmgateError)
+            else _engine_error(item)
+            for item in done
+        ]
 
     def _causal(self) -> LoadedModel:
         loaded = self.loaded
@@ -448,17 +543,32 @@ class TransformersBackend(Backend):
         self._loaded = None
 
 
-# Completion and Delta carry the backend's own params for the record once the core has the field.
-_CARRIES_PARAMS = "params" in {f.name for f in dataclasses.fields(Completion)}
 _Noted = TypeVar("_Noted", Completion, Delta)
+_EAGER_PARAMS = {"decode_path": "eager"}  # a continuous batch runs transformers' eager forward
 
 
 def _noted(item: _Noted, params: dict[str, str]) -> _Noted:
     """``item`` with the decode path's params for the record (``params["decode_path"]``)."""
-    if not _CARRIES_PARAMS:
-        return item
-    changes: dict[str, Any] = {"params": params}
-    return dataclasses.replace(item, **changes)
+    return dataclasses.replace(item, params={**(item.params or {}), **params})
+
+
+def _plain(request: ChatRequest) -> bool:
+    """A call the continuous batch can run: text chat, no tools, output schema, seed or
+    ``transformers_`` settings (those need generate's processors: static batches)."""
+    if request.tools or request.tool_choice is not None or request.output is not None:
+        return False
+    if any(m.tool_calls or m.role == "tool" or m.parts for m in request.messages):
+        return False
+    params = request.params
+    return params.seed is None and not params.extra
+
+
+def _engine_error(exc: BaseException) -> FmgateError:
+    from .._errors import BackendError
+
+    error = BackendError(f"continuous batch failed: {exc}", provider="transformers")
+    error.__cause__ = exc
+    return error
 
 
 def _same_params(requests: Sequence[ChatRequest]) -> list[list[int]]:

@@ -1,0 +1,188 @@
+"""Continuous batching: calls join the running batch at the next step and leave it when they end,
+and each gets the text, usage and finish it gets alone (greedy decoding on CPU in float32 is
+deterministic). The static path (``continuous_batching=False``) is the reference."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+import fmgate
+
+from .conftest import TinyFactory
+
+if TYPE_CHECKING:
+    from fmgate._local.continuous import Engine
+
+pytestmark = pytest.mark.skipif(
+    not all(importlib.util.find_spec(name) for name in ("torch", "transformers")),
+    reason='needs the local extra: pip install "fmgate[local]"',
+)
+
+PROMPTS = ["Hello there", "The small cat sat by the window and", "Say hi", "What is the capital?"]
+
+
+@pytest.fixture(scope="module")
+def pair(tiny: TinyFactory) -> tuple[fmgate.Model, fmgate.Model]:
+    """The same tiny llama twice: continuous batching (the default) and static batches."""
+    path = tiny("llama")
+    return (
+        fmgate.load(f"transformers:{path}", device="cpu"),
+        fmgate.load(f"transformers:{path}", device="cpu", continuous_batching=False),
+    )
+
+
+def _engine(model: fmgate.Model) -> Engine:
+    from fmgate.backends.transformers import TransformersBackend
+
+    backend = model.backend
+    assert isinstance(backend, TransformersBackend)
+    engine = backend.continuous_engine()
+    assert engine is not None
+    return engine
+
+
+def _at_once(model: fmgate.Model, prompts: list[str], gap_s: float, **params: Any) -> list[Any]:
+    """Each prompt on its own thread, started ``gap_s`` apart: later ones join a running batch."""
+    out: list[Any] = [None] * len(prompts)
+
+    def call(i: int) -> None:
+        time.sleep(i * gap_s)
+        out[i] = model.generate(prompts[i], **params)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def test_calls_that_join_a_running_batch_get_their_own_text(
+    pair: tuple[fmgate.Model, fmgate.Model],
+) -> None:
+    continuous, static = pair
+    prompts = PROMPTS * 2
+    alone = [static.generate(p, max_tokens=24) for p in prompts]
+    together = _at_once(continuous, prompts, 0.005, max_tokens=24)
+    assert [r.text for r in together] == [r.text for r in alone]
+    assert [r.usage for r in together] == [r.usage for r in alone]
+    assert [r.finish_reason for r in together] == [r.finish_reason for r in alone]
+    records = [r.record for r in together]
+    assert all(r.params["batching"] == "continuous" for r in records)
+    assert max(r.params["batch_peak"] for r in records) > 1  # they ran beside each other
+    assert all("batch_size" not in r.params for r in records)
+
+
+def test_stop_strings_and_budgets_end_a_row_as_alone(
+    pair: tuple[fmgate.Model, fmgate.Model],
+) -> None:
+    continuous, static = pair
+    whole = static.generate(PROMPTS[1], max_tokens=16).text
+    stop = whole[3:6]
+    for params in ({"max_tokens": 16, "stop": [stop]}, {"max_tokens": 3}):
+        want = static.generate(PROMPTS[1], **params)
+        got = _at_once(continuous, [PROMPTS[1], PROMPTS[0]], 0.0, **params)[0]
+        assert (got.text, got.finish_reason, got.usage) == (
+            want.text,
+            want.finish_reason,
+            want.usage,
+        )
+
+
+def test_a_stream_gets_its_text_piece_by_piece(pair: tuple[fmgate.Model, fmgate.Model]) -> None:
+    continuous, static = pair
+    want = static.generate(PROMPTS[1], max_tokens=16)
+    with continuous.stream(PROMPTS[1], max_tokens=16) as chunks:
+        pieces = [chunk.text for chunk in chunks]
+    assert "".join(pieces) == want.text and len(pieces) > 1
+    assert chunks.response.usage == want.usage
+    assert chunks.record.params["batching"] == "continuous"
+
+
+def test_a_stream_closed_early_leaves_the_batch(pair: tuple[fmgate.Model, fmgate.Model]) -> None:
+    continuous, _ = pair
+    engine = _engine(continuous)
+    with continuous.stream(PROMPTS[0], max_tokens=2000) as chunks:
+        for _ in chunks:
+            break
+    assert chunks.record.outcome.finish_reason == "client_closed"
+    deadline = time.monotonic() + 5
+    while engine.in_flight and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert engine.in_flight == 0  # the row left at its next step: it did not run to 2000
+
+
+def test_generate_many_keeps_batch_size_rows_in_flight(
+    pair: tuple[fmgate.Model, fmgate.Model],
+) -> None:
+    """Rows join as others end; a row's clock starts when it joins (its wait for a place among
+    the batch_size rows is not its latency)."""
+    continuous, static = pair
+    prompts = PROMPTS * 2
+    started = time.perf_counter()
+    done = continuous.generate_many(prompts, max_tokens=12, batch_size=2)
+    elapsed = time.perf_counter() - started
+    assert [r.text for r in done] == [static.generate(p, max_tokens=12).text for p in prompts]
+    records = [r.record for r in done]
+    assert max(r.params["batch_peak"] for r in records) == 2
+    assert all(r.latency.total_s is not None and r.latency.total_s < elapsed for r in records)
+    assert records[-1].started_at > records[0].started_at  # joined later
+
+
+def test_cost_is_the_calls_share_of_the_machine(pair: tuple[fmgate.Model, fmgate.Model]) -> None:
+    """Calls side by side split the machine's time between them: their estimated joules add up
+    to no more than the process's CPU time at the default 12 W a core, where each call charged
+    for its whole wall time would count the shared time several times."""
+    continuous, _ = pair
+    cpu_before = time.process_time()
+    replies = _at_once(continuous, [PROMPTS[0]] * 4, 0.0, max_tokens=48)
+    cpu_s = time.process_time() - cpu_before
+    joules = [r.record.cost.energy_j for r in replies]
+    assert all(j is not None and j > 0 for j in joules)
+    assert sum(j for j in joules if j is not None) <= cpu_s * 12.0 * 1.05
+    assert all(r.record.cost.basis == "energy_estimated" for r in replies)
+
+
+def test_calls_the_batch_cannot_take_run_as_static_batches(
+    pair: tuple[fmgate.Model, fmgate.Model],
+) -> None:
+    continuous, static = pair
+    seeded = continuous.generate(PROMPTS[0], max_tokens=8, temperature=0.8, seed=7)
+    assert "batching" not in seeded.record.params
+    assert seeded.text == static.generate(PROMPTS[0], max_tokens=8, temperature=0.8, seed=7).text
+
+
+def test_a_model_whose_cache_cannot_merge_falls_back(
+    tiny: TinyFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fmgate._local import continuous as module
+
+    def refuse(cache: object) -> None:
+        raise module.EngineUnsupported("a sliding-window cache cannot be batched continuously")
+
+    monkeypatch.setattr(module, "_check_cache", refuse)
+    path = tiny("gpt2")
+    model = fmgate.load(f"transformers:{path}", device="cpu")
+    static = fmgate.load(f"transformers:{path}", device="cpu", continuous_batching=False)
+    got = model.generate(PROMPTS[0], max_tokens=8)
+    assert got.text == static.generate(PROMPTS[0], max_tokens=8).text
+    assert "batching" not in got.record.params
+    assert _engine_or_none(model) is None  # static from now on
+
+
+def _engine_or_none(model: fmgate.Model) -> object:
+    from fmgate.backends.transformers import TransformersBackend
+
+    backend = model.backend
+    assert isinstance(backend, TransformersBackend)
+    return backend.continuous_engine()
+
+
+def test_the_setting_is_checked(tiny: TinyFactory) -> None:
+    with pytest.raises(fmgate.ConfigurationError, match="continuous_batching"):
+        fmgate.load(f"transformers:{tiny('llama')}", continuous_batching="yes")
