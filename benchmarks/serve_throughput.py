@@ -4,7 +4,9 @@ Both servers get the same tiny random-weight llama (``make_tiny_model``, built o
 temporary folder) on the CPU, and the same requests from the async ``openai`` client: at each
 concurrency level, ``--requests`` chat completions with ``max_tokens`` and greedy decoding, kept
 ``c`` in flight at a time. It prints requests/s and output tokens/s (from each reply's usage) per
-level, and their ratio. Each server runs in its own process, started with its own command line;
+level, and their ratio; then the same requests streamed, at the same concurrency, for the median
+time to the first token each client saw (TTFT p50). Each server runs in its own process, started
+with its own command line;
 warm-up requests are not timed.
 
     python benchmarks/serve_throughput.py                       # levels 1, 8, 32
@@ -22,6 +24,7 @@ import argparse
 import asyncio
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,6 +48,7 @@ class Result:
     requests: int
     output_tokens: int
     seconds: float
+    ttft_p50_s: float | None = None  # streamed requests at the same concurrency
 
     @property
     def rps(self) -> float:
@@ -68,6 +72,21 @@ async def _drive(url: str, model: str, concurrency: int, requests: int, max_toke
             assert reply.usage is not None
             return reply.usage.completion_tokens
 
+        async def first_token(i: int) -> float:
+            start = time.perf_counter()
+            stream = await sdk.chat.completions.create(
+                model=model,
+                messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
+                max_tokens=max_tokens,
+                temperature=0,
+                stream=True,
+            )
+            ttft = None
+            async for chunk in stream:
+                if ttft is None and chunk.choices and chunk.choices[0].delta.content:
+                    ttft = time.perf_counter() - start
+            return ttft if ttft is not None else time.perf_counter() - start
+
         await asyncio.gather(*(one(i) for i in range(min(concurrency, 4))))  # warm-up
         queue = iter(range(requests))
         tokens: list[int] = []
@@ -78,7 +97,17 @@ async def _drive(url: str, model: str, concurrency: int, requests: int, max_toke
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return Result(requests, sum(tokens), time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        # TTFT: the same load, streamed (each client measures its own first token)
+        streamed = iter(range(requests))
+        ttfts: list[float] = []
+
+        async def streaming_worker() -> None:
+            for i in streamed:
+                ttfts.append(await first_token(i))
+
+        await asyncio.gather(*(streaming_worker() for _ in range(concurrency)))
+        return Result(requests, sum(tokens), seconds, statistics.median(ttfts))
 
 
 def _measure(
@@ -88,7 +117,11 @@ def _measure(
     for c in levels:
         results[c] = asyncio.run(_drive(url, model, c, max(requests, c), max_tokens))
         r = results[c]
-        print(f"  c={c:<3} {r.rps:8.2f} req/s {r.tps:10.1f} tok/s ({r.seconds:.1f} s)", flush=True)
+        ttft = f", TTFT p50 {r.ttft_p50_s * 1000:.0f} ms" if r.ttft_p50_s is not None else ""
+        print(
+            f"  c={c:<3} {r.rps:8.2f} req/s {r.tps:10.1f} tok/s ({r.seconds:.1f} s){ttft}",
+            flush=True,
+        )
     return results
 
 
@@ -169,17 +202,22 @@ def main() -> None:
 
 def _table(ours: dict[int, Result], theirs: dict[int, Result]) -> None:
     print()
-    head = f"{'c':>4} | {'fmgate req/s':>12} {'tok/s':>8}"
+    head = f"{'c':>4} | {'fmgate req/s':>12} {'tok/s':>8} {'TTFT ms':>8}"
     if theirs:
-        head += f" | {'tf serve req/s':>14} {'tok/s':>8} | {'fmgate/tf':>9}"
+        head += f" | {'tf serve req/s':>14} {'tok/s':>8} {'TTFT ms':>8} | {'fmgate/tf':>9}"
     print(head)
     print("-" * len(head))
     for c, r in ours.items():
-        line = f"{c:>4} | {r.rps:>12.2f} {r.tps:>8.1f}"
+        line = f"{c:>4} | {r.rps:>12.2f} {r.tps:>8.1f} {_ms(r.ttft_p50_s):>8}"
         if c in theirs:
             t = theirs[c]
-            line += f" | {t.rps:>14.2f} {t.tps:>8.1f} | {r.tps / t.tps:>8.2f}x"
+            line += f" | {t.rps:>14.2f} {t.tps:>8.1f} {_ms(t.ttft_p50_s):>8}"
+            line += f" | {r.tps / t.tps:>8.2f}x"
         print(line)
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.0f}"
 
 
 if __name__ == "__main__":

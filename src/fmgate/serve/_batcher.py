@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -29,6 +30,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from .._batching import batches_continuously
 from .._errors import FmgateError, ServerError
 from .._model import Model
 from .._tools import OutputSpec, Tool
@@ -111,15 +113,29 @@ class Batcher:
         # batches formed and ran: how many a batch may wait for.
         self._peak = 0
         self._peaks: collections.deque[int] = collections.deque(maxlen=8)
+        # continuous batching (a local chat model): plain jobs go straight to the model's
+        # running batch, each on a thread of its own; the others are batched here as before
+        self._continuous = getattr(model.backend, "continuous_engine", None) is not None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     def start(self) -> None:
         self._arrived = asyncio.Event()
         self._task = asyncio.create_task(self._work(), name=f"fmgate-batcher-{self.model!r}")
+        engine = self.model.backend.continuous_engine() if self._continuous else None  # type: ignore[attr-defined]
+        if engine is None:
+            self._continuous = False
+        else:
+            engine.max_batch = self.max_batch
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=self.max_queue, thread_name_prefix="fmgate-row"
+            )
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
         for job in self._waiting:
             job.put(ServerError("The server is shutting down."))
         self._waiting.clear()
@@ -129,9 +145,28 @@ class Batcher:
             raise RuntimeError("the batcher was not started")
         if len(self._waiting) + self._running >= self.max_queue:
             raise QueueFull
+        if self._continuous and batches_continuously(self.model, job.params, [job.messages]):
+            self._join(job)
+            return
         self._waiting.append(job)
         self._peak = max(self._peak, len(self._waiting) + self._running)
         self._arrived.set()
+
+    def _join(self, job: Job) -> None:
+        """Run ``job`` as its own call, which joins the model's running batch at its next step."""
+        assert self._pool is not None
+        self._running += 1
+        future = asyncio.get_running_loop().run_in_executor(
+            self._pool, execute, self.model, [job], self._tags
+        )
+
+        def ended(done: asyncio.Future[None]) -> None:
+            self._running -= 1
+            if not done.cancelled() and done.exception() is not None and not job.done:
+                logger.error("fmgate serve: a request failed: %r", done.exception())
+                job.put(FmgateError("The request failed."))
+
+        future.add_done_callback(ended)
 
     async def _work(self) -> None:
         while True:
