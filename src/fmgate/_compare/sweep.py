@@ -23,7 +23,6 @@ passed ``stop_p90_s``, or when no call of a level succeeded.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +32,7 @@ from .._economics import levels as measure_levels
 from .._errors import ConfigurationError, InvalidRequestError
 from .._model import Model
 from .._record import CallRecord
-from .._recording import add_sink, remove_sink
+from .._recording import MemorySink, add_sink, remove_sink
 from .._tags import CONCURRENCY, PROMPT, RUN, SWEEP, WARMUP
 from .prompts import PromptItem, is_classification
 from .runner import embeds_only, new_run_id
@@ -277,14 +276,13 @@ def _why_stop(levels: Sequence[Level], stop_p90_s: float | None) -> str | None:
     return None
 
 
-class _Collector:
+class _Collector(MemorySink):
     """A sink that keeps this sweep's records and reports each one as progress."""
 
     def __init__(self, sweep_id: str, on_progress: SweepProgress | None) -> None:
+        super().__init__(maxlen=None)
         self._sweep_id = sweep_id
         self._on_progress = on_progress
-        self._lock = threading.Lock()
-        self._records: list[CallRecord] = []
         self.level = 1
 
     def write(self, record: CallRecord) -> None:
@@ -295,11 +293,3 @@ class _Collector:
             done = len(self._records)
         if self._on_progress is not None:
             self._on_progress(self.level, done)
-
-    def flush(self) -> None:
-        pass
-
-    @property
-    def records(self) -> list[CallRecord]:
-        with self._lock:
-            return list(self._records)
