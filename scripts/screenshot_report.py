@@ -21,7 +21,16 @@ from pathlib import Path
 
 from fmgate._record import CallRecord, Score
 from fmgate._report import write_report
-from fmgate.cli._demo import CHAT, TITLE, Names, Vision, notes, vision_notes
+from fmgate.cli._demo import (
+    CHAT,
+    TITLE,
+    Names,
+    Vision,
+    breakeven_notes,
+    breakeven_options,
+    notes,
+    vision_notes,
+)
 
 SAMPLE = Path(__file__).resolve().parent.parent / "docs" / "sample-report"
 WIDTHS = (1366, 1920)
@@ -77,8 +86,18 @@ def main() -> None:
         classifiers=("efficientnet-lite0", "mobilenet-v2"),
         detectors=("ssd-mobilenet-v2-coco",),
     )
+    economics = breakeven_options(names)  # the demo's: against the API models it did not run
     demo_notes = notes(names, CHAT) + vision_notes(names, Vision())
-    write_report(SAMPLE, records, scores, title=TITLE, formats=formats, notes=demo_notes)
+    demo_notes += breakeven_notes(names, records, economics)
+    write_report(
+        SAMPLE,
+        records,
+        scores,
+        title=TITLE,
+        formats=formats,
+        notes=demo_notes,
+        economics=economics,
+    )
     (SAMPLE / "records.csv").unlink(missing_ok=True)  # the JSONL already holds every record
     args.out.mkdir(parents=True, exist_ok=True)
     for width in WIDTHS:
