@@ -295,12 +295,12 @@ def test_the_docs_list_every_hardware_row_at_its_price() -> None:
 
 
 def test_the_worked_example_in_the_docs() -> None:
-    """docs/economics.md: 12 served calls over 4.448 s of busy time (r = 2.698 calls/s) on
-    aws-m7g-large ($0.0816/h): F = $59.568, P = 3,544,984 calls a month at 50%; Haiku at
+    """docs/economics.md: 12 served calls over 3.2184 s of busy time (r = 3.729 calls/s) on
+    aws-m7g-large ($0.0816/h): F = $59.568, P = 4,899,258 calls a month at 50%; Haiku at
     $0.00006787 a call breaks even at 877,721 calls a month; gpt-4o-mini at $0.0000115 never
-    (1.46x its price per call)."""
-    # 12 calls starting 0.4 s apart, all ending at 4.448 s: one busy stretch of 4.448 s
-    served = [call(i, "smollm2-served", 0.4 * i, 4.448 - 0.4 * i) for i in range(12)]
+    (1.06x its price per call)."""
+    # 12 calls starting 0.25 s apart, all ending at 3.2184 s: one busy stretch of 3.2184 s
+    served = [call(i, "smollm2-served", 0.25 * i, 3.2184 - 0.25 * i) for i in range(12)]
     haiku = [
         call(
             100 + i,
@@ -321,11 +321,11 @@ def test_the_worked_example_in_the_docs() -> None:
         for be in breakeven(served + haiku + mini, hardware=machine, target_p90_s=10)
     }
     be = pairs["haiku"]
-    assert be.capacity.calls_per_s == pytest.approx(12 / 4.448)
+    assert be.capacity.calls_per_s == pytest.approx(12 / 3.2184)
     assert be.fixed_usd_per_month == Decimal("59.5680")
-    assert float(be.calls_per_machine_month) == pytest.approx(3_544_984, rel=1e-4)
+    assert float(be.calls_per_machine_month) == pytest.approx(4_899_258, rel=1e-4)
     assert be.volume is not None and round(be.volume) == 877_721
-    assert pairs["mini"].volume is None and "1.46x" in pairs["mini"].reason
+    assert pairs["mini"].volume is None and "1.06x" in pairs["mini"].reason
 
 
 def test_a_server_that_names_no_hardware_is_assumed_a_one_gpu_machine_and_said_so() -> None:

@@ -119,8 +119,8 @@ def test_demo_runs_offline_with_no_keys_and_writes_a_report(
     assert "## Images" in md
     # break-even: the local and served rows against the API models not run, priced offline
     assert "## Break-even: self-hosting vs API" in md and "Break-even: self-hosting" in page
-    assert "| openai:gpt-4o-mini |" in md and "(estimated from chat's tokens)" in md
-    assert "(assumed: set --hardware)" in md and "fmgate breakeven --run latest" in done.stdout
+    assert "| openai:gpt-4o-mini |" in md and "(estimated)" in md
+    assert "(assumed)" in md and "fmgate breakeven --run latest" in done.stdout
 
 
 @needs_demo_extra

@@ -59,7 +59,7 @@ def test_the_section_shows_the_arithmetic(tmp_path: Path, records: list[CallReco
     assert cells == [
         "small",
         "$1.46/h",
-        "2 calls/s, 40 output tok/s at concurrency 4; p90 2000 ms (target 2850 ms)",
+        "2 calls/s, 40 tok/s at concurrency 4; p90 2000 ms (target 2850 ms)",
         "$1065.80",
         "api",
         "$1.00",
@@ -88,7 +88,7 @@ def test_assumed_hardware_is_said_with_its_source(records: list[CallRecord]) -> 
     [be] = breakevens(records, (), EconomicsOptions())
     assert be.hardware.assumed and be.fixed_usd_per_month == Decimal("59.5680")
     md = "\n".join(markdown_section([be]))
-    assert table_row(md, "small")[1] == "aws-m7g-large ($0.0816/h) (assumed: set --hardware)"
+    assert table_row(md, "small")[1] == "aws-m7g-large ($0.0816/h) (assumed)"
     assert "59.6k calls/month" in md
     assert "factualminds.com" in md and "2026-06-17" in md
     assert "Assumed (the records ran on cpu): name yours with --hardware." in md
@@ -99,7 +99,7 @@ def test_an_api_not_run_is_marked_estimated(records: list[CallRecord]) -> None:
     md = "\n".join(markdown_section(found))
     cells = table_row(md, "small")
     assert cells[4] == "openai:gpt-4o-mini"
-    assert cells[5].endswith("(estimated from small's tokens)")
+    assert cells[5].endswith("(estimated)")
     assert cells[-1].startswith("not compared: API not run")
 
 

@@ -115,7 +115,7 @@ def hardware_name(machine: Hardware) -> str:
 
 
 def hardware_cell(be: BreakEven) -> str:
-    assumed = " (assumed: set --hardware)" if be.hardware.assumed else ""
+    assumed = " (assumed)" if be.hardware.assumed else ""
     return hardware_name(be.hardware) + assumed
 
 
@@ -134,11 +134,11 @@ def capacity_cell(be: BreakEven) -> str:
     cap, level = be.capacity, be.capacity.level
     rate = f"{fmt_number(level.calls_per_s)} calls/s"
     if level.output_tokens_per_s is not None:
-        rate += f", {fmt_number(level.output_tokens_per_s)} output tok/s"
+        rate += f", {fmt_number(level.output_tokens_per_s)} tok/s"
     where = "observed" if level.concurrency is None else f"at concurrency {level.concurrency}"
     p90 = f"p90 {_ms(level.latency_p90_s)}"
     if cap.target_p90_s is None:
-        latency = f"{p90} (no target)"
+        latency = p90
     elif cap.met:
         latency = f"{p90} (target {_ms(cap.target_p90_s)})"
     else:
@@ -153,7 +153,7 @@ def _ms(seconds: float | None) -> str:
 def api_per_1k_cell(be: BreakEven) -> str:
     cost = fmt_usd(be.api.cost_per_call * 1000)
     if be.api.estimated_from is not None:
-        return f"{cost} (estimated from {be.api.estimated_from}'s tokens)"
+        return f"{cost} (estimated)"
     return cost
 
 
@@ -232,7 +232,11 @@ CALLS_CAPTION = (
     "One row per self-hosted model and API model. Self-hosted cost per 1,000 calls falls as the "
     "volume spreads the machine's fixed monthly cost; the API's stays the same. Break-even: the "
     "calls a month from which self-hosting costs less; never: Nx: one machine, used as stated, "
-    "costs N times the API's price for each call it can serve, so adding calls never catches up."
+    "costs N times the API's price for each call it can serve, so adding calls never catches up. "
+    "Assumed: a machine fmgate chose from the records' hardware (name yours with --hardware). "
+    "Estimated: an API not run on these prompts, priced at its list price for the self-hosted "
+    "model's own token counts. Capacity: calls/s and output tok/s at the level chosen (observed: "
+    "the run's own calls, no sweep)."
 )
 TOKENS_CAPTION = (
     "Cost per million output tokens, each side from its own mean output tokens per call (a "
@@ -331,7 +335,7 @@ def _html_table(found: Sequence[BreakEven], cells: Sequence[Cell], caption: str)
     head = "".join(f"<th>{escape(c.header)}</th>" for c in cells)
     rows = "".join("<tr>" + "".join(_html_cell(be, c) for c in cells) + "</tr>\n" for be in found)
     return (
-        f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>\n{rows}</tbody></table>'
+        f'<div class="wide"><table class="wrap"><thead><tr>{head}</tr></thead><tbody>\n{rows}</tbody></table>'
         f'</div><p class="caption">{escape(caption)}</p>'
     )
 

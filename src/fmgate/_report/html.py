@@ -38,6 +38,7 @@ th{background:#f3f3f3;font-weight:600;white-space:normal;vertical-align:bottom}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 td:first-child{white-space:normal;overflow-wrap:anywhere;min-width:9em;max-width:18em}
 .wide{overflow-x:auto}
+table.wrap td{white-space:normal;min-width:4.5em}
 td[title]{text-decoration:underline dotted #999;cursor:help}
 figure{margin:1em 0}figure img{width:100%;height:auto;max-width:1600px}
 td.strip{padding:2px;vertical-align:top}td.strip img{display:block;max-width:128px}
