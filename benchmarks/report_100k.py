@@ -121,8 +121,10 @@ def main() -> None:
         print(f"summarize:                   {summary_s:6.2f} s")
         print(f"breakeven ({len(found)} pairs):        {breakeven_s:6.2f} s")
         print(f"write_report md+csv:         {files_s:6.2f} s")
-        print(f"breakeven from the store (fmgate breakeven's path: read columns + arithmetic): "
-              f"{store_s:.2f} s (goal < 2 s)")
+        print(
+            f"breakeven from the store (fmgate breakeven's path: read columns + arithmetic): "
+            f"{store_s:.2f} s (goal < 2 s)"
+        )
         if args.html:
             html_s, _ = timed(lambda: write_report(out, got, got_scores, formats=("html",)), 1)
             print(f"write_report html:           {html_s:6.2f} s")

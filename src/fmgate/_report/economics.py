@@ -335,7 +335,8 @@ def _html_table(found: Sequence[BreakEven], cells: Sequence[Cell], caption: str)
     head = "".join(f"<th>{escape(c.header)}</th>" for c in cells)
     rows = "".join("<tr>" + "".join(_html_cell(be, c) for c in cells) + "</tr>\n" for be in found)
     return (
-        f'<div class="wide"><table class="wrap"><thead><tr>{head}</tr></thead><tbody>\n{rows}</tbody></table>'
+        f'<div class="wide"><table class="wrap"><thead><tr>{head}</tr></thead>'
+        f"<tbody>\n{rows}</tbody></table>"
         f'</div><p class="caption">{escape(caption)}</p>'
     )
 
