@@ -133,6 +133,7 @@ def test_bench_sweeps_a_tiny_local_model_in_batches(env: dict[str, str], tmp_pat
     assert [cells[-1] for cells in table.values()].count("<- capacity") == 1
     stored = fmgate.records(store=env["FMGATE_STORE"])
     assert len(stored) == 1 + 3 * 4
-    levels = [(r.tags.get(CONCURRENCY), r.params.get("batch_size")) for r in stored]
+    # the model batches continuously: each level keeps that many rows in its batch
+    levels = [(r.tags.get(CONCURRENCY), r.params.get("batch_peak")) for r in stored]
     assert levels.count((None, 1)) == 1  # the warm-up: a batch of one, no level
     assert sorted(set(levels) - {(None, 1)}) == [("1", 1), ("2", 2), ("4", 4)]

@@ -88,7 +88,7 @@ def test_the_page_fits_1280_px(tmp_path: Path, records: list[CallRecord]) -> Non
     """Summary, speed and access in tables of their own; p50 in the summary, p90 and p99 on
     hover; no percentile triples stacked in one cell; figures span the width."""
     page, html = page_of(write_report(tmp_path, records, formats=("html",))["html"])
-    assert html.count("<table>") == 5  # and break-even: per 1k calls, per 1M output tokens
+    assert html.count("<table") == 5  # and break-even: per 1k calls, per 1M output tokens
     assert "<h2>Summary</h2>" in html and "<h2>Access: how open, how reachable</h2>" in html
     assert " / " not in "".join(page.titles) and "p50 / p90" not in html
     assert "p50 3000 ms, p90 4600 ms, p99 4960 ms" in page.titles
