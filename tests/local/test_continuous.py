@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -186,3 +187,30 @@ def _engine_or_none(model: fmgate.Model) -> object:
 def test_the_setting_is_checked(tiny: TinyFactory) -> None:
     with pytest.raises(fmgate.ConfigurationError, match="continuous_batching"):
         fmgate.load(f"transformers:{tiny('llama')}", continuous_batching="yes")
+
+
+def test_an_idle_loop_ends_and_lets_the_weights_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decode loop's thread ends when idle, so a closed model's weights can be freed."""
+    import gc
+    import weakref
+
+    from fmgate._local import continuous as module
+    from fmgate.testing import make_tiny_model
+
+    monkeypatch.setattr(module, "IDLE_EXIT_S", 0.05)
+    model = fmgate.load(f"transformers:{make_tiny_model('llama', tmp_path / 'own')}", device="cpu")
+    first = model.generate(PROMPTS[0], max_tokens=4)
+    engine = _engine(model)
+    weights = weakref.ref(engine._model)
+    time.sleep(0.3)
+    assert engine._thread is None  # the loop ended
+    assert model.generate(PROMPTS[0], max_tokens=4).text == first.text  # a new one started
+    time.sleep(0.3)
+    assert engine._thread is None
+    del engine
+    model.close()
+    del model
+    gc.collect()
+    assert weights() is None

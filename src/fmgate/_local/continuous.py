@@ -42,6 +42,8 @@ import torch
 
 logger = logging.getLogger("fmgate")
 
+# seconds a decode loop with nothing to do waits before its thread ends
+IDLE_EXIT_S = 10.0
 # settings of a request that the engine cannot honour: their calls run as static batches
 _STATIC_ONLY = ("tools", "tool_choice", "output", "seed", "logprobs", "n")
 
@@ -161,7 +163,11 @@ class Engine:
         while True:
             with self._wake:
                 while not self._waiting and not self._rows and not self._closed:
-                    self._wake.wait()
+                    # an idle loop ends, so that its thread does not keep the weights alive
+                    # after the last Model using them is gone; the next call starts another
+                    if not self._wake.wait(IDLE_EXIT_S) and not self._waiting:
+                        self._thread = None
+                        return
                 if self._closed:
                     self._fail(RuntimeError("the model was closed"), self._rows + [*self._waiting])
                     return
