@@ -5,6 +5,7 @@ deterministic). The static path (``continuous_batching=False``) is the reference
 from __future__ import annotations
 
 import importlib.util
+import os
 import threading
 import time
 from pathlib import Path
@@ -214,3 +215,29 @@ def test_an_idle_loop_ends_and_lets_the_weights_go(
     del model
     gc.collect()
     assert weights() is None
+
+
+def test_a_process_may_exit_while_the_batch_runs(tiny: TinyFactory, tmp_path: Path) -> None:
+    """Exiting while a row is mid-generation stops the loop first: without that, torch's C++
+    runtime aborted the process ("terminate called without an active exception", exit 134)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "exit_now.py"
+    script.write_text(
+        "import threading, time, fmgate\n"
+        f"m = fmgate.load('transformers:{tiny('llama')}', device='cpu')\n"
+        "m.generate('Hi', max_tokens=3)\n"
+        "long = lambda: m.generate('Go on', max_tokens=2000)\n"
+        "threading.Thread(target=long, daemon=True).start()\n"
+        "time.sleep(0.05)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "FMGATE_STORE": "none"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "terminate called" not in done.stderr

@@ -30,10 +30,12 @@ layers; anything else runs as a static batch, as before.
 
 from __future__ import annotations
 
+import atexit
 import collections
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,6 +99,17 @@ class Row:
         self.cancelled = True
 
 
+# Engines whose loop may be running: stopped at exit, so that no loop is inside a forward pass
+# while the interpreter shuts down (torch's C++ runtime aborts the process then).
+_RUNNING: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for engine in list(_RUNNING):
+        engine.close()
+
+
 class EngineUnsupported(Exception):
     """The model's cache cannot be merged (sliding windows, recurrent layers): static batches."""
 
@@ -136,6 +149,7 @@ class Engine:
                 self._thread = threading.Thread(
                     target=self._loop, name="fmgate-continuous", daemon=True
                 )
+                _RUNNING.add(self)
                 self._thread.start()
             self._wake.notify()
 
