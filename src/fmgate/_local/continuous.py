@@ -23,9 +23,9 @@ small models, and it takes no per-request stop strings. fmgate's engine keeps tr
 model, ``DynamicCache`` and attention masks, and schedules rows itself; docs/serve.md has the
 measurements.
 
-Which calls run here (:func:`eligible`): plain text chat (no tools, output schema, images, seed or
-``transformers_`` settings) on a model whose cache is a plain ``DynamicCache`` of full-attention
-layers; anything else runs as a static batch, as before.
+Which calls run here (the transformers backend's ``continuous_engine`` decides): plain text chat
+(no tools, output schema, images, seed or ``transformers_`` settings) on a model whose cache is a
+plain ``DynamicCache`` of full-attention layers; anything else runs as a static batch, as before.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,20 +46,6 @@ logger = logging.getLogger("fmgate")
 
 # seconds a decode loop with nothing to do waits before its thread ends
 IDLE_EXIT_S = 10.0
-# settings of a request that the engine cannot honour: their calls run as static batches
-_STATIC_ONLY = ("tools", "tool_choice", "output", "seed", "logprobs", "n")
-
-
-def eligible(params: Mapping[str, Any], has_images: bool = False) -> bool:
-    """Whether a call with these settings can join a continuous batch."""
-    if has_images:
-        return False
-    for key, value in params.items():
-        if key in _STATIC_ONLY and value is not None:
-            return False
-        if key.startswith("transformers_") and value is not None:
-            return False
-    return True
 
 
 @dataclass(eq=False)

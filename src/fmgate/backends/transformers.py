@@ -410,8 +410,8 @@ class TransformersBackend(Backend):
 
     def continuous_engine(self, requests: Sequence[ChatRequest] = ()) -> Engine | None:
         """The model's continuous-batching engine, when ``requests`` can all join it: plain text
-        chat on a causal model's eager path (:func:`fmgate._local.continuous.eligible`);
-        ``None`` sends them to static batches. One engine per loaded model, shared by its
+        chat on a causal model's eager path (:func:`_plain`); ``None`` sends them to static
+        batches. One engine per loaded model, shared by its
         loads, started at its first call."""
         if not self._continuous_on or self._decode.static or self._loaded is None:
             return None
@@ -420,6 +420,14 @@ class TransformersBackend(Backend):
             return None
         if not all(_plain(request) for request in requests):
             return None
+        engine = loaded.memo.get("continuous")  # no lock once made: a static generate holds it
+        if engine is None:
+            engine = self._new_engine(loaded)
+        assert isinstance(engine, Engine)
+        return None if engine.unsupported is not None else engine
+
+    @staticmethod
+    def _new_engine(loaded: LoadedModel) -> Engine:
         with loaded.lock:
             engine = loaded.memo.get("continuous")
             if engine is None:
@@ -430,7 +438,7 @@ class TransformersBackend(Backend):
                 engine = Engine(loaded.model, pad_id=int(pad), device=loaded.device)
                 loaded.memo["continuous"] = engine
         assert isinstance(engine, Engine)
-        return None if engine.unsupported is not None else engine
+        return engine
 
     def _continuously(
         self,
