@@ -241,3 +241,98 @@ def test_a_process_may_exit_while_the_batch_runs(tiny: TinyFactory, tmp_path: Pa
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "terminate called" not in done.stderr
+
+
+# -- compile = true on CPU: the step compiled ---------------------------------------------------
+
+
+def _tokens(engine: Engine, prompts: list[list[int]], budgets: list[int]) -> list[list[int]]:
+    """Each prompt as a greedy row of ``engine``, joining a few steps apart; their tokens."""
+    from fmgate._local.continuous import Row
+
+    out: list[list[int]] = [[] for _ in prompts]
+    rows = [
+        Row(prompt, budget, frozenset(), lambda token, got=got: got.append(token) or True)
+        for prompt, budget, got in zip(prompts, budgets, out, strict=True)
+    ]
+    for row in rows:
+        engine.submit(row)
+        time.sleep(0.003)
+    for row in rows:
+        row.done.wait()
+        assert row.error is None
+    return out
+
+
+# torch's compiler imports modules of its own that warn of their own deprecations
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_compiled_step_gives_the_eager_tokens_and_never_recompiles_after_warm_up(
+    tiny: TinyFactory,
+) -> None:
+    """Rows joining and leaving and the cache growing are new shapes: warmed once at load
+    (several rows, then one), they must not compile again (each compile stalls every row for
+    seconds). Really compiles: about 15 s on 2 cores."""
+    import torch
+    from torch._dynamo.utils import counters
+    from transformers import AutoModelForCausalLM
+
+    from fmgate._local.continuous import Engine
+
+    model = AutoModelForCausalLM.from_pretrained(tiny("llama"), attn_implementation="sdpa").eval()
+    compiled = Engine(model, pad_id=0, device="cpu", compiled=True)
+    eager = Engine(model, pad_id=0, device="cpu")
+    compiled.warm([5, 6, 7, 8])
+    frames = counters["frames"]["ok"]
+    gen = torch.Generator().manual_seed(0)
+    lengths = [1, 3, 9, 17, 30, 2, 12, 5]
+    prompts = [torch.randint(4, 200, (n,), generator=gen).tolist() for n in lengths]
+    budgets = [6, 20, 3, 14, 9, 25, 1, 11]
+    want = _tokens(eager, prompts, budgets)
+    assert _tokens(compiled, prompts, budgets) == want
+    assert counters["frames"]["ok"] == frames  # nothing compiled after the warm-up
+    compiled.close()
+    eager.close()
+
+
+def test_compile_true_runs_plain_calls_in_the_compiled_batch(
+    tiny: TinyFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On CPU, compile = true compiles the continuous batch's step at load; plain calls say
+    ``dynamic_compiled``, calls the batch cannot take keep the static fast path. (Here the step
+    is left uncompiled, as in the fast-path tests: the test above compiles for real.)"""
+    from fmgate._local import fast_decode
+
+    monkeypatch.setattr(fast_decode, "COMPILE_STEP", False)
+    model = fmgate.load(f"transformers:{tiny('llama')}", device="cpu", compile=True)
+    engine = _engine(model)
+    assert not engine.compiled  # COMPILE_STEP is off in this test
+    plain = model.generate("Hello there", max_tokens=4).record.params
+    assert (plain["decode_path"], plain["batching"]) == ("dynamic_compiled", "continuous")
+    with model.stream("Hello there", max_tokens=4) as stream:
+        "".join(piece.text for piece in stream)
+    assert stream.record.params["decode_path"] == "dynamic_compiled"
+    seeded = model.generate("Hello there", max_tokens=4, temperature=0.7, seed=3).record.params
+    assert seeded["decode_path"] == "static_compiled" and "batching" not in seeded
+    eager = fmgate.load(f"transformers:{tiny('llama')}", device="cpu")  # the same weights
+    assert eager.generate("Hello there", max_tokens=4).record.params["decode_path"] == "eager"
+    assert _engine(eager) is not engine  # its own batch: a step that is not compiled
+
+
+def test_a_failed_compile_of_the_batch_fails_the_load(
+    tiny: TinyFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import shutil
+
+    from fmgate._local import fast_decode
+    from fmgate._local.continuous import Engine
+
+    def no_compiler(self: Engine, prompt: list[int]) -> None:
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+
+    monkeypatch.setattr(fast_decode, "COMPILE_STEP", False)
+    monkeypatch.setattr(Engine, "warm", no_compiler)
+    folder = tmp_path / "llama"  # a model of its own: no engine from another test's load
+    shutil.copytree(tiny("llama"), folder)
+    with pytest.raises(fmgate.ConfigurationError, match="continuous batch") as caught:
+        fmgate.load(f"transformers:{folder}", device="cpu", compile=True)
+    assert "No working C++ compiler" in str(caught.value) and "compile = false" in str(caught.value)

@@ -154,7 +154,9 @@ def test_cpu_default_runs_eager(tiny: TinyFactory, spy: Spy) -> None:
 
 def test_static_path_gives_the_eager_text(tiny: TinyFactory, spy: Spy, uncompiled: None) -> None:
     eager = fmgate.load(f"transformers:{tiny('llama')}", device="cpu", continuous_batching=False)
-    fast = fmgate.load(f"transformers:{tiny('llama')}", device="cpu", compile=True)
+    fast = fmgate.load(
+        f"transformers:{tiny('llama')}", device="cpu", compile=True, continuous_batching=False
+    )
     for prompt in PROMPTS:
         want = eager.generate(prompt, max_tokens=12)
         got = fast.generate(prompt, max_tokens=12)
@@ -172,7 +174,9 @@ def test_static_path_batches_and_streams_with_stop_strings(
     tiny: TinyFactory, spy: Spy, uncompiled: None
 ) -> None:
     eager = fmgate.load(f"transformers:{tiny('llama')}", device="cpu", continuous_batching=False)
-    fast = fmgate.load(f"transformers:{tiny('llama')}", device="cpu", compile=True)
+    fast = fmgate.load(
+        f"transformers:{tiny('llama')}", device="cpu", compile=True, continuous_batching=False
+    )
     want = [r.text for r in eager.generate_many(PROMPTS, max_tokens=10)]
     assert [r.text for r in fast.generate_many(PROMPTS, max_tokens=10)] == want
     whole = eager.generate(PROMPTS[1], max_tokens=16).text
@@ -186,7 +190,9 @@ def test_static_path_batches_and_streams_with_stop_strings(
 
 def test_records_say_which_path_ran(tiny: TinyFactory, uncompiled: None) -> None:
     eager = fmgate.load(f"transformers:{tiny('llama')}", device="cpu", continuous_batching=False)
-    fast = fmgate.load(f"transformers:{tiny('llama')}", device="cpu", compile=True)
+    fast = fmgate.load(
+        f"transformers:{tiny('llama')}", device="cpu", compile=True, continuous_batching=False
+    )
     assert eager.generate("Hi", max_tokens=2).record.params["decode_path"] == "eager"
     assert fast.generate("Hi", max_tokens=2).record.params["decode_path"] == "static_compiled"
     stream = fast.stream("Hi", max_tokens=2)
@@ -201,7 +207,9 @@ def test_records_say_which_path_ran(tiny: TinyFactory, uncompiled: None) -> None
 def test_grammar_falls_back_to_eager_and_says_so(
     tiny: TinyFactory, spy: Spy, uncompiled: None
 ) -> None:
-    fast = fmgate.load(f"transformers:{tiny('llama')}", device="cpu", compile=True)
+    fast = fmgate.load(
+        f"transformers:{tiny('llama')}", device="cpu", compile=True, continuous_batching=False
+    )
     schema = {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}
     response = fast.generate("A number", max_tokens=24, output=schema)
     assert response.record.params["decode_path"] == "eager"
@@ -230,7 +238,9 @@ def test_warm_up_time_is_load_s_not_latency(
 
     monkeypatch.setattr(fast_decode, "warm", slow_warm)
     t0 = time.perf_counter()
-    model = fmgate.load(f"transformers:{own_llama}", device="cpu", compile=True)
+    model = fmgate.load(
+        f"transformers:{own_llama}", device="cpu", compile=True, continuous_batching=False
+    )
     assert time.perf_counter() - t0 >= 0.5 and warmed == [(1, 1024)]
     first = model.generate("Hello there", max_tokens=4).record.latency
     assert first.load_s is not None and first.load_s >= 0.5
@@ -299,7 +309,9 @@ def test_a_failed_compile_asked_for_fails_the_load(
 
     monkeypatch.setattr(fast_decode, "warm", _failing_warm)
     with pytest.raises(fmgate.ConfigurationError, match="set compile = false") as caught:
-        fmgate.load(f"transformers:{own_llama}", device="cpu", compile=True)
+        fmgate.load(
+            f"transformers:{own_llama}", device="cpu", compile=True, continuous_batching=False
+        )
     assert "No working C++ compiler" in str(caught.value)
 
 

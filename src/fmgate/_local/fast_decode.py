@@ -10,7 +10,10 @@ When it runs (the load setting ``compile``; ``record.params["decode_path"]`` say
 
 - ``compile`` left out: the fast path on CUDA, eager (transformers' dynamic cache) on CPU and MPS,
   where compiling costs minutes and gains little.
-- ``compile = true``: the fast path on any device; ``compile = false``: always eager.
+- ``compile = true``: the fast path on any device; ``compile = false``: always eager. Off CUDA,
+  plain calls of a model that batches continuously join its continuous batch instead, whose
+  decoding step is then compiled too (``dynamic_compiled``: :mod:`fmgate._local.continuous`);
+  on CUDA they take this path.
 - A call the static cache cannot serve runs eager and says why in ``params["decode_fallback"]``:
   ``grammar`` (constrained decoding: its per-token mask, not the forward pass, sets the pace),
   ``vision`` (a vision-language model's image prefill), ``model`` (an architecture transformers
@@ -43,7 +46,7 @@ import torch
 from .._errors import ConfigurationError
 from .loading import LoadedModel, logger
 
-DecodePath = Literal["eager", "static_compiled"]
+DecodePath = Literal["eager", "static_compiled", "dynamic_compiled"]
 # the load setting, in fmgate.toml or load(...)
 SETTING = "compile"
 # the smallest static cache: a chat prompt and the default 256 new tokens fit without regrowing

@@ -10,9 +10,10 @@ else float16; float32 on CPU and MPS), ``revision``, ``trust_remote_code``, and 
 of :mod:`fmgate._local.energy` (``usd_per_kwh``, ``cpu_watts``, ``gpu_watts``,
 ``hardware_usd_per_hour``), and ``compile`` (the fast decode path: a static KV cache and a
 compiled decoding step; left out, on for CUDA and off elsewhere; compiled and warmed at load, so
-its time is ``load_s``: :mod:`fmgate._local.fast_decode`). How parameters map onto ``generate``
-is documented in :mod:`fmgate._local.generation`; ``record.params["decode_path"]`` is
-``eager`` or ``static_compiled``.
+its time is ``load_s``: :mod:`fmgate._local.fast_decode`; off CUDA, ``compile = true`` also
+compiles the continuous batch's step, which plain calls join: :mod:`fmgate._local.continuous`).
+How parameters map onto ``generate`` is documented in :mod:`fmgate._local.generation`;
+``record.params["decode_path"]`` is ``eager``, ``static_compiled`` or ``dynamic_compiled``.
 
 Inference runs on worker threads for the async methods and for streams, so the event loop never
 waits on the model; a per-model lock runs one ``generate`` at a time (transformers models are not
@@ -43,8 +44,9 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, ClassVar, Literal, TypeVar
 
-from .._errors import ContextLengthError, FmgateError, InvalidRequestError
-from .._local.continuous import Engine, run_rows
+from .._errors import ConfigurationError, ContextLengthError, FmgateError, InvalidRequestError
+from .._local import fast_decode
+from .._local.continuous import Engine, EngineUnsupported, run_rows
 from .._local.energy import SETTINGS as COST_SETTINGS
 from .._local.energy import CostSettings, make_meter
 from .._local.fast_decode import SETTING as COMPILE_SETTING
@@ -123,6 +125,16 @@ class TransformersBackend(Backend):
         self._license: str | None = None
         self._license_read = False
         self._continuous_on = config.options.get(CONTINUOUS_SETTING, True) is not False
+        # compile = true off CUDA: plain calls run in the continuous batch with its step compiled,
+        # compiled here (CUDA's fast path takes them instead: static cache, CUDA graphs)
+        self._engine_compiled = (
+            compile_setting is True
+            and self._continuous_on
+            and not loaded.device.startswith("cuda")
+            and self._joins(loaded)
+        )
+        if self._engine_compiled:
+            self._engine_compiled = self._warm_engine(loaded)
 
     def __repr__(self) -> str:
         return f"<TransformersBackend {self.config.name}:{self.model} on {self._device}>"
@@ -305,7 +317,7 @@ class TransformersBackend(Backend):
                     machine_s=done.machine_s,
                     params=done.params,
                 )
-                push(_noted(end, _EAGER_PARAMS))
+                push(_noted(end, self._engine_params))
                 push(_END)
                 return
             ran = self._run([request], cancel, [lambda text: push(Delta(text))])
@@ -413,32 +425,72 @@ class TransformersBackend(Backend):
         chat on a causal model's eager path (:func:`_plain`); ``None`` sends them to static
         batches. One engine per loaded model, shared by its
         loads, started at its first call."""
-        if not self._continuous_on or self._decode.static or self._loaded is None:
+        if not self._continuous_on or self._loaded is None:
+            return None
+        if self._decode.static and not self._engine_compiled:  # CUDA's fast path
             return None
         loaded = self._loaded
-        if loaded.is_encoder or loaded.profile.is_classifier or loaded.profile.vision:
+        if not self._joins(loaded):
             return None
         if not all(_plain(request) for request in requests):
             return None
-        engine = loaded.memo.get("continuous")  # no lock once made: a static generate holds it
+        engine = loaded.memo.get(self._engine_key)  # no lock once made: a static generate holds it
         if engine is None:
             engine = self._new_engine(loaded)
         assert isinstance(engine, Engine)
         return None if engine.unsupported is not None else engine
 
     @staticmethod
-    def _new_engine(loaded: LoadedModel) -> Engine:
+    def _joins(loaded: LoadedModel) -> bool:
+        """Whether the model can have a continuous batch: a causal text model."""
+        profile = loaded.profile
+        return not (loaded.is_encoder or profile.is_classifier or profile.vision)
+
+    def _new_engine(self, loaded: LoadedModel) -> Engine:
         with loaded.lock:
-            engine = loaded.memo.get("continuous")
+            engine = loaded.memo.get(self._engine_key)
             if engine is None:
                 tokenizer = loaded.tokenizer
                 pad = tokenizer.pad_token_id
                 if pad is None:
                     pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
-                engine = Engine(loaded.model, pad_id=int(pad), device=loaded.device)
-                loaded.memo["continuous"] = engine
+                compiled = self._engine_compiled and fast_decode.COMPILE_STEP
+                engine = Engine(
+                    loaded.model, pad_id=int(pad), device=loaded.device, compiled=compiled
+                )
+                loaded.memo[self._engine_key] = engine
         assert isinstance(engine, Engine)
         return engine
+
+    def _warm_engine(self, loaded: LoadedModel) -> bool:
+        """At load (its time is the load's): compile the continuous batch's step and warm it.
+        False when the model's cache cannot be batched continuously (its calls run static
+        batches); a failed compile is a ConfigurationError (``compile = true`` asked for it)."""
+        engine = self._new_engine(loaded)
+        with loaded.lock:  # a fast tokenizer is not safe to share between threads
+            prompt = loaded.tokenizer("Hello, world.", add_special_tokens=False)["input_ids"]
+        try:
+            engine.warm(list(prompt) or [0, 0])
+        except EngineUnsupported:
+            return False
+        except Exception as exc:  # torch.compile fails in many types (no C++ compiler, ...)
+            raise ConfigurationError(
+                f"compile = true, but compiling the continuous batch's decoding step of "
+                f"{loaded.name} failed ({type(exc).__name__}: {str(exc)[:300]}): set compile = "
+                "false, or give torch.compile what it needs (a C++ compiler on CPU)."
+            ) from exc
+        return True
+
+    @property
+    def _engine_key(self) -> str:
+        """The engine's key in the loaded model's memo: loads of one model share it, a compiled
+        one apart (loads with and without ``compile`` share the weights, not the step)."""
+        return "continuous_compiled" if self._engine_compiled else "continuous"
+
+    @property
+    def _engine_params(self) -> dict[str, str]:
+        """The decode path of a continuous batch's rows, for their records."""
+        return {"decode_path": "dynamic_compiled" if self._engine_compiled else "eager"}
 
     def _continuously(
         self,
@@ -454,7 +506,7 @@ class TransformersBackend(Backend):
         if engine.unsupported is not None:  # found at its first prefill: static from now on
             return self._generate_rows(requests, cancel, on_text, window)
         return [
-            _noted(item, _EAGER_PARAMS)
+            _noted(item, self._engine_params)
             if isinstance(item, Completion)
             else item
             if isinstance(item, FmgateError)
@@ -552,7 +604,6 @@ class TransformersBackend(Backend):
 
 
 _Noted = TypeVar("_Noted", Completion, Delta)
-_EAGER_PARAMS = {"decode_path": "eager"}  # a continuous batch runs transformers' eager forward
 
 
 def _noted(item: _Noted, params: dict[str, str]) -> _Noted:
