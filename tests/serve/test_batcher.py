@@ -114,3 +114,38 @@ async def test_every_request_of_a_batch_has_its_record(memory: fmgate.MemorySink
     records = memory.records
     assert len(records) == 6 and all(r.tags == {"fmgate.served": "true"} for r in records)
     assert sorted(r.params["batch_size"] for r in records) == [1, 5, 5, 5, 5, 5]
+
+
+async def test_pieces_from_many_threads_reach_each_job_whole_and_in_order() -> None:
+    """A continuous batch hands every streamed row a piece at each step, from its own thread:
+    each request's pieces arrive complete and in order, however the loop's wake-ups are shared,
+    and pieces that queued up while a chunk was being sent go out as one chunk."""
+    import threading
+
+    from fmgate.serve._app import _next_chunk
+    from fmgate.serve._batcher import Job
+
+    jobs = [Job([{"role": "user", "content": "x"}], {}, stream=True) for _ in range(4)]
+    end = FmgateError("done")
+
+    def post(job: Job, n: int) -> None:
+        for i in range(200):
+            job.put(f"{n}:{i} ")
+        job.put(end)
+
+    threads = [threading.Thread(target=post, args=(job, n)) for n, job in enumerate(jobs)]
+    for t in threads:
+        t.start()
+    chunks: list[list[str]] = [[] for _ in jobs]
+    for n, job in enumerate(jobs):
+        while True:
+            text, last = await _next_chunk(job)
+            chunks[n].append(text)
+            if last is not None:
+                assert last is end and job.done
+                break
+    for t in threads:
+        t.join()
+    for n, got in enumerate(chunks):
+        assert "".join(got) == "".join(f"{n}:{i} " for i in range(200))
+    assert sum(len(got) for got in chunks) < 4 * 200  # pieces that waited were joined

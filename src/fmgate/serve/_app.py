@@ -146,9 +146,13 @@ class Served:
             job = self._submit(call, stream=True)
             sent = ""
             try:
-                while isinstance(item := await job.items.get(), str):
-                    sent += item
-                    yield item
+                while True:
+                    text, item = await _next_chunk(job)
+                    if text:
+                        sent += text
+                        yield text
+                    if item is not None:
+                        break
             finally:
                 job.closed = not job.done
             if isinstance(item, FmgateError):
@@ -494,3 +498,17 @@ async def _http_error(request: Request, exc: Exception) -> HttpResponse:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     message = "Not found." if status == 404 else "Method not allowed."
     return _error_response(ApiError(status, f"{message} ({request.method} {request.url.path})"))
+
+
+async def _next_chunk(job: Job) -> tuple[str, Response | FmgateError | None]:
+    """The text pieces that reached ``job`` (waiting for one), joined, and its end if it came.
+    Pieces that came while the last chunk was being sent go out as one chunk: a busy server sends
+    fewer, larger chunks instead of falling behind."""
+    item = await job.items.get()
+    text = ""
+    while isinstance(item, str):
+        text += item
+        if job.items.empty():
+            return text, None
+        item = job.items.get_nowait()
+    return text, item

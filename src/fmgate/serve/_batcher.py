@@ -26,7 +26,9 @@ import concurrent.futures
 import contextlib
 import json
 import logging
+import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -54,14 +56,52 @@ class Job:
         self.items: asyncio.Queue[Item] = asyncio.Queue()
         self.closed = False  # the client went away: its row's text goes nowhere
         self.done = False
-        self._loop = asyncio.get_running_loop()
+        self._mailbox = _mailbox(asyncio.get_running_loop())
 
     def put(self, item: Item) -> None:
         """Hand ``item`` to the request's handler; callable from any thread."""
         if isinstance(item, Response | FmgateError):
             self.done = True
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting any more
-            self._loop.call_soon_threadsafe(self.items.put_nowait, item)
+        self._mailbox.post(self.items, item)
+
+
+class _Mailbox:
+    """Items handed from generating threads to queues on the event loop, delivered together:
+    one wake-up of the loop for all that were posted since its last delivery (a continuous
+    batch hands a piece to every streamed row at each step; one wake-up each would keep the
+    loop busy waking)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._posted: list[tuple[asyncio.Queue[Item], Item]] = []
+
+    def post(self, queue: asyncio.Queue[Item], item: Item) -> None:
+        with self._lock:
+            self._posted.append((queue, item))
+            first = len(self._posted) == 1
+        if first:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
+                self._loop.call_soon_threadsafe(self._deliver)
+
+    def _deliver(self) -> None:
+        with self._lock:
+            posted, self._posted = self._posted, []
+        for queue, item in posted:
+            queue.put_nowait(item)
+
+
+_MAILBOXES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _mailbox(loop: asyncio.AbstractEventLoop) -> _Mailbox:
+    """The loop's mailbox (called on the loop's thread)."""
+    box = _MAILBOXES.get(loop)
+    if box is None:
+        box = _MAILBOXES[loop] = _Mailbox(loop)
+    return box
 
 
 def _batch_key(params: Mapping[str, Any]) -> object:
