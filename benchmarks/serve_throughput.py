@@ -6,11 +6,14 @@ concurrency level, ``--requests`` chat completions with ``max_tokens`` and greed
 ``c`` in flight at a time. It prints requests/s and output tokens/s (from each reply's usage) per
 level, and their ratio; then the same requests streamed, at the same concurrency, for the median
 time to the first token each client saw (TTFT p50). Each server runs in its own process, started
-with its own command line;
-warm-up requests are not timed.
+with its own command line; both run at once (idle while the other is measured) and take turns,
+``--rounds`` times per level, the order flipped each round, so that both see the same machine
+(a shared 2-core machine's speed drifts by tens of percent from minute to minute). Warm-up
+requests are not timed.
 
     python benchmarks/serve_throughput.py                       # levels 1, 8, 32
     python benchmarks/serve_throughput.py --quick               # a smoke run
+    python benchmarks/serve_throughput.py --compile             # both servers compile the model
     python benchmarks/serve_throughput.py --tf-python /path/to/python   # transformers serve
                                                                 # from another environment
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -61,16 +65,24 @@ class Result:
         return self.output_tokens / self.seconds
 
 
-async def _drive(url: str, model: str, concurrency: int, requests: int, max_tokens: int) -> Result:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with (
-        openai.AsyncOpenAI(base_url=url, api_key="-", max_retries=0, timeout=600) as sdk,
-        httpx.AsyncClient(timeout=600, limits=limits) as raw,
-    ):
+@dataclass(frozen=True)
+class Target:
+    """A running server: its name in the output, its base URL and the model name it serves."""
+
+    name: str
+    url: str
+    model: str
+
+
+async def _plain(target: Target, concurrency: int, requests: int, max_tokens: int) -> Result:
+    """``requests`` chat completions, ``concurrency`` in flight; output tokens from each usage."""
+    async with openai.AsyncOpenAI(
+        base_url=target.url, api_key="-", max_retries=0, timeout=600
+    ) as sdk:
 
         async def one(i: int) -> int:
             reply = await sdk.chat.completions.create(
-                model=model,
+                model=target.model,
                 messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
                 max_tokens=max_tokens,
                 temperature=0,
@@ -78,26 +90,6 @@ async def _drive(url: str, model: str, concurrency: int, requests: int, max_toke
             assert reply.usage is not None
             return reply.usage.completion_tokens
 
-        async def first_token(i: int) -> float:
-            """A streamed request's time to its first content, read with a bare HTTP client
-            (the SDK's per-chunk parsing would make the client, not the server, the bottleneck
-            on a machine this small); the rest of the stream is drained unparsed."""
-            body = {
-                "model": model,
-                "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
-                "max_tokens": max_tokens,
-                "temperature": 0,
-                "stream": True,
-            }
-            start = time.perf_counter()
-            ttft = None
-            async with raw.stream("POST", url + "/chat/completions", json=body) as response:
-                async for line in response.aiter_lines():
-                    if ttft is None and line.startswith("data: {") and _has_content(line):
-                        ttft = time.perf_counter() - start
-            return ttft if ttft is not None else time.perf_counter() - start
-
-        await asyncio.gather(*(one(i) for i in range(min(concurrency, 4))))  # warm-up
         queue = iter(range(requests))
         tokens: list[int] = []
 
@@ -107,17 +99,44 @@ async def _drive(url: str, model: str, concurrency: int, requests: int, max_toke
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        seconds = time.perf_counter() - start
-        # TTFT: the same load, streamed (each client measures its own first token)
-        streamed = iter(range(requests))
+        return Result(requests, sum(tokens), time.perf_counter() - start)
+
+
+async def _first_tokens(
+    target: Target, concurrency: int, requests: int, max_tokens: int
+) -> list[float]:
+    """The same load streamed: each request's time to its first content, read with a bare HTTP
+    client (the SDK's per-chunk parsing would make the client, not the server, the bottleneck
+    on a machine this small); the rest of each stream is drained unparsed."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as raw:
+
+        async def first_token(i: int) -> float:
+            body = {
+                "model": target.model,
+                "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "stream": True,
+            }
+            start = time.perf_counter()
+            ttft = None
+            url = target.url + "/chat/completions"
+            async with raw.stream("POST", url, json=body) as response:
+                async for line in response.aiter_lines():
+                    if ttft is None and line.startswith("data: {") and _has_content(line):
+                        ttft = time.perf_counter() - start
+            return ttft if ttft is not None else time.perf_counter() - start
+
+        queue = iter(range(requests))
         ttfts: list[float] = []
 
-        async def streaming_worker() -> None:
-            for i in streamed:
+        async def worker() -> None:
+            for i in queue:
                 ttfts.append(await first_token(i))
 
-        await asyncio.gather(*(streaming_worker() for _ in range(concurrency)))
-        return Result(requests, sum(tokens), seconds, statistics.median(ttfts))
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return ttfts
 
 
 def _has_content(line: str) -> bool:
@@ -126,17 +145,35 @@ def _has_content(line: str) -> bool:
 
 
 def _measure(
-    url: str, model: str, levels: list[int], requests: int, max_tokens: int
-) -> dict[int, Result]:
-    results = {}
+    targets: list[Target], levels: list[int], requests: int, max_tokens: int, rounds: int
+) -> dict[str, dict[int, Result]]:
+    """Each level on every server in turn, ``rounds`` times, the order flipped each round: this
+    machine's speed drifts by tens of percent from minute to minute, so servers measured one
+    after the other would see different machines. Per server and level: all rounds' requests
+    over all their seconds, and the median TTFT over all streamed requests."""
+    results: dict[str, dict[int, Result]] = {t.name: {} for t in targets}
     for c in levels:
-        results[c] = asyncio.run(_drive(url, model, c, max(requests, c), max_tokens))
-        r = results[c]
-        ttft = f", TTFT p50 {r.ttft_p50_s * 1000:.0f} ms" if r.ttft_p50_s is not None else ""
-        print(
-            f"  c={c:<3} {r.rps:8.2f} req/s {r.tps:10.1f} tok/s ({r.seconds:.1f} s){ttft}",
-            flush=True,
-        )
+        n = max(requests, c)
+        for t in targets:  # warm-up, not timed
+            asyncio.run(_plain(t, c, min(c, 4), max_tokens))
+        done: dict[str, list[Result]] = {t.name: [] for t in targets}
+        ttfts: dict[str, list[float]] = {t.name: [] for t in targets}
+        for r in range(rounds):
+            order = targets if r % 2 == 0 else targets[::-1]
+            for t in order:
+                done[t.name].append(asyncio.run(_plain(t, c, n, max_tokens)))
+            for t in order[::-1]:
+                ttfts[t.name] += asyncio.run(_first_tokens(t, c, n, max_tokens))
+            line = "  ".join(f"{t.name} {done[t.name][-1].tps:7.1f} tok/s" for t in targets)
+            print(f"  c={c:<3} round {r + 1}: {line}", flush=True)
+        for t in targets:
+            runs = done[t.name]
+            results[t.name][c] = Result(
+                sum(x.requests for x in runs),
+                sum(x.output_tokens for x in runs),
+                sum(x.seconds for x in runs),
+                statistics.median(ttfts[t.name]),
+            )
     return results
 
 
@@ -149,7 +186,12 @@ def _has_transformers_serve(python: str) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--requests", type=int, default=96, help="requests per level")
+    parser.add_argument(
+        "--requests", type=int, default=96, help="requests per level, server and round"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds per level (the servers take turns)"
+    )
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--max-batch", type=int, default=32, help="fmgate serve --max-batch")
     parser.add_argument("--tf-python", default=sys.executable, help="python for transformers serve")
@@ -165,10 +207,16 @@ def main() -> None:
         help="OMP_NUM_THREADS for both servers (1: on a small machine shared with the client, "
         "torch's one thread per core spins against the client and the event loop)",
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="both servers compile the model: fmgate's compile = true (its continuous batch's "
+        "decoding step, compiled at load), transformers serve --compile",
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run: few requests")
     args = parser.parse_args()
     if args.quick:
-        args.requests, args.max_tokens = 16, 16
+        args.requests, args.max_tokens, args.rounds = 16, 16, 1
 
     from fmgate.testing import make_tiny_model
 
@@ -185,34 +233,43 @@ def main() -> None:
             f"tiny llama ({folder.name}), CPU, {os.cpu_count()} cores, Python "
             f"{platform.python_version()}; {args.requests} requests per level, "
             f"max_tokens={args.max_tokens}, greedy, OMP_NUM_THREADS={args.torch_threads}"
+            + (", compiled" if args.compile else "")
         )
         spec = f"transformers:{folder}"
+        if args.compile:  # an alias: a setting goes in fmgate.toml
+            config = Path(tmp) / "fmgate.toml"
+            config.write_text(
+                f'[models.tiny]\nbackend = "transformers"\nmodel = "{folder}"\ncompile = true\n'
+            )
+            env["FMGATE_CONFIG"], spec = str(config), "tiny"
         port = free_port()
         fmgate_cmd = [sys.executable, "-m", "fmgate", "serve", spec, "--port", str(port)]
         fmgate_cmd += ["--max-batch", str(args.max_batch)]
-        print(f"fmgate serve (--max-batch {args.max_batch}):")
-        with server(fmgate_cmd, port, env, Path(tmp) / "fmgate.log") as url:
-            ours = _measure(url + "/v1", spec, args.levels, args.requests, args.max_tokens)
-
-        theirs: dict[int, Result] = {}
-        if _has_transformers_serve(args.tf_python):
-            port = free_port()
-            tf_cmd = [args.tf_python, "-m", "transformers.cli.transformers", "serve", str(folder)]
-            tf_cmd += ["--port", str(port), "--host", "127.0.0.1", "--device", "cpu"]
-            if args.tf_continuous_batching:
-                tf_cmd.append("--continuous-batching")
-            mode = " --continuous-batching" if args.tf_continuous_batching else ""
-            print(f"transformers serve{mode}:")
-            with server(tf_cmd, port, env, Path(tmp) / "transformers.log") as url:
-                theirs = _measure(
-                    url + "/v1", str(folder), args.levels, args.requests, args.max_tokens
+        compiled = ", compile = true" if args.compile else ""
+        with contextlib.ExitStack() as running:
+            url = running.enter_context(server(fmgate_cmd, port, env, Path(tmp) / "fmgate.log"))
+            targets = [Target("fmgate", url + "/v1", spec)]
+            print(f"fmgate serve (--max-batch {args.max_batch}{compiled})")
+            if _has_transformers_serve(args.tf_python):
+                port = free_port()
+                tf_cmd = [args.tf_python, "-m", "transformers.cli.transformers", "serve"]
+                tf_cmd += [str(folder), "--port", str(port), "--host", "127.0.0.1"]
+                tf_cmd += ["--device", "cpu"]
+                if args.tf_continuous_batching:
+                    tf_cmd.append("--continuous-batching")
+                if args.compile:
+                    tf_cmd.append("--compile")
+                print(f"transformers serve ({' '.join(tf_cmd[5:])}): tf")
+                log = Path(tmp) / "transformers.log"
+                url = running.enter_context(server(tf_cmd, port, env, log))
+                targets.append(Target("tf", url + "/v1", str(folder)))
+            else:
+                print(
+                    f"transformers serve: not measured ({args.tf_python} lacks the serving "
+                    "extra: pip install 'transformers[serving]')"
                 )
-        else:
-            print(
-                f"transformers serve: not measured ({args.tf_python} lacks the serving extra: "
-                "pip install 'transformers[serving]')"
-            )
-        _table(ours, theirs)
+            results = _measure(targets, args.levels, args.requests, args.max_tokens, args.rounds)
+        _table(results["fmgate"], results.get("tf", {}))
 
 
 def _table(ours: dict[int, Result], theirs: dict[int, Result]) -> None:
