@@ -159,6 +159,34 @@ def test_calls_the_batch_cannot_take_run_as_static_batches(
     assert seeded.text == static.generate(PROMPTS[0], max_tokens=8, temperature=0.8, seed=7).text
 
 
+def test_a_plain_call_does_not_wait_for_a_static_generate(
+    pair: tuple[fmgate.Model, fmgate.Model],
+) -> None:
+    """A seeded call runs as a static generate, holding the model's lock for its whole run; a
+    plain call started meanwhile tokenizes under a lock of its own, joins the batch and ends
+    first."""
+    continuous, _ = pair
+    ended: list[str] = []
+    static_started = threading.Event()
+
+    def long_static() -> None:
+        static_started.set()
+        continuous.generate(
+            PROMPTS[1], max_tokens=1500, temperature=0.8, seed=1, transformers_ignore_eos=True
+        )
+        ended.append("static")
+
+    thread = threading.Thread(target=long_static)
+    thread.start()
+    static_started.wait()
+    time.sleep(0.2)  # the static generate is under way
+    plain = continuous.generate(PROMPTS[0], max_tokens=4)
+    ended.append("plain")
+    thread.join()
+    assert ended == ["plain", "static"]
+    assert plain.record.params["batching"] == "continuous"
+
+
 def test_a_model_whose_cache_cannot_merge_falls_back(
     tiny: TinyFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

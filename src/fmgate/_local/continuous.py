@@ -506,7 +506,8 @@ def run_rows(
     called = time.perf_counter()
     tokenizer = loaded.tokenizer
     ends = frozenset(eos_ids(loaded))
-    with loaded.lock:  # a fast tokenizer is not safe to share between threads
+    # not the model's lock: a static generate holds it for its whole run
+    with loaded.tokenizer_lock:
         texts = [render(tokenizer, r.messages) for r in requests]
         encoded = tokenizer(texts, add_special_tokens=not has_chat_template(tokenizer))
     prompts: list[list[int]] = [list(ids) for ids in encoded["input_ids"]]

@@ -145,20 +145,21 @@ def encode(
 ) -> Batch:
     """The prompts as token ids; a vision-language model's through its processor, images and
     all (:mod:`fmgate._local.vlm`), so ``prompt_tokens`` counts image tokens too."""
-    if vlm.reads_images(loaded):
-        return _batch(loaded, vlm.encode(loaded, requests, plans))
-    tokenizer = loaded.tokenizer
-    texts = [
-        p.render(tokenizer, r) if p.shown is not None else render(tokenizer, r.messages)
-        for r, p in zip(requests, plans, strict=True)
-    ]
-    # A chat template writes its own special tokens (BOS included); raw text gets the usual ones.
-    enc = tokenizer(
-        texts,
-        return_tensors="pt",
-        padding=True,
-        add_special_tokens=not has_chat_template(tokenizer),
-    )
+    with loaded.tokenizer_lock:
+        if vlm.reads_images(loaded):
+            return _batch(loaded, vlm.encode(loaded, requests, plans))
+        tokenizer = loaded.tokenizer
+        texts = [
+            p.render(tokenizer, r) if p.shown is not None else render(tokenizer, r.messages)
+            for r, p in zip(requests, plans, strict=True)
+        ]
+        # A chat template writes its own special tokens (BOS included); raw text the usual ones.
+        enc = tokenizer(
+            texts,
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=not has_chat_template(tokenizer),
+        )
     return _batch(loaded, enc)
 
 

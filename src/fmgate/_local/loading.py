@@ -362,7 +362,11 @@ class LoadedModel:
 
     ``lock`` serialises generation on it: a transformers model is not safe for concurrent
     ``generate`` calls (the KV cache and generation config are per-model state), and one call at
-    a time keeps each call's energy and busy time its own.
+    a time keeps each call's energy and busy time its own. ``tokenizer_lock`` serialises
+    encoding: a fast tokenizer's padding settings are shared state (two encodes at once can fail
+    with "Already borrowed"), and a call joining the continuous batch must not wait for a static
+    ``generate``, which holds ``lock`` for its whole run, to tokenize its prompt. Taken inside
+    ``lock`` where both are held, never the other way round.
     """
 
     def __init__(
@@ -388,6 +392,7 @@ class LoadedModel:
         self.profile = profile
         self.is_encoder = is_encoder
         self.lock = threading.Lock()
+        self.tokenizer_lock = threading.Lock()
         # Per-model memo for generation helpers (stop-string tables): built once, reused.
         self.memo: dict[Any, Any] = {}
 

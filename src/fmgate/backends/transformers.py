@@ -447,7 +447,7 @@ class TransformersBackend(Backend):
         return not (loaded.is_encoder or profile.is_classifier or profile.vision)
 
     def _new_engine(self, loaded: LoadedModel) -> Engine:
-        with loaded.lock:
+        with _ENGINES_MADE:  # not the model's lock: a static generate holds it for its whole run
             engine = loaded.memo.get(self._engine_key)
             if engine is None:
                 tokenizer = loaded.tokenizer
@@ -467,7 +467,7 @@ class TransformersBackend(Backend):
         False when the model's cache cannot be batched continuously (its calls run static
         batches); a failed compile is a ConfigurationError (``compile = true`` asked for it)."""
         engine = self._new_engine(loaded)
-        with loaded.lock:  # a fast tokenizer is not safe to share between threads
+        with loaded.tokenizer_lock:
             prompt = loaded.tokenizer("Hello, world.", add_special_tokens=False)["input_ids"]
         try:
             engine.warm(list(prompt) or [0, 0])
@@ -604,6 +604,8 @@ class TransformersBackend(Backend):
 
 
 _Noted = TypeVar("_Noted", Completion, Delta)
+# held while a continuous-batching engine is looked up and made, so a model gets one
+_ENGINES_MADE = threading.Lock()
 
 
 def _noted(item: _Noted, params: dict[str, str]) -> _Noted:
