@@ -154,7 +154,7 @@ def prepare(model: Model, rows: Sequence[Row], params: dict[str, Any]) -> Batch:
 
 # generate_many settings a continuous batch takes; any other (tools, output, seed, a backend's
 # own) sends the rows to static batches
-_CONTINUOUS_PARAMS = frozenset({"max_tokens", "temperature", "top_p", "stop", "system"})
+_CONTINUOUS_PARAMS = frozenset({"max_tokens", "temperature", "top_p", "stop", "system", "seed"})
 
 
 def _continuous(model: Model, rows: Sequence[Row], params: dict[str, Any]) -> Batch | None:
@@ -170,7 +170,7 @@ def batches_continuously(
 ) -> bool:
     """Whether these prompts, with these settings, can join ``model``'s continuous batch: a
     backend with one (``continuous_engine``: local chat models), plain text chat, and no
-    setting beyond max_tokens, temperature, top_p, stop and system."""
+    setting beyond max_tokens, temperature, top_p, stop, system and seed."""
     engine_for = getattr(model.backend, "continuous_engine", None)
     if engine_for is None or engine_for() is None:
         return False

@@ -154,9 +154,33 @@ def test_calls_the_batch_cannot_take_run_as_static_batches(
     pair: tuple[fmgate.Model, fmgate.Model],
 ) -> None:
     continuous, static = pair
-    seeded = continuous.generate(PROMPTS[0], max_tokens=8, temperature=0.8, seed=7)
-    assert "batching" not in seeded.record.params
-    assert seeded.text == static.generate(PROMPTS[0], max_tokens=8, temperature=0.8, seed=7).text
+    params = {"max_tokens": 8, "transformers_ignore_eos": True}
+    ran = continuous.generate(PROMPTS[0], **params)
+    assert "batching" not in ran.record.params
+    assert ran.text == static.generate(PROMPTS[0], **params).text
+
+
+def test_a_seed_gives_the_same_text_whatever_runs_beside_it(
+    pair: tuple[fmgate.Model, fmgate.Model],
+) -> None:
+    """Each sampled row draws from a generator of its own: the same seed, alone or joining a
+    batch of other sampled rows, gives the same text; another seed another; and the process's
+    generator (which static generates seed and fork) is never drawn from."""
+    import torch
+
+    continuous, _ = pair
+    sampled = {"max_tokens": 24, "temperature": 1.0}
+    state = torch.random.get_rng_state()
+    alone = continuous.generate(PROMPTS[1], seed=7, **sampled)
+    assert alone.record.params["batching"] == "continuous"
+    together = _at_once(continuous, [PROMPTS[1]] * 5, 0.004, **sampled)  # unseeded company
+    seeded = _at_once(continuous, [PROMPTS[0], PROMPTS[1], PROMPTS[2]], 0.004, seed=7, **sampled)
+    assert seeded[1].text == alone.text
+    assert max(r.record.params["batch_peak"] for r in seeded) > 1
+    other = continuous.generate(PROMPTS[1], seed=8, **sampled)
+    assert other.text != alone.text
+    assert len({r.text for r in together}) > 1  # unseeded rows draw fresh streams
+    assert torch.equal(state, torch.random.get_rng_state())
 
 
 def test_a_plain_call_does_not_wait_for_a_static_generate(
@@ -339,8 +363,9 @@ def test_compile_true_runs_plain_calls_in_the_compiled_batch(
     with model.stream("Hello there", max_tokens=4) as stream:
         "".join(piece.text for piece in stream)
     assert stream.record.params["decode_path"] == "dynamic_compiled"
-    seeded = model.generate("Hello there", max_tokens=4, temperature=0.7, seed=3).record.params
-    assert seeded["decode_path"] == "static_compiled" and "batching" not in seeded
+    static = model.generate("Hello there", max_tokens=4, transformers_ignore_eos=True)
+    assert static.record.params["decode_path"] == "static_compiled"
+    assert "batching" not in static.record.params
     eager = fmgate.load(f"transformers:{tiny('llama')}", device="cpu")  # the same weights
     assert eager.generate("Hello there", max_tokens=4).record.params["decode_path"] == "eager"
     assert _engine(eager) is not engine  # its own batch: a step that is not compiled

@@ -40,6 +40,7 @@ from __future__ import annotations
 import atexit
 import collections
 import logging
+import secrets
 import threading
 import time
 import weakref
@@ -72,6 +73,7 @@ class Row:
     on_token: Callable[[int], bool]
     temperature: float = 0.0
     top_p: float = 1.0
+    seed: int | None = None  # a sampled row's seed: its draws are its own (see ``generator``)
     # filled in by the engine
     finish: str | None = None  # "stop" (end-of-sequence or on_token), "length", "cancelled"
     error: BaseException | None = None
@@ -82,6 +84,10 @@ class Row:
     done: threading.Event = field(default_factory=threading.Event)
     on_done: Callable[[], object] | None = None  # called once the row has ended, any thread
     cancelled: bool = False
+    # a sampled row's random stream, seeded with ``seed`` (else fresh entropy) when it joins:
+    # rows never share a stream, so a seed gives the same text whatever else is in the batch, and
+    # the process's generator (which seeded static generates fork) is never drawn from here
+    generator: torch.Generator | None = None
 
     def end(self) -> None:
         """Mark the row ended (``done`` set, ``on_done`` called): the engine's, once."""
@@ -234,6 +240,12 @@ class Engine:
         from transformers import DynamicCache
 
         t0 = time.perf_counter()
+        for row in new:
+            if row.temperature > 0 and row.generator is None:
+                row.generator = torch.Generator(device=self._device)
+                row.generator.manual_seed(
+                    row.seed if row.seed is not None else secrets.randbits(63)
+                )
         # at least two columns: a cache one column long would be a shape of its own to compile
         width = max(2, *(len(row.prompt) for row in new))
         ids = [[self._pad] * (width - len(r.prompt)) + r.prompt for r in new]
@@ -393,7 +405,7 @@ def _check_cache(cache: Any) -> None:
 
 def _sample(logits: torch.Tensor, rows: Sequence[Row]) -> torch.Tensor:
     """One token per row, ``[rows, 1]``: greedy rows take the most likely token, sampled rows
-    draw at their temperature from their top-p nucleus (torch's global generator)."""
+    draw at their temperature from their top-p nucleus, each from its own generator."""
     greedy = logits.argmax(dim=-1, keepdim=True)
     drawn = [i for i, row in enumerate(rows) if row.temperature > 0]
     if not drawn:
@@ -405,7 +417,10 @@ def _sample(logits: torch.Tensor, rows: Sequence[Row]) -> torch.Tensor:
     ordered, order = probs.sort(dim=-1, descending=True)
     outside = ordered.cumsum(dim=-1) - ordered > top_p[:, None]  # the most likely always stays
     ordered = ordered.masked_fill(outside, 0.0)
-    picked = order.gather(-1, torch.multinomial(ordered, 1))
+    draws = torch.cat(
+        [torch.multinomial(ordered[j], 1, generator=rows[i].generator) for j, i in enumerate(drawn)]
+    )
+    picked = order.gather(-1, draws[:, None])
     return greedy.index_copy(0, index, picked)
 
 
@@ -536,6 +551,7 @@ def run_rows(
             watch.on_token,
             temperature=float(params.temperature) if sampling(params) else 0.0,
             top_p=float(params.top_p) if params.top_p is not None else 1.0,
+            seed=params.seed,
             on_done=slots.release,
         )
         rows.append(added)

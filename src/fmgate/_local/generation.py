@@ -12,7 +12,8 @@ supplies everything else, as with a plain ``model.generate``; ``transformers_<na
   the distribution it asks for is greedy's to within float precision.
 - ``seed`` -> ``torch.manual_seed`` inside ``torch.random.fork_rng`` (the caller's RNG is left
   as it was). Sampling draws from torch's process-wide generator, so sampled calls run one at a
-  time across the process: that is what makes a seed reproduce the same text.
+  time across the process: that is what makes a seed reproduce the same text. (Plain calls in
+  the continuous batch draw from a generator of their own instead: :mod:`.continuous`.)
 - ``stop`` -> each row's generated text is decoded as it grows and its new end searched for the
   stop strings (as vLLM does); the stop string and what follows it are cut from the text and
   ``finish_reason`` is ``"stop"``, as with the OpenAI API. Only generated text matches, never

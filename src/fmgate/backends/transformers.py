@@ -614,14 +614,13 @@ def _noted(item: _Noted, params: dict[str, str]) -> _Noted:
 
 
 def _plain(request: ChatRequest) -> bool:
-    """A call the continuous batch can run: text chat, no tools, output schema, seed or
+    """A call the continuous batch can run: text chat, no tools, output schema or
     ``transformers_`` settings (those need generate's processors: static batches)."""
     if request.tools or request.tool_choice is not None or request.output is not None:
         return False
     if any(m.tool_calls or m.role == "tool" or m.parts for m in request.messages):
         return False
-    params = request.params
-    return params.seed is None and not params.extra
+    return not request.params.extra
 
 
 def _engine_error(exc: BaseException) -> FmgateError:
