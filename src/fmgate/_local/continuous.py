@@ -31,7 +31,8 @@ third), and the cache is kept contiguous (the graph guards on strides). On a sma
 step is then about half as long on a CPU: the forward pass is mostly per-operation overhead.
 
 Which calls run here (the transformers backend's ``continuous_engine`` decides): plain text chat
-(no tools, output schema, images, seed or ``transformers_`` settings) on a model whose cache is a
+(no tools, output schema, images or ``transformers_`` settings; greedy or sampled, seeded or
+not) on a model whose cache is a
 plain ``DynamicCache`` of full-attention layers; anything else runs as a static batch, as before.
 """
 
@@ -176,9 +177,10 @@ class Engine:
             self._thread.join(timeout=30)
 
     def warm(self, prompt: Sequence[int]) -> None:
-        """Compile the step before any call needs it: a batch of several rows, then one row
-        (torch.compile specialises a dimension of size 1, so that is a graph of its own), each a
-        few tokens of ``prompt``. Raises what compiling raised."""
+        """Compile the step before any call needs it: two rows, then three (the first graph is
+        specialised to the batch it saw, the second is dynamic), then one (torch.compile
+        specialises a dimension of size 1: a graph of its own), each a few tokens of ``prompt``.
+        Raises what compiling raised."""
         for rows in (2, 3, 1):
             batch = [Row(list(prompt), WARM_TOKENS, frozenset(), _keep) for _ in range(rows)]
             self.submit(*batch)
