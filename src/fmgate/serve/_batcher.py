@@ -72,7 +72,8 @@ class _Mailbox:
     loop busy waking)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        # weak: the mailbox is the loop's entry in _MAILBOXES, which must not keep it alive
+        self._loop = weakref.ref(loop)
         self._lock = threading.Lock()
         self._posted: list[tuple[asyncio.Queue[Item], Item]] = []
 
@@ -80,9 +81,10 @@ class _Mailbox:
         with self._lock:
             self._posted.append((queue, item))
             first = len(self._posted) == 1
-        if first:
+        loop = self._loop()
+        if first and loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
-                self._loop.call_soon_threadsafe(self._deliver)
+                loop.call_soon_threadsafe(self._deliver)
 
     def _deliver(self) -> None:
         with self._lock:
